@@ -1,0 +1,62 @@
+# semcollab: `make app` (set up, fetch ml-100k, compute the run, open the dashboard) and `make test`.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RUNS ?= runs
+RUN ?= $(RUNS)/ml-100k
+PORT ?= 8501
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+
+.PHONY: app run run-synthetic fetch test test-fast bench sweep clean warm chromium
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "need $(PY) (Python 3.11)"; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip wheel
+	$(BIN)/pip install --quiet $(FIND_LINKS) -e '.[test]'
+	$(BIN)/python -c "from analysis.projection import warm_umap; warm_umap()"
+	touch $(STAMP)
+
+fetch: $(STAMP)
+	$(BIN)/semcollab fetch ml-100k
+
+# The default run: real ml-100k; where it cannot be fetched, the synthetic dataset.
+run: $(STAMP)
+	@if $(BIN)/semcollab fetch ml-100k; then \
+	  $(BIN)/semcollab run --dataset ml-100k --out $(RUN); \
+	else \
+	  echo "ml-100k could not be fetched: computing the synthetic run instead"; \
+	  $(BIN)/semcollab run --dataset synthetic --out $(RUNS)/synthetic; \
+	fi
+
+run-synthetic: $(STAMP)
+	$(BIN)/semcollab run --dataset synthetic --out $(RUNS)/synthetic
+
+sweep: $(STAMP)
+	$(BIN)/semcollab sweep --dataset ml-100k --out $(RUNS)/ml-100k-sweep
+
+app: run
+	@target=$(RUN); [ -f $$target/manifest.json ] || target=$(RUNS)/synthetic; \
+	echo "dashboard: http://127.0.0.1:$(PORT)  (run: $$target)"; \
+	SEMCOLLAB_RUNS=$(RUNS) $(BIN)/streamlit run app/main.py --server.address 127.0.0.1 --server.port $(PORT) \
+	  --server.headless true --server.fileWatcherType none -- --run $$target
+
+# Debian's Chromium for the browser tests (never a downloaded browser build).
+chromium:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && apt-get install -y -qq chromium) || echo "chromium could not be installed: browser tests will be skipped"; \
+	  else echo "chromium missing and not root: browser tests will be skipped"; fi; }
+
+test: $(STAMP) chromium
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow and not browser"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache tests/output

@@ -1,0 +1,152 @@
+"""Command line: ``semcollab datasets | fetch | run | sweep | summary`` (also ``python -m analysis``)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import BUILTIN_DATASETS, RunConfig
+from .errors import SemcollabError
+
+
+def _floats(s: str) -> list[float]:
+    return [float(x) / (100 if float(x) > 1 else 1) for x in s.split(",") if x.strip()]
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="synthetic", help=f"built-in dataset: {', '.join(BUILTIN_DATASETS)}")
+    p.add_argument("--data", help="your own data: a file or folder (RecBole atomic, MovieLens, Amazon JSONL, CSV/Parquet)")
+    p.add_argument("--items", help="item metadata file for --data (when not found beside it)")
+    p.add_argument("--format", default="auto", help="format of --data: auto|recbole|movielens|amazon|table")
+    p.add_argument("--out", help="run directory (default runs/<dataset>)")
+    p.add_argument("--k", type=int, action="append", help="cut-off K (repeatable; default 10 and 20)")
+    p.add_argument("--k-neighbors", type=int, default=10, help="neighbourhood size k for item agreement")
+    p.add_argument("--semantic", default="auto", help="minilm | a sentence-transformers model | vectors file | auto")
+    p.add_argument("--semantic-ids", help="id list for a .npy of semantic vectors")
+    p.add_argument("--collab", default="ials", help="ials | bpr | a vectors file of collaborative item vectors")
+    p.add_argument("--collab-ids", help="id list for a .npy of collaborative vectors")
+    p.add_argument("--compare", default="trained", choices=["trained", "zeroshot"],
+                   help="which semantic recommender the diagnostics compare with the collaborative view")
+    p.add_argument("--split", default="random", choices=["random", "loo"])
+    p.add_argument("--keep", type=float, default=1.0, help="fraction of each user's training data kept (sparsity)")
+    p.add_argument("--cold-items", type=float, default=0.0, help="share of items made cold (no training data)")
+    p.add_argument("--threshold", type=float, help="implicit feedback: keep ratings >= this")
+    p.add_argument("--kcore", type=int, default=0, help="k-core filtering")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--backend", help="top-K backend: numpy | torch | cupy (default $SEMCOLLAB_BACKEND or numpy)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--no-umap", action="store_true", help="skip the 2-D maps")
+    p.add_argument("--force", action="store_true", help="recompute even when the run is cached")
+
+
+def config_from_args(a: argparse.Namespace) -> RunConfig:
+    return RunConfig(
+        dataset="files" if a.data else a.dataset, data_path=a.data, data_format=a.format, item_path=a.items,
+        ks=tuple(a.k or (10, 20)), k_neighbors=a.k_neighbors, semantic=a.semantic, semantic_ids=a.semantic_ids,
+        collab=a.collab, collab_ids=a.collab_ids, compare_semantic=a.compare, split=a.split,
+        keep_fraction=a.keep, cold_item_share=a.cold_items, rating_threshold=a.threshold, kcore=a.kcore,
+        seed=a.seed, device=a.device, backend=a.backend, n_boot=a.bootstrap, umap=not a.no_umap,
+    )
+
+
+def summary_text(run) -> str:
+    """The end-of-run table: each view, best fusion, oracle, overlap and unique-hit shares."""
+    s = run.manifest["summary"]
+    K = s["K"]
+    lines = [f"run: {run.path}  ({run.manifest['dataset']['name']}, {run.manifest['dataset']['source']})",
+             f"regime: keep {run.manifest['regime']['keep_fraction']:.0%} of training data, "
+             f"{run.manifest['regime']['n_cold_items']} cold items", "",
+             f"{'system':<36}{'Recall@' + str(K):>22}{'NDCG@' + str(K):>22}"]
+
+    def fmt(d):
+        return f"{d['mean']:.4f} [{d['lo']:.4f},{d['hi']:.4f}]"
+
+    names = {"semantic": "semantic (trained)", "semantic_zs": "semantic (zero-shot)",
+             "collab": f"collaborative ({run.manifest['config']['collab']})", "ease": "EASE (reference)",
+             "pop": "most popular (control)",
+             "fusion": f"score fusion (alpha={run.manifest['fusion']['alpha_valid']:.2f} from valid)",
+             "rrf": "RRF (k=60)"}
+    for key, label in names.items():
+        lines.append(f"{label:<36}{fmt(s[f'{key}_recall@{K}']):>22}{fmt(s[f'{key}_ndcg@{K}']):>22}")
+    lines.append(f"{'oracle: per-user best view':<36}{fmt(s['oracle_select_recall']):>22}{fmt(s['oracle_select_ndcg']):>22}")
+    lines.append(f"{'oracle: union of hits':<36}{fmt(s['oracle_union_recall']):>22}{fmt(s['oracle_union_ndcg']):>22}")
+    lines.append(f"{'control oracle: pop + collab':<36}{fmt(s['control_oracle_select_recall']):>22}"
+                 f"{fmt(s['control_oracle_select_ndcg']):>22}")
+    c = s["complementarity"]
+    lines += ["",
+              f"top-{K} list overlap (Jaccard): {c.get('list_jaccard', float('nan')):.3f}   RBO: {c.get('rbo', float('nan')):.3f}",
+              f"hits: shared {c.get('shared', 0)}, semantic-only {c.get('only_a', 0)}, collaborative-only {c.get('only_b', 0)}"
+              f"  -> unique-hit share semantic {c.get('unique_share_a', float('nan')):.1%}, "
+              f"collaborative {c.get('unique_share_b', float('nan')):.1%}",
+              f"item neighbourhood overlap@{run.manifest['k_neighbors']}: {s['mean_overlap']:.3f} "
+              f"(chance {s['chance_overlap']:.4f})",
+              f"fusion headroom realised: {s['fusion_headroom_ndcg']:.1%} of the oracle gain over the best single view"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="semcollab", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("datasets", help="list the built-in datasets")
+    f = sub.add_parser("fetch", help="fetch a built-in dataset into the cache")
+    f.add_argument("name", choices=["ml-100k"])
+    f.add_argument("--force", action="store_true")
+    r = sub.add_parser("run", help="compute a run")
+    _add_run_args(r)
+    sw = sub.add_parser("sweep", help="run several data regimes into sibling runs with one comparison table")
+    _add_run_args(sw)
+    sw.add_argument("--keeps", default="1,0.5,0.2,0.1", help="fractions of training data kept, e.g. 1,0.5,0.2,0.1")
+    sw.add_argument("--colds", default="0.2", help="item cold-start shares, e.g. 0.2 (empty for none)")
+    s = sub.add_parser("summary", help="print the summary of a saved run (or a sweep's table)")
+    s.add_argument("path")
+    a = ap.parse_args(argv)
+    try:
+        if a.cmd == "datasets":
+            for name, desc in BUILTIN_DATASETS.items():
+                print(f"{name:<12}{desc}")
+            print("\nYour own data: semcollab run --data PATH [--format recbole|movielens|amazon|table]")
+            return 0
+        if a.cmd == "fetch":
+            from .fetch import fetch_ml100k, ml100k_source
+
+            d = fetch_ml100k(force=a.force)
+            print(f"ml-100k is in {d}\nsource: {ml100k_source(d)}")
+            return 0
+        if a.cmd == "run":
+            import analysis
+
+            cfg = config_from_args(a)
+            out = a.out or str(Path("runs") / (Path(a.data).stem if a.data else a.dataset))
+            run = analysis.run(cfg, out=out, force=a.force)
+            print()
+            print(summary_text(run))
+            return 0
+        if a.cmd == "sweep":
+            import analysis
+
+            cfg = config_from_args(a)
+            out = a.out or str(Path("runs") / f"{Path(a.data).stem if a.data else a.dataset}-sweep")
+            table = analysis.sweep(cfg, out, keep=_floats(a.keeps), cold=_floats(a.colds), force=a.force)
+            print()
+            print(table.drop(columns=["path"]).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
+            print(f"\ncomparison table: {out}/sweep.md")
+            return 0
+        if a.cmd == "summary":
+            import pandas as pd
+
+            from .runstore import open_run
+
+            p = Path(a.path)
+            if (p / "sweep.parquet").exists():
+                print(pd.read_parquet(p / "sweep.parquet").drop(columns=["path"]).to_string(index=False))
+                return 0
+            print(summary_text(open_run(p)))
+            return 0
+    except SemcollabError as e:
+        print(f"semcollab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("semcollab: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    return 1

@@ -1,0 +1,78 @@
+"""Run configuration: everything that determines a run, hashed into its cache key."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .cache import digest
+from .errors import ConfigError
+
+BUILTIN_DATASETS = {
+    "synthetic": "seeded generator with planted shared / private factors (offline default, ground truth)",
+    "ml-100k": "MovieLens-100K (943 users, 1,682 movies, 100k ratings), fetched on first use",
+}
+
+
+@dataclass
+class RunConfig:
+    """What to compute. ``dataset`` is a built-in name or ``"files"`` with ``data_path``."""
+
+    dataset: str = "synthetic"
+    data_path: str | None = None
+    data_format: str = "auto"
+    item_path: str | None = None
+    synthetic: dict[str, Any] = field(default_factory=dict)
+    rating_threshold: float | None = None
+    kcore: int = 0
+    split: str = "random"
+    seed: int = 0
+    keep_fraction: float = 1.0
+    cold_item_share: float = 0.0
+    ks: tuple[int, ...] = (10, 20)
+    k_neighbors: int = 10
+    #: "auto" (planted vectors for synthetic, MiniLM otherwise), "minilm", a
+    #: sentence-transformers name/path, or a vectors file (.npy/.npz/.parquet)
+    semantic: str = "auto"
+    semantic_ids: str | None = None
+    #: "ials", "bpr", or a vectors file of collaborative item vectors
+    collab: str = "ials"
+    collab_ids: str | None = None
+    compare_semantic: str = "trained"
+    device: str = "auto"
+    backend: str | None = None
+    n_boot: int = 1000
+    n_alphas: int = 21
+    rrf_k: int = 60
+    umap: bool = True
+    tune: bool = True
+
+    def __post_init__(self) -> None:
+        self.ks = tuple(sorted({int(k) for k in self.ks}))
+        if not self.ks or min(self.ks) < 1:
+            raise ConfigError(f"K values must be positive integers, got {self.ks}")
+        if self.dataset not in BUILTIN_DATASETS and self.dataset != "files":
+            raise ConfigError(f"unknown dataset {self.dataset!r}: use {sorted(BUILTIN_DATASETS)} or --data PATH")
+        if self.dataset == "files" and not self.data_path:
+            raise ConfigError("dataset 'files' needs data_path (--data PATH)")
+        if self.compare_semantic not in {"trained", "zeroshot"}:
+            raise ConfigError(f"compare_semantic must be 'trained' or 'zeroshot', got {self.compare_semantic!r}")
+        if self.k_neighbors < 1:
+            raise ConfigError("k_neighbors must be >= 1")
+        if self.n_alphas < 2:
+            raise ConfigError("n_alphas must be >= 2")
+
+    @property
+    def K(self) -> int:
+        return max(self.ks)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ks"] = list(self.ks)
+        return d
+
+    def key(self) -> str:
+        """Cache key of the run: the config minus what does not change results."""
+        d = self.to_dict()
+        for k in ("device", "backend"):
+            d.pop(k)
+        return digest(d)[:16]

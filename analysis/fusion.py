@@ -1,0 +1,508 @@
+"""Fusion of two views and the fusion-gain curve (DIAGNOSTICS.md section "Fusion").
+
+Score fusion
+    s_α(u, i) = α · norm(s_a)(u, i) + (1 − α) · norm(s_b)(u, i)
+    norm = per-user min-max over the finite scores of the whole catalogue
+    (``norm_scope="catalogue"``, the default: every item the view can score, seen
+    items included) or over the items actually ranked (``"candidates"``: scorable and
+    unseen). Denominator max(max − min, 1e-9), as ranx's ``min-max``. Arithmetic is in
+    float64 so the fused run is bit-identical to ranx's ``wsum``.
+
+    Unscorable items (``-inf``, e.g. cold items for the collaborative view):
+    - plain fusion: a view that cannot score an item contributes 0 (the bottom of its
+      normalised range; ranx's fill value for a missing item). An item is a candidate
+      when some view with positive weight can score it, so α = 1 ranks exactly like
+      view a and α = 0 exactly like view b.
+    - cold-aware fusion: items only one view can score get that view's normalised score
+      alone; items both can score get the blend. (Its endpoints therefore still rank the
+      other view's items that the chosen view cannot score.)
+
+Rank fusion (RRF, Cormack et al. 2009)
+    s(u, i) = Σ_v 1 / (k + rank_v(u, i)), k = 60, rank 1 = best. Each view ranks its
+    candidates (scorable, unseen) over the **full catalogue** by default (``depth=None``,
+    exact, equal to ranx ``rrf`` fed the full candidate lists); ``depth=d`` keeps each
+    view's top d only. An item a view does not rank contributes 0 from it (as in ranx);
+    items no view ranks are excluded.
+
+The fusion-gain curve M(α) is computed per user block: both score matrices are
+normalised once, then every α reuses them (blend, mask seen, top-K, metrics). Ties in
+every top-K are broken by lower item index (analysis.backend).
+
+Segments (``segments={name: (kind, labels)}``):
+- ``kind="item"``, labels per item (n_items,), e.g. popularity bucket or cold/warm:
+  the top-K list is unchanged and the metric is computed against R(u) ∩ bucket; users
+  with no relevant item in the bucket are skipped.
+- ``kind="user"``, labels per user id (n_users,), e.g. activity bucket: users grouped.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .backend import Backend, get_backend
+from .errors import ConfigError
+from .metrics import METRICS, metrics_from_hits
+from .models.base import Recommender
+from .ranking import check_scores, seen_rows
+
+DEFAULT_ALPHAS = np.linspace(0.0, 1.0, 21)
+_EPS = 1e-9
+_BLOCK_ENTRIES = 8_000_000  # cap on users x items per block (float64 matrices)
+
+
+# ----------------------------------------------------------------- matrix level
+def minmax_rows(scores: np.ndarray, valid: np.ndarray | None = None, fill: float = -np.inf) -> np.ndarray:
+    """Per-row min-max of ``scores`` over ``valid`` entries (default: finite) -> float64.
+
+    (x − min) / max(max − min, 1e-9) as ranx's ``min-max``; entries outside ``valid``
+    (or not finite) become ``fill``.
+    """
+    x = np.array(scores, dtype=np.float64, copy=True)
+    fin = np.isfinite(x)
+    if valid is not None:
+        fin &= np.asarray(valid, bool)
+    mn = np.where(fin, x, np.inf).min(1, initial=np.inf)
+    mx = (x if valid is None else np.where(fin, x, -np.inf)).max(1, initial=-np.inf)
+    den = np.maximum(mx - mn, _EPS)
+    with np.errstate(invalid="ignore", over="ignore"):
+        x -= mn[:, None]
+        x /= den[:, None]
+    x[~fin] = fill
+    return x
+
+
+def _dense_mask(seen: sp.spmatrix | None, rows: np.ndarray, n_items: int) -> np.ndarray:
+    m = np.zeros((len(rows), n_items), dtype=bool)
+    if seen is not None:
+        if seen.shape[1] != n_items:
+            raise ConfigError(f"matrix has {seen.shape[1]} items but scores have {n_items} columns")
+        r, c = seen_rows(seen, rows)
+        m[r, c] = True
+    return m
+
+
+class _Prepared:
+    """Normalised scores of one user block, reused across α.
+
+    ``topk`` is exact but avoids blending the whole catalogue for every α: each view's
+    top-M eligible items (by its own normalised score) form a candidate pool; an item
+    outside both pools scores at most bound(α) = α·a_M + (1 − α)·b_M (float rounding is
+    monotone, so this holds for the computed values too). Rows where the pool's K-th
+    fused value is not strictly above the bound are recomputed over the full catalogue.
+    """
+
+    def __init__(self, sa, sb, seen_mask, cold_aware: bool, norm_scope: str):
+        if norm_scope not in ("catalogue", "candidates"):
+            raise ConfigError(f"norm_scope must be 'catalogue' or 'candidates', got {norm_scope!r}")
+        if sa.shape != sb.shape:
+            raise ConfigError(f"score matrices differ in shape: {sa.shape} vs {sb.shape}")
+        self.fa, self.fb = np.isfinite(sa), np.isfinite(sb)
+        seen_mask = np.zeros(sa.shape, bool) if seen_mask is None else np.asarray(seen_mask, bool)
+        va, vb = (self.fa, self.fb) if norm_scope == "catalogue" else (self.fa & ~seen_mask, self.fb & ~seen_mask)
+        # a view that cannot score an item contributes 0 (ranx's fill for a missing item);
+        # seen items outside a "candidates" scope keep a value but are always excluded
+        self.a0 = minmax_rows(sa, va, fill=0.0)
+        self.b0 = minmax_rows(sb, vb, fill=0.0)
+        self.seen = seen_mask
+        self.cold_aware = cold_aware
+        self.excl_mid = seen_mask | ~(self.fa | self.fb)
+        if cold_aware:
+            self.only = self.fa ^ self.fb
+            self.only_full = self.a0 + self.b0  # the one view that can score the item
+        self._pool = None
+        self._m = None
+
+    def _excl(self, alpha: float) -> np.ndarray:
+        if self.cold_aware or 0.0 < alpha < 1.0:
+            return self.excl_mid
+        return self.seen | ~(self.fa if alpha == 1.0 else self.fb)
+
+    def fused(self, alpha: float, rows: slice | np.ndarray = slice(None)) -> np.ndarray:
+        """Fused float64 scores of (a subset of) the block's rows; excluded items -inf."""
+        alpha = float(alpha)
+        a0, b0 = self.a0[rows], self.b0[rows]
+        s = np.multiply(a0, alpha)
+        s += np.multiply(b0, 1.0 - alpha)
+        if self.cold_aware:
+            np.copyto(s, self.only_full[rows], where=self.only[rows])
+        s[self._excl(alpha)[rows]] = -np.inf
+        return s
+
+    def _build_pool(self, m: int) -> None:
+        n, n_items = self.a0.shape
+        elig = ~self.excl_mid
+        if self.cold_aware:  # items one view cannot score are valued by the other in both rankings
+            sel_a = np.where(self.fa, self.a0, self.b0)
+            sel_b = np.where(self.fb, self.b0, self.a0)
+        else:
+            sel_a, sel_b = self.a0.copy(), self.b0.copy()
+        sel_a[~elig] = -np.inf
+        sel_b[~elig] = -np.inf
+        ia = np.argpartition(sel_a, n_items - m, axis=1)[:, n_items - m :]
+        ib = np.argpartition(sel_b, n_items - m, axis=1)[:, n_items - m :]
+        r = np.arange(n)[:, None]
+        a_m, b_m = sel_a[r, ia].min(1), sel_b[r, ib].min(1)
+        cand = np.sort(np.concatenate([ia, ib], axis=1), axis=1)  # column order = item order
+        valid = elig[r, cand]
+        valid[:, 1:] &= cand[:, 1:] != cand[:, :-1]  # drop duplicates
+        self._pool = {
+            "m": m,
+            "cand": cand,
+            "ca": self.a0[r, cand],
+            "cb": self.b0[r, cand],
+            "add": np.where(valid, 0.0, -np.inf),
+            "a_m": a_m,
+            "b_m": b_m,
+            "covered": elig.sum(1) <= m,
+        }
+        if self.cold_aware:
+            self._pool["only"] = self.only[r, cand]
+            self._pool["only_full"] = self.only_full[r, cand]
+
+    def topk(self, alpha: float, k: int, be: Backend, pool: int | None = None) -> np.ndarray:
+        """Exact top-``k`` (int32, -1 padding) of the fused scores at ``alpha``."""
+        alpha = float(alpha)
+        n_items = self.a0.shape[1]
+        if pool is None:  # automatic: 1/16 of the catalogue, doubled while rows fall back
+            self._m = self._m or max(8 * k, n_items // 16, 100)
+            m = self._m
+        else:
+            m = int(pool)
+        endpoint = not self.cold_aware and alpha in (0.0, 1.0)
+        if endpoint or m < k or 4 * m > n_items:
+            return _topk(self.fused(alpha), k, be)
+        if self._pool is None or self._pool["m"] != m:
+            self._build_pool(m)
+        P = self._pool
+        f = np.multiply(P["ca"], alpha)
+        f += np.multiply(P["cb"], 1.0 - alpha)
+        if self.cold_aware:
+            np.copyto(f, P["only_full"], where=P["only"])
+        f += P["add"]
+        idx, vals = be.topk(f, k)
+        out = np.full((len(f), k), -1, dtype=np.int32)
+        got = np.take_along_axis(P["cand"], idx, 1).astype(np.int32)
+        got[~np.isfinite(vals)] = -1
+        out[:, : got.shape[1]] = got
+        with np.errstate(invalid="ignore"):  # 0 * -inf on rows the pool covers entirely
+            bound = alpha * P["a_m"] + (1.0 - alpha) * P["b_m"]
+        if self.cold_aware:
+            bound = np.maximum(bound, np.minimum(P["a_m"], P["b_m"]))
+        kth = vals[:, k - 1] if vals.shape[1] >= k else np.full(len(f), -np.inf)
+        bad = np.flatnonzero(~(P["covered"] | (kth > bound)))
+        if len(bad):
+            out[bad] = _topk(self.fused(alpha, bad), k, be)
+            if pool is None and len(bad) > len(f) // 8:
+                self._m = 2 * m  # the views disagree a lot: widen the pool for the next α
+        return out
+
+
+def _check_alpha(alpha: float) -> float:
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ConfigError(f"fusion weight alpha must be in [0, 1], got {alpha}")
+    return float(alpha)
+
+
+def fuse_scores(
+    sa: np.ndarray,
+    sb: np.ndarray,
+    alpha: float,
+    seen_mask: np.ndarray | None = None,
+    cold_aware: bool = False,
+    norm_scope: str = "catalogue",
+) -> np.ndarray:
+    """Fused float64 scores of two ``(n, n_items)`` matrices; excluded items are -inf."""
+    return _Prepared(np.asarray(sa), np.asarray(sb), seen_mask, cold_aware, norm_scope).fused(_check_alpha(alpha))
+
+
+def _desc_order(s: np.ndarray) -> np.ndarray:
+    """Items of each row by score descending, ties by lower index (a full ranking).
+
+    float32 rows use one unstable sort of unique uint64 keys (order-preserving bits of
+    the score, then the item index), about 5x faster than a stable argsort.
+    """
+    n, m = s.shape
+    if s.dtype == np.float32 and m < 2**32:
+        u = (s + np.float32(0.0)).view(np.uint32)  # -0.0 -> +0.0 (equal scores, equal keys)
+        asc = np.where((u >> np.uint32(31)) != 0, ~u, u | np.uint32(0x80000000))
+        key = ((~asc).astype(np.uint64) << np.uint64(32)) | np.arange(m, dtype=np.uint64)
+        key.sort(axis=1)
+        return (key & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    return np.argsort(-s, axis=1, kind="stable")
+
+
+def rrf_scores(
+    sa: np.ndarray,
+    sb: np.ndarray,
+    seen_mask: np.ndarray | None = None,
+    rrf_k: int = 60,
+    depth: int | None = None,
+    backend: Backend | None = None,
+) -> np.ndarray:
+    """Reciprocal-rank-fusion float64 scores; items no view ranks are -inf.
+
+    Each view ranks its scorable, unseen items (rank 1 = best, ties by lower index);
+    ``depth=None`` ranks the full catalogue, ``depth=d`` keeps each view's top d.
+    """
+    if np.shape(sa) != np.shape(sb):
+        raise ConfigError(f"score matrices differ in shape: {np.shape(sa)} vs {np.shape(sb)}")
+    n, m = np.shape(sa)
+    if depth is not None and int(depth) < 1:
+        raise ConfigError(f"RRF depth must be >= 1 or None, got {depth}")
+    out = np.zeros((n, m), dtype=np.float64)
+    ranked = np.zeros((n, m), dtype=bool)
+    for s in (sa, sb):
+        s = np.array(s, copy=True)
+        if seen_mask is not None:
+            s[seen_mask] = -np.inf
+        if depth is None or int(depth) >= m:
+            order = _desc_order(s)
+        else:
+            order, _ = (backend or get_backend()).topk(s, int(depth))
+        ok = np.isfinite(np.take_along_axis(s, order, 1))
+        contrib = np.where(ok, 1.0 / (rrf_k + np.arange(1, order.shape[1] + 1)), 0.0)
+        c = np.zeros((n, m))
+        np.put_along_axis(c, order, contrib, 1)
+        out += c
+        hit = np.zeros((n, m), dtype=bool)
+        np.put_along_axis(hit, order, ok, 1)
+        ranked |= hit
+    out[~ranked] = -np.inf
+    return out
+
+
+# ------------------------------------------------------------------ model level
+def _block_size(block: int, n_items: int) -> int:
+    return max(1, min(int(block), max(64, _BLOCK_ENTRIES // max(n_items, 1))))
+
+
+def _scores(model: Recommender, rows: np.ndarray) -> np.ndarray:
+    s = model.score(rows)
+    check_scores(s, rows, getattr(model, "name", "model"))
+    return s
+
+
+def _topk(scores: np.ndarray, k: int, be: Backend) -> np.ndarray:
+    idx, vals = be.topk(scores, k)
+    out = np.full((scores.shape[0], k), -1, dtype=np.int32)
+    idx = idx.astype(np.int32)
+    idx[~np.isfinite(vals)] = -1
+    out[:, : idx.shape[1]] = idx
+    return out
+
+
+def _n_items(model_a: Recommender, model_b: Recommender) -> int:
+    na, nb = len(model_a.scorable), len(model_b.scorable)
+    if na != nb:
+        raise ConfigError(f"views score different catalogues: {na} vs {nb} items")
+    return na
+
+
+def fuse_topk(
+    model_a: Recommender,
+    model_b: Recommender,
+    users: np.ndarray,
+    seen: sp.spmatrix | None,
+    k: int,
+    alpha: float,
+    cold_aware: bool = False,
+    block: int = 512,
+    norm_scope: str = "catalogue",
+    backend: Backend | None = None,
+    pool: int | None = None,
+) -> np.ndarray:
+    """Top-``k`` (int32 ``(n, k)``, -1 padding) of the score fusion at one ``alpha``.
+
+    ``pool``: candidate-pool size per view for the exact pruned top-K (None: automatic,
+    0: blend the full catalogue); the result does not depend on it.
+    """
+    alpha = _check_alpha(alpha)
+    be = backend or get_backend()
+    users = np.asarray(users, dtype=np.int64)
+    n_items = _n_items(model_a, model_b)
+    block = _block_size(block, n_items)
+    out = np.empty((len(users), int(k)), dtype=np.int32)
+    for s in range(0, len(users), block):
+        rows = users[s : s + block]
+        prep = _Prepared(_scores(model_a, rows), _scores(model_b, rows), _dense_mask(seen, rows, n_items), cold_aware, norm_scope)
+        out[s : s + block] = prep.topk(alpha, int(k), be, pool)
+    return out
+
+
+def rrf_topk(
+    model_a: Recommender,
+    model_b: Recommender,
+    users: np.ndarray,
+    seen: sp.spmatrix | None,
+    k: int,
+    rrf_k: int = 60,
+    depth: int | None = None,
+    block: int = 512,
+    backend: Backend | None = None,
+) -> np.ndarray:
+    """Top-``k`` (int32 ``(n, k)``, -1 padding) of reciprocal rank fusion."""
+    be = backend or get_backend()
+    users = np.asarray(users, dtype=np.int64)
+    n_items = _n_items(model_a, model_b)
+    block = _block_size(block, n_items)
+    out = np.empty((len(users), int(k)), dtype=np.int32)
+    for s in range(0, len(users), block):
+        rows = users[s : s + block]
+        fused = rrf_scores(_scores(model_a, rows), _scores(model_b, rows), _dense_mask(seen, rows, n_items), rrf_k, depth, be)
+        out[s : s + block] = _topk(fused, int(k), be)
+    return out
+
+
+# ------------------------------------------------------------ fusion-gain curve
+def _codes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    uniq, inv = np.unique(np.asarray(labels), return_inverse=True)
+    return uniq, inv.ravel().astype(np.int64)
+
+
+def fusion_curve(
+    model_a: Recommender,
+    model_b: Recommender,
+    users: np.ndarray,
+    seen: sp.spmatrix | None,
+    target: sp.spmatrix,
+    ks: Iterable[int] = (10, 20),
+    alphas: Iterable[float] | None = None,
+    block: int = 512,
+    cold_aware: bool = False,
+    segments: Mapping[str, tuple[str, np.ndarray]] | None = None,
+    metrics: Iterable[str] = tuple(METRICS),
+    norm_scope: str = "catalogue",
+    backend: Backend | None = None,
+    pool: int | None = None,
+) -> pd.DataFrame:
+    """Fusion-gain curve M(α) as a long DataFrame (α default: 21 points on [0, 1]).
+
+    Columns: alpha, metric, k, value (mean over counted users), n (users counted),
+    segment_type ("all" or the segment name), segment ("all" or the bucket label, str).
+    """
+    be = backend or get_backend()
+    ks = sorted({int(k) for k in ks})
+    metrics = list(metrics)
+    alphas = np.asarray(DEFAULT_ALPHAS if alphas is None else list(alphas), dtype=np.float64)
+    for a in alphas:
+        _check_alpha(a)
+    users = np.asarray(users, dtype=np.int64)
+    n_items = _n_items(model_a, model_b)
+    if target.shape[1] != n_items:
+        raise ConfigError(f"target has {target.shape[1]} items but the views score {n_items}")
+    kmax = max(ks)
+    keys = [(m, k) for k in ks for m in metrics]
+    n_a, n_k = len(alphas), len(keys)
+
+    segs = []  # (name, kind, uniq, codes)
+    for name, spec in (segments or {}).items():
+        try:
+            kind, labels = spec
+        except (TypeError, ValueError):
+            raise ConfigError(f"segment {name!r} must be (kind, labels) with kind 'item' or 'user'") from None
+        uniq, codes = _codes(labels)
+        if kind == "item" and len(codes) != n_items:
+            raise ConfigError(f"item segment {name!r} has {len(codes)} labels for {n_items} items")
+        if kind == "user" and (len(users) and len(codes) <= users.max()):
+            raise ConfigError(f"user segment {name!r} has {len(codes)} labels but user index {int(users.max())} is evaluated")
+        if kind not in ("item", "user"):
+            raise ConfigError(f"segment {name!r}: kind must be 'item' or 'user', got {kind!r}")
+        segs.append((name, kind, uniq, codes))
+
+    tot_sum = np.zeros((n_a, n_k))
+    tot_cnt = np.zeros((n_a, n_k), dtype=np.int64)
+    seg_sum = [np.zeros((n_a, n_k, len(u))) for _, _, u, _ in segs]
+    seg_cnt = [np.zeros((n_a, n_k, len(u)), dtype=np.int64) for _, _, u, _ in segs]
+
+    block = _block_size(block, n_items)
+    tgt = target.tocsr()
+    for s in range(0, len(users), block):
+        rows = users[s : s + block]
+        nb = len(rows)
+        rel = _dense_mask(tgt, rows, n_items)
+        n_rel = rel.sum(1)
+        prep = _Prepared(_scores(model_a, rows), _scores(model_b, rows), _dense_mask(seen, rows, n_items), cold_aware, norm_scope)
+        # per item segment: relevant count per user per bucket
+        seg_nrel = [
+            (rel.astype(np.float32) @ np.eye(len(u), dtype=np.float32)[c]).astype(np.int64) if kind == "item" else None
+            for _, kind, u, c in segs
+        ]
+        ridx = np.arange(nb)[:, None]
+        for ai, alpha in enumerate(alphas):
+            top = prep.topk(alpha, kmax, be, pool)
+            valid = top >= 0
+            topc = np.where(valid, top, 0)
+            hits = rel[ridx, topc] & valid
+            res = metrics_from_hits(hits, n_rel, ks, metrics)
+            vals = np.stack([res[f"{m}@{k}"] for m, k in keys], axis=1)  # (nb, n_k)
+            ok = ~np.isnan(vals)
+            tot_sum[ai] += np.where(ok, vals, 0).sum(0)
+            tot_cnt[ai] += ok.sum(0)
+            for si, (_, kind, u, c) in enumerate(segs):
+                if kind == "user":
+                    cu = c[rows]
+                    for ki in range(n_k):
+                        o = ok[:, ki]
+                        seg_sum[si][ai, ki] += np.bincount(cu[o], weights=vals[o, ki], minlength=len(u))
+                        seg_cnt[si][ai, ki] += np.bincount(cu[o], minlength=len(u))
+                else:
+                    lab = c[topc]
+                    for b in range(len(u)):
+                        rb = metrics_from_hits(hits & (lab == b), seg_nrel[si][:, b], ks, metrics)
+                        vb = np.stack([rb[f"{m}@{k}"] for m, k in keys], axis=1)
+                        okb = ~np.isnan(vb)
+                        seg_sum[si][ai, :, b] += np.where(okb, vb, 0).sum(0)
+                        seg_cnt[si][ai, :, b] += okb.sum(0)
+
+    recs = []
+
+    def emit(sums, cnts, seg_type, seg):
+        for ai, alpha in enumerate(alphas):
+            for ki, (m, k) in enumerate(keys):
+                c = int(cnts[ai, ki])
+                recs.append((float(alpha), m, k, sums[ai, ki] / c if c else np.nan, c, seg_type, seg))
+
+    emit(tot_sum, tot_cnt, "all", "all")
+    for si, (name, _, u, _) in enumerate(segs):
+        for b, lab in enumerate(u):
+            emit(seg_sum[si][:, :, b], seg_cnt[si][:, :, b], name, str(lab))
+    return pd.DataFrame(recs, columns=["alpha", "metric", "k", "value", "n", "segment_type", "segment"])
+
+
+def choose_alpha(
+    curve_valid: pd.DataFrame, metric: str = "ndcg", k: int = 20, segment_type: str = "all", segment: str = "all"
+) -> float:
+    """α with the best validation value of ``metric@k`` on the chosen segment.
+
+    Ties (within 1e-12) go to the α closest to 0.5 (the least committed blend), then to
+    the smaller α.
+    """
+    c = curve_valid[
+        (curve_valid["metric"] == metric)
+        & (curve_valid["k"] == int(k))
+        & (curve_valid["segment_type"] == segment_type)
+        & (curve_valid["segment"] == segment)
+    ].dropna(subset=["value"])
+    if c.empty:
+        raise ConfigError(f"fusion curve has no values for {metric}@{k} on segment {segment_type}={segment}")
+    a = c["alpha"].to_numpy(dtype=float)
+    v = c["value"].to_numpy(dtype=float)
+    best = np.flatnonzero(v >= v.max() - 1e-12)
+    order = np.lexsort((a[best], np.abs(a[best] - 0.5)))
+    return float(a[best][order[0]])
+
+
+def headroom(m_fused, m_best_single, m_oracle):
+    """Share of the oracle headroom a fusion realises: (M_f − M_best) / (M_oracle − M_best).
+
+    NaN where the oracle is not above the best single view (no headroom to realise).
+    Works on scalars and arrays.
+    """
+    f, b, o = (np.asarray(x, dtype=np.float64) for x in (m_fused, m_best_single, m_oracle))
+    den = o - b
+    with np.errstate(invalid="ignore", divide="ignore"):
+        h = np.where(den > 0, (f - b) / den, np.nan)
+    return float(h) if h.ndim == 0 else h

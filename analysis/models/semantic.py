@@ -1,0 +1,220 @@
+"""The semantic view's recommenders over *frozen* item text vectors (DIAGNOSTICS.md).
+
+- :class:`ZeroShotSemantic`: a user is the normalised mean of the unit-normalised
+  vectors of their training items; score = cosine. No training at all. Users with no
+  training history get a zero profile (score 0 everywhere, so their ranking carries no
+  information, which is the honest answer).
+- :func:`train_semantic`: how LLM-enhanced recommenders actually use text vectors. A
+  learned linear map ``E = X W + c`` (d -> dim) of the frozen vectors, a content bias
+  ``beta = X v`` (text-predicted popularity), and users from their mapped history
+  ``h_u = mean_{i in input(u)} E_i``, optionally followed by a second linear map
+  ``h_u A``. Score ``h_u . E_i + beta_i``. Trained with a multinomial likelihood
+  (softmax over the catalogue, Mult-DAE style) with denoising: each epoch a random
+  ``holdout`` share of every user's training items becomes the target and only the rest
+  is the input, and input items are masked out of the softmax, so the model must predict
+  unseen items rather than copy its input. Catalogues above ``full_softmax_max_items``
+  use a sampled softmax (the batch's targets plus uniform negatives, shared by the
+  batch). Early stopping on validation NDCG@20; final user vectors come from the full
+  training history.
+
+Every item, cold items included, is scorable: the item side depends on the text only.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, VectorError
+from ..split import Split
+from .base import EmbeddingRecommender
+from .validation import EarlyStopping, resolve_device, torch_threads, validate
+
+
+def unit_rows(X: np.ndarray, what: str = "item vectors") -> np.ndarray:
+    """Row-normalise ``X`` (float32); NaN/inf or zero-norm rows are a :class:`VectorError`."""
+    X = np.asarray(X, dtype=np.float32)
+    if X.ndim != 2:
+        raise VectorError(f"{what} must be a 2-D matrix, got shape {X.shape}")
+    bad = ~np.isfinite(X).all(axis=1)
+    if bad.any():
+        raise VectorError(f"{what}: row(s) {np.flatnonzero(bad)[:5].tolist()} contain NaN or inf")
+    norms = np.linalg.norm(X, axis=1)
+    if (norms == 0).any():
+        raise VectorError(f"{what}: row(s) {np.flatnonzero(norms == 0)[:5].tolist()} have zero norm")
+    return X / norms[:, None]
+
+
+def _check_items(X: np.ndarray, n_items: int) -> None:
+    if X.shape[0] != n_items:
+        raise VectorError(f"item vectors have {X.shape[0]} rows but the interaction matrix has {n_items} items")
+
+
+class ZeroShotSemantic(EmbeddingRecommender):
+    """Cosine between each item and the normalised mean of the user's training item vectors."""
+
+    def __init__(self, X: np.ndarray, train: sp.csr_matrix, name: str = "semantic-zeroshot"):
+        Xn = unit_rows(X)
+        _check_items(Xn, train.shape[1])
+        prof = np.asarray(sp.csr_matrix(train, dtype=np.float32) @ Xn, dtype=np.float32)
+        norms = np.linalg.norm(prof, axis=1, keepdims=True)
+        U = np.divide(prof, norms, out=np.zeros_like(prof), where=norms > 0)
+        super().__init__(
+            name=name,
+            user_vecs=U,
+            item_vecs=Xn,
+            scorable=np.ones(train.shape[1], dtype=bool),
+            params={"model": "semantic_zeroshot", "n_users_without_history": int((norms.ravel() == 0).sum())},
+        )
+
+
+def train_semantic(
+    X: np.ndarray,
+    split: Split,
+    dim: int = 64,
+    lr: float = 3e-3,
+    weight_decay: float = 1e-4,
+    epochs: int = 60,
+    patience: int = 3,
+    seed: int = 0,
+    device: str = "auto",
+    holdout: float = 0.3,
+    user_map: bool = True,
+    batch_size: int = 256,
+    eval_every: int = 2,
+    full_softmax_max_items: int = 20_000,
+    n_negatives: int = 4096,
+    num_threads: int = 1,
+    progress: bool = False,
+    name: str = "semantic",
+) -> EmbeddingRecommender:
+    """Train the linear semantic recommender (see module docstring); returns dim+1-d vectors.
+
+    The extra column carries the content bias (item side ``beta_i``, user side 1). Items
+    are unit-normalised before the map. AdamW with decoupled ``weight_decay``.
+    """
+    for k, v in {"dim": dim, "lr": lr, "epochs": epochs, "batch_size": batch_size, "eval_every": eval_every}.items():
+        if not v > 0:
+            raise ConfigError(f"{k} must be > 0, got {v}")
+    if not 0 < holdout < 1:
+        raise ConfigError(f"holdout must be in (0, 1), got {holdout}")
+    import torch
+
+    Xn = unit_rows(X)  # validates (NaN/inf, zero rows); then keep the raw geometry, one global scale
+    X = np.asarray(X, dtype=np.float32)
+    Xn = X / np.float32(np.linalg.norm(X, axis=1).mean())
+    train = sp.csr_matrix(split.train)
+    _check_items(Xn, train.shape[1])
+    n_u, n_i = train.shape
+    d = Xn.shape[1]
+    dev = torch.device(resolve_device(device))
+    gen = torch.Generator().manual_seed(int(seed))
+    rng = np.random.default_rng(seed)
+
+    Xt = torch.from_numpy(Xn).to(dev)
+    W = torch.nn.Parameter((torch.randn(d, dim, generator=gen) / np.sqrt(d)).to(dev))
+    c = torch.nn.Parameter(torch.zeros(dim, device=dev))
+    v = torch.nn.Parameter(torch.zeros(d, device=dev))
+    params = [W, c, v]
+    A = None
+    if user_map:
+        A = torch.nn.Parameter(torch.eye(dim, device=dev))
+        params.append(A)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    full = n_i <= full_softmax_max_items
+    counts = np.diff(train.indptr)
+    active = np.flatnonzero(counts > 0)
+    if len(active) == 0:
+        raise ConfigError("trained semantic recommender: the training matrix has no interactions")
+
+    def user_vecs(E: "torch.Tensor", idx: np.ndarray, offsets: np.ndarray) -> "torch.Tensor":
+        h = torch.nn.functional.embedding_bag(
+            torch.from_numpy(idx).to(dev), E, torch.from_numpy(offsets).to(dev), mode="mean"
+        )
+        return h @ A if A is not None else h
+
+    def snapshot() -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            E = Xt @ W + c
+            beta = Xt @ v
+            H = user_vecs(E, train.indices.astype(np.int64), train.indptr[:-1].astype(np.int64))
+            U = torch.cat([H, torch.ones(n_u, 1, device=dev)], 1).cpu().numpy()
+            V = torch.cat([E, beta[:, None]], 1).cpu().numpy()
+        return np.ascontiguousarray(U, np.float32), np.ascontiguousarray(V, np.float32)
+
+    scorable = np.ones(n_i, dtype=bool)
+    with torch_threads(num_threads if dev.type == "cpu" else None):
+        es = EarlyStopping(patience)
+        best = None
+        bar = tqdm(range(1, epochs + 1), desc=f"semantic d={dim}", disable=not progress, leave=False)
+        for epoch in bar:
+            perm = rng.permutation(active)
+            for s in range(0, len(perm), batch_size):
+                bu = perm[s : s + batch_size]
+                sub = train[bu]
+                cnt = np.diff(sub.indptr)
+                row = np.repeat(np.arange(len(bu)), cnt)
+                idx = sub.indices.astype(np.int64)
+                tgt = rng.random(len(idx)) < holdout
+                if not tgt.any():
+                    continue
+                inp = ~tgt
+                idx_in, row_in = idx[inp], row[inp]
+                off_in = np.concatenate([[0], np.cumsum(np.bincount(row_in, minlength=len(bu)))[:-1]]).astype(np.int64)
+                idx_t, row_t = idx[tgt], row[tgt]
+                if full:
+                    E = Xt @ W + c
+                    h = user_vecs(E, idx_in, off_in)
+                    logits = h @ E.T + (Xt @ v)[None, :]
+                    mask = torch.zeros_like(logits)
+                    mask[torch.from_numpy(row_in).to(dev), torch.from_numpy(idx_in).to(dev)] = -torch.inf
+                    logp = torch.log_softmax(logits + mask, dim=1)
+                    ll = logp[torch.from_numpy(row_t).to(dev), torch.from_numpy(idx_t).to(dev)]
+                else:
+                    cand = np.unique(np.concatenate([idx_t, rng.integers(0, n_i, n_negatives)]))
+                    used = np.unique(np.concatenate([cand, idx_in]))
+                    Xu = Xt[torch.from_numpy(used).to(dev)]
+                    Eu = Xu @ W + c
+                    h = user_vecs(Eu, np.searchsorted(used, idx_in), off_in)
+                    ci = torch.from_numpy(np.searchsorted(used, cand)).to(dev)
+                    logits = h @ Eu[ci].T + (Xu[ci] @ v)[None, :]
+                    mask = torch.zeros_like(logits)
+                    in_c = np.isin(idx_in, cand)
+                    mask[
+                        torch.from_numpy(row_in[in_c]).to(dev),
+                        torch.from_numpy(np.searchsorted(cand, idx_in[in_c])).to(dev),
+                    ] = -torch.inf
+                    logp = torch.log_softmax(logits + mask, dim=1)
+                    ll = logp[torch.from_numpy(row_t).to(dev), torch.from_numpy(np.searchsorted(cand, idx_t)).to(dev)]
+                loss = -ll.mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            if epoch % eval_every and epoch != epochs:
+                continue
+            U, V = snapshot()
+            stop = es.step(epoch, validate(EmbeddingRecommender(name, U, V, scorable), split))
+            bar.set_postfix(ndcg=f"{es.best:.4f}")
+            if es.improved:
+                best = (U, V)
+            if stop:
+                break
+        bar.close()
+    U, V = best if best is not None else snapshot()
+    info = {
+        "model": "semantic_trained",
+        "dim": int(dim),
+        "lr": float(lr),
+        "weight_decay": float(weight_decay),
+        "holdout": float(holdout),
+        "user_map": bool(user_map),
+        "max_epochs": int(epochs),
+        "eval_every": int(eval_every),
+        "patience": int(patience),
+        "batch_size": int(batch_size),
+        "objective": "full softmax" if full else f"sampled softmax ({n_negatives} uniform negatives)",
+        "seed": int(seed),
+        "device": str(dev),
+        **es.summary(),
+    }
+    return EmbeddingRecommender(name, U, V, scorable, info)

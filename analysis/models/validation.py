@@ -1,0 +1,109 @@
+"""Validation scoring and early stopping shared by every trainable recommender.
+
+Every trained model (iALS, BPR, the trained semantic recommender) stops on the same
+criterion, validation NDCG@20 under the project protocol (full ranking, training items
+masked; DIAGNOSTICS.md), computed with the engine's own :func:`analysis.ranking.rank`
+and :func:`analysis.metrics.evaluate` so the tuning numbers are the numbers the
+dashboard reports. Keeping this in one place is what makes the budgets comparable.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+
+from ..metrics import evaluate
+from ..ranking import rank
+from ..split import Split
+from .base import Recommender
+
+#: the tuning / early-stopping criterion (DIAGNOSTICS.md "Fair comparison")
+CRITERION = "ndcg@20"
+
+
+def valid_users(split: Split) -> np.ndarray:
+    """Users with at least one validation interaction (the others are skipped anyway)."""
+    return np.flatnonzero(np.diff(split.valid.indptr) > 0)
+
+
+def validate(model: Recommender, split: Split, k: int = 20, users: np.ndarray | None = None) -> dict[str, float]:
+    """Mean validation ``ndcg@k`` and ``recall@k`` of ``model`` (training items masked)."""
+    users = valid_users(split) if users is None else users
+    if len(users) == 0:
+        return {f"ndcg@{k}": float("nan"), f"recall@{k}": float("nan")}
+    top = rank(model, users, split.seen_for("valid"), k)
+    m = evaluate(top, split.target("valid"), users, ks=(k,))
+    return {f"ndcg@{k}": float(np.nanmean(m[f"ndcg@{k}"])), f"recall@{k}": float(np.nanmean(m[f"recall@{k}"]))}
+
+
+@dataclass
+class EarlyStopping:
+    """Track the best validation score; ``step`` returns True when training should stop.
+
+    ``patience`` counts evaluations without improvement (strictly greater than the best).
+    The caller keeps whatever it needs to restore the best epoch when ``improved`` is True.
+    """
+
+    patience: int
+    best: float = -np.inf
+    best_epoch: int = -1
+    best_metrics: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    improved: bool = False
+    _bad: int = 0
+
+    def step(self, epoch: int, metrics: dict[str, float]) -> bool:
+        score = metrics[CRITERION]
+        self.history.append({"epoch": epoch, **metrics})
+        self.improved = bool(np.isfinite(score) and score > self.best)
+        if self.improved:
+            self.best, self.best_epoch, self.best_metrics, self._bad = score, epoch, dict(metrics), 0
+        else:
+            self._bad += 1
+        return self._bad > self.patience
+
+    def summary(self) -> dict[str, Any]:
+        """What a trained model records in ``params``: best epoch, its metrics, the curve."""
+        return {
+            "best_epoch": self.best_epoch,
+            "valid": dict(self.best_metrics),
+            "history": list(self.history),
+        }
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cuda`` without one is an error."""
+    import torch
+
+    from ..errors import ConfigError
+
+    d = (device or "auto").lower()
+    if d == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if d.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but torch sees no CUDA device")
+    if not (d == "cpu" or d.startswith("cuda")):
+        raise ConfigError(f"unknown device {device!r}: use auto, cpu or cuda")
+    return d
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run a block with ``n`` torch CPU threads (restored after); ``None``/0 leaves it alone.
+
+    The models here run many small ops; with other processes on a 2-core machine, torch's
+    spinning worker threads made BPR ~6x slower at 2 threads than at 1 (measured).
+    """
+    import torch
+
+    if not n:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

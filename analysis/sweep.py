@@ -1,0 +1,82 @@
+"""Regime sweeps: one dataset, several data regimes, sibling runs and one comparison table.
+
+Complementarity is not a constant of a dataset (DIAGNOSTICS.md "Regimes"): it grows as
+collaborative data gets sparser and peaks on cold items. ``sweep`` writes
+``OUT/keep-100``, ``OUT/keep-50``, ..., ``OUT/cold-20`` and ``OUT/sweep.parquet`` +
+``OUT/sweep.md``. Every regime is tuned on its own validation data (the tuning cache
+key includes the split), never with hyper-parameters carried over.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+
+from .config import RunConfig
+from .runstore import Run
+
+
+def regime_name(keep: float, cold: float) -> str:
+    return f"cold-{round(cold * 100)}" if cold > 0 else f"keep-{round(keep * 100)}"
+
+
+def sweep_row(name: str, r: Run) -> dict:
+    """The comparison-table row of one run."""
+    s = r.manifest["summary"]
+    K = s["K"]
+    comp = s["complementarity"]
+    ctrl = s["control"]
+    best = max(s[f"semantic_ndcg@{K}"]["mean"], s[f"collab_ndcg@{K}"]["mean"])
+    return {
+        "regime": name,
+        "keep_fraction": r.manifest["regime"]["keep_fraction"],
+        "cold_item_share": r.manifest["regime"]["cold_item_share"],
+        "n_cold_items": r.manifest["regime"]["n_cold_items"],
+        "K": K,
+        "semantic_recall": s[f"semantic_recall@{K}"]["mean"],
+        "semantic_zs_recall": s[f"semantic_zs_recall@{K}"]["mean"],
+        "collab_recall": s[f"collab_recall@{K}"]["mean"],
+        "ease_recall": s[f"ease_recall@{K}"]["mean"],
+        "fusion_recall": s[f"fusion_recall@{K}"]["mean"],
+        "semantic_ndcg": s[f"semantic_ndcg@{K}"]["mean"],
+        "collab_ndcg": s[f"collab_ndcg@{K}"]["mean"],
+        "fusion_ndcg": s[f"fusion_ndcg@{K}"]["mean"],
+        "oracle_ndcg": s["oracle_select_ndcg"]["mean"],
+        "oracle_gain_ndcg": s["oracle_select_ndcg"]["mean"] - best,
+        "control_oracle_gain_ndcg": s["control_oracle_select_ndcg"]["mean"] - s[f"collab_ndcg@{K}"]["mean"],
+        "fusion_gain_ndcg": s[f"fusion_ndcg@{K}"]["mean"] - best,
+        "semantic_unique_share": comp.get("unique_share_a"),
+        "collab_unique_share": comp.get("unique_share_b"),
+        "control_pop_unique_share": ctrl.get("unique_share_a"),
+        "alpha_valid": r.manifest["fusion"]["alpha_valid"],
+        "path": str(r.path),
+    }
+
+
+def sweep(
+    config: RunConfig,
+    out: str | Path,
+    keep: Sequence[float] = (1.0, 0.5, 0.2, 0.1),
+    cold: Sequence[float] = (0.2,),
+    force: bool = False,
+    log: Callable[[str], None] = print,
+) -> pd.DataFrame:
+    """Run every regime (sparsity levels, then item cold-start shares) and tabulate them."""
+    from .pipeline import run
+
+    out = Path(out)
+    regimes = [(k, 0.0) for k in keep] + [(1.0, c) for c in cold if c > 0]
+    rows = []
+    for i, (k, c) in enumerate(regimes, 1):
+        name = regime_name(k, c)
+        log(f"=== regime {i}/{len(regimes)}: {name} ===")
+        r = run(replace(config, keep_fraction=k, cold_item_share=c), out=out / name, force=force, log=log)
+        rows.append(sweep_row(name, r))
+    table = pd.DataFrame(rows)
+    tmp = out / ".sweep.parquet.tmp"
+    table.to_parquet(tmp, index=False)
+    tmp.replace(out / "sweep.parquet")
+    (out / "sweep.md").write_text(table.drop(columns=["path"]).to_markdown(index=False, floatfmt=".4f") + "\n")
+    return table

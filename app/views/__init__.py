@@ -1,0 +1,1 @@
+"""Dashboard pages: one file per page, each defining ``render(ctx)`` (see app/common.py)."""

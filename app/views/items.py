@@ -1,0 +1,163 @@
+"""Items page: items ranked by disagreement, and a drill-down of one item.
+
+The drill-down lists the item's neighbours in each view (from the run's ``neighbors`` table),
+split into shared / semantic-only / collaborative-only, and the test users for whom it was a hit
+and by which system. Clicking a row of any table (or picking a neighbour) pivots to that item;
+the chosen item is kept in ``st.session_state["items_item"]`` and in the URL (``?item=<item_id>``)
+so a drill-down is linkable.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app.common import Ctx, current_ctx, md_escape
+from app.derive import genre_long
+
+ITEM_KEY = "items_item"
+QP = "item"
+RANK_IDS = "items_rank_ids"
+KIND_LABELS = {"shared": "Shared neighbours", "semantic-only": "Semantic-only neighbours",
+               "collaborative-only": "Collaborative-only neighbours"}
+
+
+def set_item(item_idx: int, item_id: str) -> None:
+    """Make ``item_idx`` the drill-down item (session state + URL)."""
+    st.session_state[ITEM_KEY] = int(item_idx)
+    st.query_params[QP] = str(item_id)
+
+
+def _ids(ctx: Ctx) -> pd.Series:
+    return ctx.run.items.set_index("item_idx")["item_id"].astype(str)
+
+
+def _table_pick(table_key: str, ids_key: str, ctx: Ctx) -> None:
+    """on_select callback of a dataframe: pivot to the clicked row's item."""
+    event = st.session_state.get(table_key) or {}
+    rows = (event.get("selection") or {}).get("rows") or []
+    ids = st.session_state.get(ids_key) or []
+    if rows and rows[0] < len(ids):
+        idx = int(ids[rows[0]])
+        set_item(idx, _ids(ctx).loc[idx])
+
+
+def _pick_neighbour(key: str, ctx: Ctx) -> None:
+    idx = st.session_state.get(key)
+    if idx is not None:
+        set_item(int(idx), _ids(ctx).loc[int(idx)])
+
+
+def current_item(ctx: Ctx, default: int) -> int:
+    """The drill-down item: ``?item=`` if valid, else session state, else ``default``."""
+    ids = _ids(ctx)
+    wanted = st.query_params.get(QP)
+    if wanted is not None:
+        match = ids.index[ids.to_numpy() == wanted]
+        if len(match):
+            return int(match[0])
+    idx = st.session_state.get(ITEM_KEY)
+    if idx is not None and 0 <= int(idx) < len(ids):
+        return int(idx)
+    return int(default)
+
+
+def ranked_items(ctx: Ctx, genres: list[str]) -> pd.DataFrame:
+    """Items in the popularity filter (and with one of ``genres``), by disagreement (most first)."""
+    df = ctx.item_frame()
+    mask = ctx.item_mask(df) & df["disagreement"].notna().to_numpy()
+    if genres:
+        gl = ctx.derived("genre_long_of_run")
+        keep = set(gl.loc[gl["genre"].isin(genres), "item_idx"])
+        mask &= df["item_idx"].isin(keep).to_numpy()
+    return df[mask].sort_values(["disagreement", "popularity", "item_idx"], ascending=[False, False, True])
+
+
+def render(ctx: Ctx) -> None:
+    k, K = ctx.k, ctx.K
+    st.title("Items")
+    st.caption(f"Items ranked by disagreement@{k} = 1 − overlap of their {k} nearest neighbours in the two views. "
+               f"Click a row to drill down. {md_escape(ctx.segment_note())}.")
+    all_genres = sorted(set(ctx.derived("genre_long_of_run")["genre"]))
+    genres = st.multiselect("Genre", all_genres, key="items_genres", placeholder="all genres")
+    ranked = ranked_items(ctx, genres)
+    cols = ["item_id", "title", "popularity", "pop_bucket", "genres", "overlap", "disagreement", "procrustes_cos",
+            "hit_type", "n_test"]
+    shown = ranked[[c for c in cols if c in ranked.columns]]
+    st.caption(f"{len(shown):,} items (cold items have no collaborative neighbours and are left out).")
+    st.session_state[RANK_IDS] = ranked["item_idx"].astype(int).tolist()
+    st.dataframe(shown, hide_index=True, width="stretch", height=300, key="items_rank", on_select=lambda: _table_pick(
+        "items_rank", RANK_IDS, ctx), selection_mode="single-row",
+        column_config={"overlap": st.column_config.NumberColumn(f"overlap@{k}", format="%.2f"),
+                       "disagreement": st.column_config.NumberColumn(f"disagreement@{k}", format="%.2f"),
+                       "procrustes_cos": st.column_config.NumberColumn("Procrustes cos", format="%.3f")})
+
+    default = int(ranked["item_idx"].iloc[0]) if len(ranked) else 0
+    item = current_item(ctx, default)
+    df = ctx.item_frame()
+    row = df[df["item_idx"] == item].iloc[0]
+    set_item(item, row["item_id"])
+    drill_down(ctx, row)
+
+
+def drill_down(ctx: Ctx, row: pd.Series) -> None:
+    k, K = ctx.k, ctx.K
+    item = int(row["item_idx"])
+    st.divider()
+    st.subheader(md_escape(row["title"]))
+    facts = [f"id {md_escape(row['item_id'])}", f"popularity {int(row['popularity']):,} ({md_escape(row['pop_bucket'])})",
+             f"genres {md_escape(row['genres'] or '—')}"]
+    if "year" in row and pd.notna(row["year"]):
+        facts.append(f"year {int(row['year'])}")
+    if bool(row["cold"]):
+        facts.append("cold: no training interactions, no collaborative vector")
+    st.caption(" · ".join(facts))
+    m = st.columns(4)
+    m[0].metric(f"overlap@{k}", "n/a" if pd.isna(row["overlap"]) else f"{row['overlap']:.2f}")
+    m[1].metric(f"disagreement@{k}", "n/a" if pd.isna(row["disagreement"]) else f"{row['disagreement']:.2f}")
+    pc = row.get("procrustes_cos", np.nan)
+    m[2].metric("Procrustes cos", "n/a" if pd.isna(pc) else f"{pc:.3f}")
+    m[3].metric(f"test hits at K={K} (sem / col / both)",
+                f"{int(row['hits_sem_only'])} / {int(row['hits_col_only'])} / {int(row['hits_shared'])}")
+
+    nb = ctx.derived("item_neighbours", item, k)
+    st.markdown(f"**Neighbours** (k={k}, cosine in each view's original vectors)")
+    cols = st.columns(3)
+    pivot_opts: dict[int, str] = {}
+    for holder, kind in zip(cols, ("shared", "semantic-only", "collaborative-only")):
+        d = nb[nb["kind"] == kind]
+        with holder:
+            st.markdown(f"**{KIND_LABELS[kind]}** ({len(d)})")
+            sims = {"shared": ["sem_sim", "col_sim"], "semantic-only": ["sem_sim", "sem_rank"],
+                    "collaborative-only": ["col_sim", "col_rank"]}[kind]
+            view = d[["title", "item_id", "popularity", *sims]]
+            ids_key = f"items_nb_ids::{kind}"
+            st.session_state[ids_key] = d["neighbor_idx"].astype(int).tolist()
+            tkey = f"items_nb::{kind}::{item}"
+            st.dataframe(view, hide_index=True, width="stretch", key=tkey, selection_mode="single-row",
+                         on_select=lambda t=tkey, i=ids_key: _table_pick(t, i, ctx),
+                         column_config={"sem_sim": st.column_config.NumberColumn("semantic sim", format="%.3f"),
+                                        "col_sim": st.column_config.NumberColumn("collab. sim", format="%.3f"),
+                                        "sem_rank": st.column_config.NumberColumn("sem. rank", format="%d"),
+                                        "col_rank": st.column_config.NumberColumn("col. rank", format="%d")})
+        for j, t in zip(d["neighbor_idx"].astype(int), d["title"].astype(str)):
+            pivot_opts[j] = f"{t} ({kind})"
+    if pivot_opts:
+        pk = f"items_pivot::{item}"
+        st.selectbox("Open a neighbour", list(pivot_opts), index=None, key=pk, placeholder="pick a neighbour to pivot",
+                     format_func=lambda j: pivot_opts[j], on_change=_pick_neighbour, args=(pk, ctx))
+
+    st.markdown(f"**Test users for whom it was a hit** (top-{K})")
+    users = ctx.derived("item_hit_users", item, K)
+    if ctx.users_sel is not None and len(users):
+        users = users[users["user_idx"].isin(ctx.users_sel)]
+    if users.empty:
+        st.caption("No system had this item in the top-K of a user who holds it in the test set.")
+        return
+    counts = users["kind"].value_counts()
+    st.caption(" · ".join(f"{md_escape(kd)}: {int(n)}" for kd, n in counts.items()) +
+               f" — values are the rank at which each system recommended it (blank = not in its top-{K}).")
+    st.dataframe(users.drop(columns=["user_idx"]), hide_index=True, width="stretch", key="items_users")
+
+
+render(current_ctx())

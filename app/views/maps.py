@@ -1,0 +1,154 @@
+"""Maps page: the semantic and collaborative 2-D item maps side by side, linked.
+
+A clicked point, box or lasso selection in one map highlights the same items (by ``item_idx``,
+carried in each point's ``customdata``) in the other map and lists them in a table with CSV
+download. Items can be coloured by disagreement, popularity, genre, hit type or any item column,
+searched by title / id (highlight + zoom), and filtered by a disagreement range. Above
+``MAX_POINTS`` items the maps draw a stratified sample and say so.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from app import charts
+from app.common import Ctx, current_ctx, md_escape
+
+MAX_POINTS = 30_000
+SEL, SRC, FOCUS = "maps_sel", "maps_sel_src", "maps_focus"
+MAP_KEYS = {"semantic": "maps_sem", "collaborative": "maps_col"}
+_SKIP = {"item_idx", "item_id", "title", "description", "text", "label", "genres", "sem_x", "sem_y", "col_x", "col_y",
+         "hit_type", "primary_genre", "pop_bucket", "cold", "disagreement", "popularity"}
+
+
+def color_options(df: pd.DataFrame, k: int, K: int) -> dict[str, tuple[str, bool, dict | None, bool]]:
+    """label -> (column, categorical, category colours, log scale)."""
+    opts: dict[str, tuple[str, bool, dict | None, bool]] = {
+        f"disagreement@{k}": ("disagreement", False, None, False),
+        "popularity (train interactions, log scale)": ("popularity", False, None, True),
+        "primary genre": ("primary_genre", True, None, False),
+        f"hit type at K={K}": ("hit_type", True, charts.HIT_COLORS, False),
+        "popularity bucket": ("pop_bucket", True, charts.POP_BUCKET_COLORS, False),
+        "cold (no training interactions)": ("cold", True, {"False": charts.OKABE_ITO["blue"],
+                                                            "True": charts.OKABE_ITO["vermillion"]}, False),
+    }
+    for c in df.columns:
+        if c in _SKIP:
+            continue
+        s = df[c]
+        if pd.api.types.is_bool_dtype(s) or (not pd.api.types.is_numeric_dtype(s) and s.nunique(dropna=True) <= 20):
+            opts[f"column: {c}"] = (c, True, None, False)
+        elif pd.api.types.is_numeric_dtype(s):
+            opts[f"column: {c}"] = (c, False, None, False)
+    return opts
+
+
+def _selection_callback(view: str):
+    def cb() -> None:
+        event = st.session_state.get(MAP_KEYS[view]) or {}
+        points = (event.get("selection") or {}).get("points") or []
+        ids = sorted({int(p["customdata"][0]) for p in points if p.get("customdata") is not None})
+        st.session_state[SEL] = ids
+        st.session_state[SRC] = view
+    return cb
+
+
+def _clear() -> None:
+    st.session_state[SEL] = []
+    st.session_state[FOCUS] = None
+
+
+def _set_focus(key: str) -> None:
+    st.session_state[FOCUS] = st.session_state.get(key)
+
+
+def search(df: pd.DataFrame, query: str, limit: int = 50) -> pd.DataFrame:
+    """Items whose title contains ``query`` (case-insensitive, literal) or whose id equals it."""
+    q = query.strip()
+    if not q:
+        return df.iloc[0:0]
+    hit = df["title"].astype(str).str.contains(q, case=False, regex=False) | (df["item_id"].astype(str) == q)
+    return df[hit].sort_values(["popularity", "item_idx"], ascending=[False, True]).head(limit)
+
+
+def render(ctx: Ctx) -> None:
+    k, K = ctx.k, ctx.K
+    st.title("Maps")
+    st.caption("Each point is an item, placed by a UMAP of the view's item vectors (positions are for looking, not "
+               "measuring: neighbourhoods and disagreement are computed in the original vectors). Click a point or "
+               "draw a box / lasso in either map: the same items are ringed in the other map and listed below. "
+               f"{md_escape(ctx.segment_note())}.")
+    df = ctx.item_frame()
+    st.session_state.setdefault(SEL, [])
+    st.session_state.setdefault(FOCUS, None)
+    opts = color_options(df, k, K)
+
+    c1, c2, c3, c4 = st.columns([2, 2, 3, 1], vertical_alignment="bottom")
+    color_label = c1.selectbox("Colour by", list(opts), key="maps_color")
+    query = c2.text_input("Find an item (title or id)", key="maps_query", placeholder="e.g. a word of the title")
+    matches = search(df, query) if query else df.iloc[0:0]
+    pick_key = f"maps_pick::{query.strip()}"
+    if query:
+        titles = dict(zip(matches["item_idx"].astype(int), matches["title"].astype(str)))
+        ids = dict(zip(matches["item_idx"].astype(int), matches["item_id"].astype(str)))
+        c3.selectbox(f"{len(matches)} match(es){' (first 50)' if len(matches) == 50 else ''}", list(titles),
+                     index=None, key=pick_key, placeholder="pick one to jump to it",
+                     format_func=lambda i: f"{titles[i]} — {ids[i]}", on_change=_set_focus, args=(pick_key,))
+    c4.button("Clear", key="maps_clear", on_click=_clear, help="Clear the selection and the found item")
+
+    dis = df["disagreement"]
+    lo, hi = st.slider(f"Disagreement@{k} range shown on the maps", 0.0, 1.0, (0.0, 1.0), step=0.05,
+                       key="maps_range", help="Items without a disagreement (cold items) are shown only for the full range")
+    full_range = lo <= 0.0 and hi >= 1.0
+    in_range = dis.between(lo, hi).to_numpy() | (full_range & dis.isna().to_numpy())
+    visible = ctx.item_mask(df) & in_range
+    charts.show(charts.disagreement_hist(dis[ctx.item_mask(df)], lo, hi, k, df.attrs.get("chance", np.nan)),
+                key="maps_hist", filename="disagreement_histogram")
+
+    selected = [int(i) for i in st.session_state[SEL]]
+    focus = st.session_state[FOCUS]
+    sample = ctx.derived("map_sample", MAX_POINTS)
+    drawn = visible & (df["item_idx"].isin(sample).to_numpy() | df["item_idx"].isin(selected).to_numpy()
+                       | (df["item_idx"] == (focus if focus is not None else -1)).to_numpy())
+    plot_df = df[drawn]
+    n_vis = int(visible.sum())
+    if len(sample) < len(df):
+        st.info(f"Showing {len(plot_df):,} of {n_vis:,} items: above {MAX_POINTS:,} items the maps draw a sample "
+                "stratified by popularity decile × cold that keeps every tail and cold item (selected and found "
+                "items are always drawn).")
+    else:
+        st.caption(f"{n_vis:,} of {len(df):,} items shown; {int(df['col_x'].isna().sum()):,} items have no "
+                   "collaborative position (cold items).")
+    column, categorical, cat_colors, log_color = opts[color_label]
+    short = color_label.replace("column: ", "")
+    left, right = st.columns(2)
+    for holder, view, xc, yc in ((left, "semantic", "sem_x", "sem_y"), (right, "collaborative", "col_x", "col_y")):
+        fig = charts.item_map(plot_df, xc, yc, view, column, short, categorical, selected=selected, focus=focus,
+                              category_colors=cat_colors, log_color=log_color)
+        with holder:
+            charts.show(fig, key=MAP_KEYS[view], filename=f"{view}_map", on_select=_selection_callback(view))
+
+    if focus is not None and focus in set(df["item_idx"]):
+        f = df[df["item_idx"] == focus].iloc[0]
+        st.caption(f"Found item: {md_escape(f['title'])} ({md_escape(f['item_id'])}) — starred and zoomed in both maps.")
+
+    st.subheader("Selection")
+    if not selected:
+        st.caption("Nothing selected yet: click a point or draw a box / lasso on either map.")
+        return
+    src = st.session_state.get(SRC) or "?"
+    table = df[df["item_idx"].isin(selected)]
+    cols = ["item_id", "title", "popularity", "pop_bucket", "genres", "cold", "overlap", "disagreement", "hit_type",
+            "hits_shared", "hits_sem_only", "hits_col_only", "hits_missed_by_both"]
+    table = table[[c for c in cols if c in table.columns]].sort_values("disagreement", ascending=False)
+    st.caption(f"{len(table):,} item(s) selected in the {md_escape(src)} map; overlap / disagreement at k={k}, "
+               f"hits at K={K}.")
+    st.dataframe(table, hide_index=True, width="stretch", key="maps_table",
+                 column_config={"overlap": st.column_config.NumberColumn(f"overlap@{k}", format="%.2f"),
+                                "disagreement": st.column_config.NumberColumn(f"disagreement@{k}", format="%.2f")})
+    st.download_button("Download the selection (CSV)", table.to_csv(index=False).encode("utf-8"),
+                       file_name="semcollab_selection.csv", mime="text/csv", key="maps_download")
+
+
+render(current_ctx())

@@ -1,0 +1,403 @@
+"""Dashboard tests with Streamlit's AppTest on a small real run made by the pipeline.
+
+Each page is rendered headless and its content is checked against the run's tables:
+card values equal the metrics table, table row counts and drill-down neighbours equal what the
+items / neighbors tables say, derived hit counts and oracles equal the engine's stored columns,
+linked map selections reach the other map and the selection table, HTML titles stay text, and a
+missing or broken run gives an ``st.error`` instead of a stack trace.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from app_fixtures import (  # noqa: F401  (fixtures)
+    APP_HTML_ITEM,
+    APP_HTML_TITLE,
+    APP_MAIN,
+    app_env,
+    app_run,
+    app_run_path,
+    app_test,
+)
+
+OVERVIEW, MAPS, ITEMS, HITS = "views/overview.py", "views/maps.py", "views/items.py", "views/hits.py"
+
+
+# ----------------------------------------------------------------------------- helpers
+def simulate_plotly_selection(at, key: str, item_idx: list[int]):
+    """Run the app as if the user had selected ``item_idx`` points in the Plotly chart ``key``.
+
+    The only place that uses Streamlit's private testing API (``AppTest._tree`` / ``AppTest._run``):
+    AppTest cannot interact with Plotly charts, so the selection event the browser would send is
+    added to the widget states by hand, with ``customdata[0] = item_idx`` as the app's maps carry it.
+    """
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}"))
+    points = [{"curve_number": 0, "point_number": n, "point_index": n, "customdata": [int(i)]}
+              for n, i in enumerate(item_idx)]
+    event = {"selection": {"points": points, "point_indices": list(range(len(points))), "box": [], "lasso": []}}
+    states = at._tree.get_widget_states()
+    states.widgets.append(WidgetState(id=chart.proto.id, string_value=json.dumps(event)))
+    return at._run(states)
+
+
+def assert_clean(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def figure(at, key: str) -> dict:
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}"))
+    return json.loads(chart.proto.spec)
+
+
+def system_of(run, role: str) -> str:
+    from app.derive import system_roles
+
+    return system_roles(run)[role]
+
+
+# ----------------------------------------------------------------------------- derivations = engine
+def test_derived_hits_and_oracles_equal_the_engine_columns(app_run):
+    """The app's own hit counts, overlap and oracles (recomputable for any K / k / segment) agree with
+    the columns the engine stored at the run's K and k."""
+    from app import derive
+
+    run, K, k = app_run, app_run.manifest["K"], app_run.manifest["k_neighbors"]
+    items, users = run.items.set_index("item_idx"), run.users.set_index("user_idx")
+    sem, col = derive.compared_systems(run)
+    ih = derive.item_hit_counts(run, K)
+    for c in ("hits_shared", "hits_sem_only", "hits_col_only", "hits_missed_by_both", "n_test"):
+        np.testing.assert_array_equal(ih[c].to_numpy(), items[c].to_numpy(), err_msg=c)
+    uh = derive.user_hit_counts(run, K, sem, col).reindex(users.index)
+    for mine, theirs in (("shared", "shared"), ("only_a", "only_sem"), ("only_b", "only_col"), ("n_rel", "n_test")):
+        np.testing.assert_array_equal(uh[mine].to_numpy(), users[theirs].to_numpy(), err_msg=theirs)
+    orc = derive.oracle_per_user(run, K, sem, col).reindex(users.index)
+    ctrl = derive.oracle_per_user(run, K, system_of(run, "mostpop"), col).reindex(users.index)
+    for o in ("select_recall", "select_ndcg", "union_recall", "union_ndcg"):
+        np.testing.assert_allclose(orc[o], users[f"oracle_{o}"], rtol=1e-9, equal_nan=True, err_msg=o)
+        np.testing.assert_allclose(ctrl[o], users[f"control_oracle_{o}"], rtol=1e-9, equal_nan=True, err_msg=o)
+    ov = derive.overlap_at_k(run, k)
+    np.testing.assert_allclose(ov["overlap"], items["overlap"], equal_nan=True)
+    np.testing.assert_allclose(ov["disagreement"], items["disagreement"], equal_nan=True)
+    assert ov.attrs["chance"] == pytest.approx(run.manifest["chance_overlap"])
+
+
+def test_overlap_for_smaller_k_is_recomputed_from_the_neighbors_table(app_run):
+    """overlap@k for k below the run's k, checked with a plain loop over the neighbors table."""
+    from app import derive
+
+    k = 3
+    nb = app_run.table("neighbors")
+    cold = app_run.items.set_index("item_idx")["cold"]
+    got = derive.overlap_at_k(app_run, k)["overlap"]
+    checked = 0
+    for i in app_run.items["item_idx"].to_numpy()[:120]:
+        s = nb[(nb.item_idx == i) & (nb.view == "semantic")].sort_values("rank")["neighbor_idx"]
+        c = nb[(nb.item_idx == i) & (nb.view == "collaborative")].sort_values("rank")["neighbor_idx"]
+        s = [j for j in s if not cold[j]][:k]
+        if cold[i] or len(c) < k or len(s) < k:
+            assert np.isnan(got[i])
+            continue
+        assert got[i] == pytest.approx(len(set(s) & set(c.iloc[:k])) / k)
+        checked += 1
+    assert checked > 50
+
+
+def test_map_sample_keeps_tail_and_cold_and_stratifies():
+    from app.derive import sample_for_map
+
+    rng = np.random.default_rng(1)
+    n = 50_000
+    pop = rng.zipf(1.6, n).astype(float)
+    frame = pd.DataFrame({"item_idx": np.arange(n), "pop_decile": pd.qcut(pd.Series(pop).rank(method="first"), 10,
+                                                                         labels=False) + 1,
+                          "cold": rng.random(n) < 0.05})
+    frame["pop_bucket"] = np.where(frame["pop_decile"] <= 5, "tail", np.where(frame["pop_decile"] >= 9, "head", "torso"))
+    s = sample_for_map(frame, 30_000)
+    keep = frame[(frame.pop_bucket == "tail") | frame.cold]["item_idx"]
+    assert set(keep) <= set(s)
+    assert 29_000 <= len(s) <= 30_500 and len(np.unique(s)) == len(s)
+    rest = frame[~frame.item_idx.isin(keep)]
+    share = rest.assign(drawn=rest.item_idx.isin(s)).groupby("pop_decile")["drawn"].mean()
+    assert share.max() - share.min() < 0.02  # every decile sampled at the same rate
+    small = frame.iloc[:100]
+    np.testing.assert_array_equal(sample_for_map(small, 30_000), small["item_idx"].to_numpy())
+
+
+# ----------------------------------------------------------------------------- overview
+def test_overview_cards_equal_the_metrics_table(app_test, app_run):
+    at = app_test()
+    assert_clean(at)
+    K = app_run.manifest["K"]
+    m = app_run.table("metrics")
+    m = m[(m.part == "test") & (m.k == K)].set_index(["system", "metric"])
+    cards = {}
+    for el in at.metric:
+        cards.setdefault(el.label, []).append(el.value)
+    expected = {"Sem. trained": "semantic_trained", "Sem. zero-shot": "semantic_zeroshot", "Collaborative": "collaborative",
+                "EASE": "ease", "Most-popular": "mostpop"}
+    for label, role in expected.items():
+        sysname = system_of(app_run, role)
+        assert cards[label][:2] == [f"{m.loc[(sysname, 'recall'), 'mean']:.4f}", f"{m.loc[(sysname, 'ndcg'), 'mean']:.4f}"]
+    assert cards["Oracle bound"][:2] == [f"{m.loc[('oracle_union', 'recall'), 'mean']:.4f}",
+                                         f"{m.loc[('oracle_union', 'ndcg'), 'mean']:.4f}"]
+    fusions = [s for s in m.index.get_level_values(0).unique() if s in ("fusion", "rrf")]
+    best = max(fusions, key=lambda s: m.loc[(s, "ndcg"), "mean"])
+    assert cards["Best fusion"][:2] == [f"{m.loc[(best, 'recall'), 'mean']:.4f}", f"{m.loc[(best, 'ndcg'), 'mean']:.4f}"]
+    captions = [c.value for c in at.caption]
+    sem = system_of(app_run, "semantic_trained")
+    assert f"95% CI {m.loc[(sem, 'recall'), 'lo']:.4f} – {m.loc[(sem, 'recall'), 'hi']:.4f}" in captions
+    # the reading quotes this run's numbers
+    reading = at.markdown[-1].value.replace("\\", "")
+    assert f"{m.loc[(sem, 'recall'), 'mean']:.3f}" in reading
+    assert "control pair" in reading
+    for key in ("ov_shares", "ov_gains"):
+        fig = figure(at, key)
+        assert fig["layout"]["xaxis"]["title"]["text"] and fig["layout"]["yaxis"]["title"]["text"]
+        assert len(fig["data"]) >= 2
+
+
+def test_overview_hit_shares_and_gains_match_users_table(app_test, app_run):
+    at = app_test()
+    users = app_run.users
+    fig = figure(at, "ov_shares")
+    pair = {t["name"]: t for t in fig["data"]}
+    shared, only_s, only_c = (users[c].sum() for c in ("shared", "only_sem", "only_col"))
+    total = shared + only_s + only_c
+    sem_row = {name: t["x"][list(t["y"]).index("semantic vs collaborative")] for name, t in pair.items()
+               if "semantic vs collaborative" in t["y"]}
+    assert sem_row["shared"] == pytest.approx(shared / total)
+    assert sem_row["semantic-only"] == pytest.approx(only_s / total)
+    gains = figure(at, "ov_gains")["data"]
+    main = next(t for t in gains if t["name"] == "semantic + collaborative")
+    K = app_run.manifest["K"]
+    best = max(users[f"{system_of(app_run, 'semantic_trained')}_recall@{K}"].mean(),
+               users[f"{system_of(app_run, 'collaborative')}_recall@{K}"].mean())
+    assert main["y"][0] == pytest.approx(users["oracle_select_recall"].mean() - best)
+
+
+def test_segment_filter_recomputes_cards_over_the_chosen_users(app_test, app_run):
+    at = app_test()
+    label = [w for w in at.sidebar.multiselect if w.label == "User activity bucket"][0]
+    label.set_value(["heavy"]).run()
+    assert_clean(at)
+    K = app_run.manifest["K"]
+    u = app_run.users
+    col = f"{system_of(app_run, 'collaborative')}_recall@{K}"
+    expected = u.loc[u.activity_bucket == "heavy", col].mean()
+    collab = [el.value for el in at.metric if el.label == "Collaborative"]
+    assert collab[0] == f"{expected:.4f}"
+    assert f"{u[col].mean():.4f}" != collab[0]
+
+
+def test_changing_K_uses_the_smaller_cutoff(app_test, app_run):
+    at = app_test()
+    at.sidebar.selectbox[1].set_value(10).run()
+    assert_clean(at)
+    m = app_run.table("metrics")
+    sysname = system_of(app_run, "collaborative")
+    r = m[(m.system == sysname) & (m.metric == "recall") & (m.k == 10) & (m.part == "test")].iloc[0]
+    assert [el.value for el in at.metric if el.label == "Collaborative"][0] == f"{r['mean']:.4f}"
+
+
+# ----------------------------------------------------------------------------- maps
+def test_maps_linked_selection_reaches_other_map_and_table(app_test, app_run):
+    at = app_test(MAPS)
+    assert_clean(at)
+    sem_fig = figure(at, "maps_sem")
+    assert all(t["type"] == "scattergl" for t in sem_fig["data"])
+    drawn = np.concatenate([[int(c[0]) for c in t["customdata"]] for t in sem_fig["data"]])
+    items = app_run.items
+    assert len(drawn) == int(items["sem_x"].notna().sum())
+    chosen = sorted(items.loc[~items["cold"], "item_idx"].to_numpy()[[3, 17, 42, 99]].tolist())
+    simulate_plotly_selection(at, "maps_sem", chosen)
+    assert_clean(at)
+    col_fig = figure(at, "maps_col")
+    ring = next(t for t in col_fig["data"] if t["name"].startswith("selected"))
+    assert sorted(int(c[0]) for c in ring["customdata"]) == chosen
+    table = at.dataframe[0].value
+    assert sorted(table["item_id"]) == sorted(items.set_index("item_idx").loc[chosen, "item_id"])
+    assert at.download_button[0].proto.label.startswith("Download the selection")
+    # selecting in the collaborative map drives the semantic map the same way
+    chosen2 = chosen[:2]
+    simulate_plotly_selection(at, "maps_col", chosen2)
+    ring = next(t for t in figure(at, "maps_sem")["data"] if t["name"].startswith("selected"))
+    assert sorted(int(c[0]) for c in ring["customdata"]) == chosen2
+    assert len(at.dataframe[0].value) == 2
+    at.button(key="maps_clear").click().run()
+    assert not any(t["name"].startswith("selected") for t in figure(at, "maps_sem")["data"])
+
+
+def test_maps_search_highlights_and_zooms_and_escapes_titles(app_test, app_run):
+    at = app_test(MAPS)
+    at.text_input(key="maps_query").input("script").run()
+    assert_clean(at)
+    idx = int(app_run.items.set_index("item_id").loc[APP_HTML_ITEM, "item_idx"])
+    at.selectbox(key="maps_pick::script").set_value(idx).run()
+    for key in ("maps_sem", "maps_col"):
+        fig = figure(at, key)
+        spec = json.dumps(fig)
+        assert "<script>" not in spec and "&lt;script&gt;alert(1)&lt;/script&gt;&lt;b&gt;x&lt;/b&gt;" in spec
+        star = [t for t in fig["data"] if t["name"] == "found item"]
+        if key == "maps_sem" or not app_run.items.loc[idx, "cold"]:
+            assert star and int(star[0]["customdata"][0][0]) == idx
+            assert len(fig["layout"]["xaxis"]["range"]) == 2
+
+
+def test_maps_colour_by_hit_type_and_disagreement_range(app_test, app_run):
+    at = app_test(MAPS)
+    at.selectbox(key="maps_color").set_value("hit type at K=20").run()
+    assert_clean(at)
+    names = {t["name"].split(" (")[0] for t in figure(at, "maps_sem")["data"]}
+    assert {"shared", "semantic-only", "collaborative-only", "missed by both"} <= names
+    counts = {t["name"].split(" (")[0]: len(t["x"]) for t in figure(at, "maps_sem")["data"]}
+    from app.derive import hit_type
+
+    expected = pd.Series(hit_type(app_run.items)).value_counts()
+    assert counts["shared"] == expected["shared"]
+    at.slider(key="maps_range").set_value((0.5, 0.8)).run()
+    d = app_run.items["disagreement"]
+    n = sum(len(t["x"]) for t in figure(at, "maps_sem")["data"])
+    assert n == int(d.between(0.5, 0.8).sum())
+
+
+# ----------------------------------------------------------------------------- items
+def test_items_table_lists_items_by_disagreement(app_test, app_run):
+    at = app_test(ITEMS)
+    assert_clean(at)
+    table = at.dataframe[0].value
+    items = app_run.items
+    assert len(table) == int(items["disagreement"].notna().sum())
+    assert table["disagreement"].is_monotonic_decreasing
+    genre = "Comedy"
+    at.multiselect(key="items_genres").set_value([genre]).run()
+    has = items["genres"].str.split("|").map(lambda g: genre in g)
+    assert len(at.dataframe[0].value) == int((has & items["disagreement"].notna()).sum())
+
+
+def test_items_drilldown_neighbours_match_the_neighbors_table(app_test, app_run):
+    items = app_run.items.set_index("item_idx")
+    k = app_run.manifest["k_neighbors"]
+    target = int(items[~items["cold"]].index[5])
+    at = app_test(ITEMS, item=items.loc[target, "item_id"])
+    assert_clean(at)
+    assert at.query_params["item"] == items.loc[target, "item_id"]
+    nb = app_run.table("neighbors")
+    sem = set(nb[(nb.item_idx == target) & (nb.view == "semantic") & (nb["rank"] <= k)]["neighbor_idx"])
+    col = set(nb[(nb.item_idx == target) & (nb.view == "collaborative") & (nb["rank"] <= k)]["neighbor_idx"])
+    frames = {}
+    for df in at.dataframe:
+        key = df.proto.id
+        for kind in ("shared", "semantic-only", "collaborative-only"):
+            if f"items_nb::{kind}::" in key:
+                frames[kind] = df.value
+    ids = items["item_id"]
+    assert set(frames["shared"]["item_id"]) == set(ids.loc[sorted(sem & col)])
+    assert set(frames["semantic-only"]["item_id"]) == set(ids.loc[sorted(sem - col)])
+    assert set(frames["collaborative-only"]["item_id"]) == set(ids.loc[sorted(col - sem)])
+    sims = nb[(nb.item_idx == target) & (nb.view == "semantic")].set_index("neighbor_idx")["sim"]
+    got = frames["semantic-only"].set_index("item_id")["sem_sim"]
+    for nid, s in got.items():
+        assert s == pytest.approx(float(sims.loc[items.index[ids == nid][0]]), rel=1e-6)
+    # users for whom it was a hit: exactly the topk rows with hit=True
+    tk = app_run.table("topk")
+    hit_users = set(tk[(tk.item_idx == target) & tk.hit]["user_idx"])
+    shown = at.dataframe[-1].value if hit_users else None
+    if hit_users:
+        u = app_run.users.set_index("user_idx")["user_id"]
+        assert set(shown["user_id"]) == set(u.loc[sorted(hit_users)])
+
+
+def test_items_pivot_to_a_neighbour_updates_state_and_url(app_test, app_run):
+    items = app_run.items.set_index("item_idx")
+    target = int(items[~items["cold"]].index[0])
+    at = app_test(ITEMS, item=items.loc[target, "item_id"])
+    pivot = at.selectbox(key=f"items_pivot::{target}")
+    nxt = pivot.options[0]
+    nb_idx = [o for o in pivot.proto.options]
+    assert nb_idx
+    first = int(app_run.table("neighbors").query("item_idx == @target and view == 'semantic' and rank == 1")
+                ["neighbor_idx"].iloc[0])
+    pivot.set_value(first).run()
+    assert_clean(at)
+    assert at.query_params["item"] == items.loc[first, "item_id"]
+    assert at.session_state["items_item"] == first
+    assert nxt  # option labels carry the neighbour titles
+
+
+def test_html_title_is_shown_as_text(app_test, app_run):
+    at = app_test(ITEMS, item=APP_HTML_ITEM)
+    assert_clean(at)
+    heading = at.subheader[0].value
+    assert "<script>" not in heading
+    assert heading.replace("\\", "") == APP_HTML_TITLE
+    for md in at.markdown:
+        assert "<script>" not in md.value and "<b>" not in md.value
+    assert not at.get("html")
+    table = at.dataframe[0].value
+    assert APP_HTML_TITLE in set(table["title"]) or app_run.items.set_index("item_id").loc[APP_HTML_ITEM, "cold"]
+
+
+# ----------------------------------------------------------------------------- hits
+def test_hits_page_counts_equal_item_columns(app_test, app_run):
+    at = app_test(HITS)
+    assert_clean(at)
+    it = app_run.items
+    values = {m.label: m.value for m in at.metric}
+    assert values["Shared"] == f"{int(it['hits_shared'].sum()):,}"
+    assert values["Semantic-only"] == f"{int(it['hits_sem_only'].sum()):,}"
+    assert values["Collaborative-only"] == f"{int(it['hits_col_only'].sum()):,}"
+    assert values["Missed by both"] == f"{int(it['hits_missed_by_both'].sum()):,}"
+    by_pop = figure(at, "hits_by_popularity")
+    shared = next(t for t in by_pop["data"] if t["name"] == "shared")
+    head = it[it.pop_bucket == "head"]
+    pos = list(shared["x"]).index("head")
+    assert shared["customdata"][pos][0] == int(head["hits_shared"].sum())
+    for key in ("hits_by_popularity", "hits_by_activity", "hits_deciles", "hits_genres"):
+        lay = figure(at, key)["layout"]
+        assert lay["xaxis"]["title"]["text"] and lay["yaxis"]["title"]["text"] and lay["showlegend"]
+
+
+# ----------------------------------------------------------------------------- errors
+def test_no_run_gives_a_clear_error(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("SEMCOLLAB_RUNS", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["app/main.py"])
+    at = AppTest.from_file(APP_MAIN, default_timeout=60).run()
+    assert not at.exception
+    assert "no saved run found" in at.error[0].value and "semcollab run" in at.error[0].value
+
+
+def test_broken_run_gives_a_clear_error(tmp_path, monkeypatch, app_run_path):
+    from streamlit.testing.v1 import AppTest
+
+    broken = tmp_path / "broken"
+    shutil.copytree(app_run_path, broken)
+    (broken / "items.parquet").write_bytes(b"not a parquet file")
+    monkeypatch.setenv("SEMCOLLAB_RUNS", str(tmp_path / "nothing"))
+    monkeypatch.setattr(sys, "argv", ["app/main.py", "--run", str(broken)])
+    at = AppTest.from_file(APP_MAIN, default_timeout=60).run()
+    assert not at.exception
+    assert str(broken) in at.error[0].value and "could not be read" in at.error[0].value
+    (broken / "items.parquet").unlink()
+    at = AppTest.from_file(APP_MAIN, default_timeout=60).run()
+    assert not at.exception and "incomplete" in at.error[0].value
+
+
+def test_run_flag_selects_the_given_run(app_run_path, monkeypatch, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("SEMCOLLAB_RUNS", str(tmp_path))
+    monkeypatch.setattr(sys, "argv", ["app/main.py", "--run", str(app_run_path)])
+    at = AppTest.from_file(APP_MAIN, default_timeout=120).run()
+    assert_clean(at)
+    assert at.sidebar.selectbox(key="sb_run").value == str(app_run_path)

@@ -1,0 +1,170 @@
+"""End-to-end dashboard tests in headless Chromium (Playwright + Debian's /usr/bin/chromium).
+
+A real ``streamlit run`` serves the small pipeline run. The tests click a point and box-select in
+one map and check that the other map and the selection table follow, open and pivot an item
+drill-down, check that an HTML title stays text, and save a screenshot of every page under
+tests/output/screenshots/ (the Maps one is also copied to assets/maps.png for the README).
+Skipped cleanly when Chromium is not installed.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from app_fixtures import (  # noqa: F401  (fixtures)
+    APP_HTML_ITEM,
+    APP_HTML_TITLE,
+    ROOT,
+    app_browser,
+    app_chromium,
+    app_run,
+    app_run_path,
+    app_server,
+)
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(app_chromium() is None, reason="Debian chromium (/usr/bin/chromium) is not installed")]
+
+SHOTS = ROOT / "tests" / "output" / "screenshots"
+TIMEOUT = 90_000
+JS_PLOT = ("(name) => Array.from(document.querySelectorAll('.js-plotly-plot'))"
+           ".find(g => g.layout && g.layout.title && String(g.layout.title.text).startsWith(name))")
+JS_MAPS_READY = ("() => Array.from(document.querySelectorAll('.js-plotly-plot')).filter(g => g._fullLayout && g._fullData"
+                 " && g.layout.title && /map$/.test(g.layout.title.text)).length == 2")
+
+
+def _selected_in(page, name: str) -> list[int] | None:
+    """item_idx of the 'selected' ring trace of map ``name`` (None when there is none)."""
+    return page.evaluate(f"""(name) => {{ const gd = ({JS_PLOT})(name); if (!gd) return null;
+        const t = gd._fullData.find(t => String(t.name).startsWith('selected'));
+        return t ? Array.from(t.customdata).map(c => Number(c[0])) : null; }}""", name)
+
+
+def _wait_selected(page, name: str, n: int | None = None) -> None:
+    cond = "t => String(t.name).startsWith('selected')" if n is None else \
+        f"t => String(t.name).startsWith('selected (' + {n} + ')')"
+    page.wait_for_function(f"""(name) => {{ const gd = ({JS_PLOT})(name);
+        return gd && gd._fullData && gd._fullData.some({cond}); }}""", arg=name, timeout=TIMEOUT)
+
+
+def _new_page(browser):
+    """A page that records any JavaScript dialog (an executed ``alert`` from a title would show up)."""
+    page = browser.new_page(viewport={"width": 1500, "height": 1150})
+    page.dialogs = []
+    page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+    return page
+
+
+def _settle(page) -> None:
+    page.wait_for_load_state("networkidle")
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT)
+
+
+def test_maps_click_and_box_select_are_linked(app_browser, app_server, app_run):
+    page = _new_page(app_browser)
+    page.goto(f"{app_server}/maps")
+    page.wait_for_function(JS_MAPS_READY, timeout=TIMEOUT)
+    # 1. click one point of the semantic map -> ringed in the collaborative map, one table row
+    warm = app_run.items.loc[~app_run.items["cold"], "item_idx"].tolist()
+    target = page.evaluate(f"""(warm) => {{ const gd = ({JS_PLOT})('Semantic'); gd.scrollIntoView();
+        const r = gd.getBoundingClientRect(), xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, t = gd._fullData[0];
+        const pts = []; for (let i = 0; i < t.x.length; i++) pts.push([r.left + xa._offset + xa.l2p(t.x[i]),
+            r.top + ya._offset + ya.l2p(t.y[i]), Number(t.customdata[i][0])]);
+        // the warm point farthest from its nearest neighbour: an unambiguous click
+        let best = null, gap = -1; for (const p of pts) {{ if (!warm.includes(p[2])) continue; let m = 1e9;
+            for (const q of pts) if (q !== p) m = Math.min(m, Math.hypot(p[0] - q[0], p[1] - q[1]));
+            if (m > gap) {{ gap = m; best = p; }} }}
+        return {{x: best[0], y: best[1], idx: best[2]}}; }}""", warm)
+    page.mouse.move(target["x"], target["y"])
+    page.wait_for_timeout(300)
+    page.mouse.click(target["x"], target["y"])
+    _wait_selected(page, "Collaborative", 1)
+    assert _selected_in(page, "Collaborative") == [target["idx"]]
+    assert _selected_in(page, "Semantic") == [target["idx"]]
+    page.get_by_text("1 item(s) selected in the semantic map").wait_for(timeout=TIMEOUT)
+    item_id = app_run.items.set_index("item_idx").loc[target["idx"], "item_id"]
+    assert page.locator("[data-testid='stDataFrame']").count() >= 1
+    # 2. box-select in the collaborative map -> the same items ringed in the semantic map + the table
+    page.wait_for_function(JS_MAPS_READY, timeout=TIMEOUT)
+    chart = page.locator(".stPlotlyChart").filter(has=page.get_by_text("Collaborative map", exact=True))
+    chart.scroll_into_view_if_needed()
+    chart.hover()
+    chart.locator('[data-title="Box Select"]').click()
+    box = page.evaluate(f"""() => {{ const gd = ({JS_PLOT})('Collaborative'); const r = gd.getBoundingClientRect();
+        const s = gd._fullLayout._size, xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        const x0 = r.left + s.l + s.w * 0.35, x1 = r.left + s.l + s.w * 0.65, y0 = r.top + s.t + s.h * 0.35,
+              y1 = r.top + s.t + s.h * 0.65; const inner = [], outer = [];
+        for (const t of gd._fullData) {{ if (String(t.name).startsWith('selected')) continue;
+          for (let i = 0; i < t.x.length; i++) {{ const px = r.left + xa._offset + xa.l2p(t.x[i]),
+              py = r.top + ya._offset + ya.l2p(t.y[i]), id = Number(t.customdata[i][0]);
+            if (px > x0 + 3 && px < x1 - 3 && py > y0 + 3 && py < y1 - 3) inner.push(id);
+            if (px > x0 - 3 && px < x1 + 3 && py > y0 - 3 && py < y1 + 3) outer.push(id); }} }}
+        return {{x0, x1, y0, y1, inner, outer}}; }}""")
+    assert len(box["inner"]) >= 5
+    page.mouse.move(box["x0"], box["y0"])
+    page.mouse.down()
+    page.mouse.move((box["x0"] + box["x1"]) / 2, (box["y0"] + box["y1"]) / 2, steps=6)
+    page.mouse.move(box["x1"], box["y1"], steps=6)
+    page.mouse.up()
+    page.get_by_text("item(s) selected in the collaborative map").wait_for(timeout=TIMEOUT)
+    _wait_selected(page, "Semantic")
+    sel = set(_selected_in(page, "Semantic"))
+    assert set(box["inner"]) <= sel <= set(box["outer"])
+    caption = page.get_by_text("item(s) selected in the collaborative map").inner_text()
+    assert caption.startswith(f"{len(sel)} item(s)")
+    assert item_id  # the clicked item was resolved from the run
+    assert page.dialogs == []
+    _settle(page)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "maps.png"), full_page=True)
+    (ROOT / "assets").mkdir(exist_ok=True)
+    shutil.copyfile(SHOTS / "maps.png", ROOT / "assets" / "maps.png")
+    page.close()
+
+
+def test_item_drilldown_pivots_and_keeps_html_as_text(app_browser, app_server, app_run):
+    page = _new_page(app_browser)
+    page.goto(f"{app_server}/items?item={APP_HTML_ITEM}")
+    heading = page.get_by_role("heading", name=APP_HTML_TITLE)
+    heading.wait_for(timeout=TIMEOUT)
+    assert page.locator("b", has_text="x").count() == 0  # the <b> of the title was not rendered as HTML
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    items = app_run.items.set_index("item_idx")
+    target = int(items[~items["cold"]].index[1])
+    page.goto(f"{app_server}/items?item={items.loc[target, 'item_id']}")
+    page.get_by_role("heading", name=str(items.loc[target, "title"])).first.wait_for(timeout=TIMEOUT)
+    page.get_by_text("Shared neighbours").wait_for(timeout=TIMEOUT)
+    _settle(page)
+    page.screenshot(path=str(SHOTS / "items.png"), full_page=True)
+    box = page.locator("[data-testid='stSelectbox']").filter(has_text="Open a neighbour")
+    box.click()
+    option = page.get_by_role("option").first
+    label = option.inner_text()
+    option.click()
+    page.wait_for_function("(old) => new URLSearchParams(location.search).get('item') !== old",
+                           arg=str(items.loc[target, "item_id"]), timeout=TIMEOUT)
+    new_id = parse_qs(urlparse(page.url).query)["item"][0]
+    new = items.index[items["item_id"] == new_id][0]
+    assert label.startswith(str(items.loc[new, "title"]))
+    page.get_by_role("heading", name=str(items.loc[new, "title"])).first.wait_for(timeout=TIMEOUT)
+    assert page.dialogs == []
+    page.close()
+
+
+@pytest.mark.parametrize("path,name,text", [("", "overview", "Reading"), ("hits", "hits", "What each view finds")])
+def test_page_screenshots(app_browser, app_server, path, name, text):
+    page = _new_page(app_browser)
+    page.goto(f"{app_server}/{path}")
+    page.get_by_text(text).first.wait_for(timeout=TIMEOUT)
+    page.wait_for_function("() => Array.from(document.querySelectorAll('.js-plotly-plot')).length >= 2 && "
+                           "Array.from(document.querySelectorAll('.js-plotly-plot')).every(g => g._fullLayout)",
+                           timeout=TIMEOUT)
+    _settle(page)
+    assert page.locator("[data-testid='stException']").count() == 0
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    assert Path(SHOTS / f"{name}.png").stat().st_size > 10_000
+    page.close()

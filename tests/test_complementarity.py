@@ -1,0 +1,140 @@
+"""Recommendation-level complementarity: list overlap, RBO, hit decomposition, oracles."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from analysis.complementarity import compare_lists, list_jaccard, prefix_overlap, rbo_ext, summarise
+from analysis.metrics import evaluate
+
+
+def _csr(rows: list[list[int]], n_items: int) -> sp.csr_matrix:
+    r = [u for u, items in enumerate(rows) for _ in items]
+    c = [i for items in rows for i in items]
+    return sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(len(rows), n_items))
+
+
+def rbo_loop(a, b, p=0.9):
+    """Webber 2010 eq. 32 written literally with Python sets (independent reference)."""
+    k = len(a)
+    x = [len(set(a[:d]) & set(b[:d])) for d in range(1, k + 1)]
+    return x[-1] / k * p**k + (1 - p) / p * sum(x[d - 1] / d * p**d for d in range(1, k + 1))
+
+
+def _random_case(seed=0, n_u=60, n_i=50, k=10):
+    rng = np.random.default_rng(seed)
+    top_a = np.stack([rng.permutation(n_i)[:k] for _ in range(n_u)])
+    # b shares a random part of a, shuffled a little
+    top_b = top_a.copy()
+    for u in range(n_u):
+        m = rng.integers(0, k + 1)
+        rest = rng.permutation(np.setdiff1d(np.arange(n_i), top_a[u]))[: k - m]
+        top_b[u] = rng.permutation(np.r_[rng.choice(top_a[u], m, replace=False), rest])
+    target = sp.csr_matrix((rng.random((n_u, n_i)) < 0.15).astype(np.float32))
+    return top_a, top_b, target, np.arange(n_u)
+
+
+def test_rbo_hand_computed():
+    # A = [1, 2, 3], B = [2, 1, 4], p = 0.9, K = 3
+    # X_1 = |{1} ∩ {2}| = 0, X_2 = |{1,2} ∩ {2,1}| = 2, X_3 = |{1,2,3} ∩ {2,1,4}| = 2
+    # RBO_ext = X_3/3 p^3 + (1-p)/p (X_1/1 p + X_2/2 p^2 + X_3/3 p^3)
+    #         = (2/3)(0.729) + (0.1/0.9)(0 + 0.81 + (2/3)(0.729))
+    #         = 0.486 + (1/9)(1.296) = 0.486 + 0.144 = 0.630
+    a, b = np.array([[1, 2, 3]]), np.array([[2, 1, 4]])
+    assert prefix_overlap(a, b).tolist() == [[0, 2, 2]]
+    assert rbo_ext(a, b)[0] == pytest.approx(0.630, abs=1e-12)
+    assert list_jaccard(a, b)[0] == pytest.approx(2 / 4)
+
+
+def test_rbo_matches_literal_formula_on_random_lists():
+    top_a, top_b, _, _ = _random_case(1)
+    for p in (0.5, 0.9, 0.98):
+        ref = [rbo_loop(list(x), list(y), p) for x, y in zip(top_a, top_b)]
+        np.testing.assert_allclose(rbo_ext(top_a, top_b, p), ref, rtol=1e-12)
+
+
+def test_identical_lists():
+    top_a, _, target, users = _random_case(2)
+    df = compare_lists(top_a, top_a, target, users, k=10)
+    np.testing.assert_allclose(df["list_jaccard"], 1.0)
+    np.testing.assert_allclose(df["rbo"], 1.0, rtol=1e-12)
+    assert (df["only_a"] == 0).all() and (df["only_b"] == 0).all()
+    assert (df["shared"] == df["hits_a"]).all()
+    has = df["n_rel"] > 0
+    np.testing.assert_allclose(df.loc[has, "oracle_select_recall"], df.loc[has, "recall_a"])
+    np.testing.assert_allclose(df.loc[has, "oracle_select_ndcg"], df.loc[has, "ndcg_a"])
+    # union of identical hit sets: recall UB = recall of the view itself
+    np.testing.assert_allclose(df.loc[has, "oracle_union_recall"], df.loc[has, "recall_a"])
+    s = summarise(df)
+    assert s["unique_hit_share_a"] == 0 and s["unique_hit_share_b"] == 0
+    assert s["oracle_select_recall_gain"] == 0 and s["oracle_union_recall_gain"] == pytest.approx(0)
+
+
+def test_disjoint_lists():
+    top_a = np.array([[0, 1, 2, 3], [4, 5, 6, 7]])
+    top_b = np.array([[4, 5, 6, 7], [0, 1, 2, 3]])
+    target = _csr([[0, 4], [1, 2, 5]], 8)
+    df = compare_lists(top_a, top_b, target, np.array([0, 1]), k=4)
+    np.testing.assert_array_equal(df["list_jaccard"], [0, 0])
+    np.testing.assert_array_equal(df["rbo"], [0, 0])
+    assert (df["shared"] == 0).all()
+    assert df["only_a"].tolist() == [1, 1] and df["only_b"].tolist() == [1, 2]
+
+
+def test_hit_decomposition_and_oracles_hand_computed():
+    # A = [1, 2, 3], B = [3, 4, 5], R = {1, 3, 5, 7}, K = 3
+    # H_a = {1, 3}, H_b = {3, 5}: shared 1, only_a 1, only_b 1, distinct 3
+    # recall_a = recall_b = 2/4; union UB = min(3, 3)/4 = 0.75
+    # ndcg_a: hits at positions 1, 3 -> DCG = 1 + 1/log2(4) = 1.5; IDCG = 1 + 1/log2(3) + 1/2
+    # ndcg_b: hits at positions 1, 3 as well -> same; union NDCG = 3 hits first / IDCG = 1
+    # user 1: R = {} -> oracle columns NaN
+    target = _csr([[1, 3, 5, 7], []], 9)
+    df = compare_lists(np.array([[1, 2, 3], [1, 2, 3]]), np.array([[3, 4, 5], [3, 4, 5]]), target, np.array([0, 1]), k=3)
+    r = df.iloc[0]
+    assert (r.hits_a, r.hits_b, r.shared, r.only_a, r.only_b) == (2, 2, 1, 1, 1)
+    assert r.unique_share_a == pytest.approx(1 / 3) and r.unique_share_b == pytest.approx(1 / 3)
+    idcg = 1 + 1 / np.log2(3) + 0.5
+    assert r.ndcg_a == pytest.approx(1.5 / idcg) and r.ndcg_b == pytest.approx(1.5 / idcg)
+    assert r.oracle_select_recall == pytest.approx(0.5)
+    assert r.oracle_union_recall == pytest.approx(0.75)
+    assert r.oracle_union_ndcg == pytest.approx(1.0)
+    assert r.list_jaccard == pytest.approx(1 / 5)
+    for c in ("oracle_select_recall", "oracle_select_ndcg", "oracle_union_recall", "oracle_union_ndcg"):
+        assert np.isnan(df.iloc[1][c])
+    s = summarise(df)
+    assert s["hits_distinct"] == 3 and s["unique_hit_share_a"] == pytest.approx(1 / 3)
+    assert s["n_users_with_relevant"] == 1
+
+
+def test_oracles_dominate_single_views_on_random_data():
+    top_a, top_b, target, users = _random_case(3, n_u=200, n_i=80, k=10)
+    df = compare_lists(top_a, top_b, target, users, k=10)
+    ea = evaluate(top_a, target, users, ks=(10,))
+    eb = evaluate(top_b, target, users, ks=(10,))
+    np.testing.assert_allclose(df["recall_a"], ea["recall@10"])  # same metric code path
+    np.testing.assert_allclose(df["ndcg_b"], eb["ndcg@10"])
+    has = (df["n_rel"] > 0).to_numpy()
+    for m in ("recall", "ndcg"):
+        for o in ("select", "union"):
+            col = df[f"oracle_{o}_{m}"].to_numpy()[has]
+            assert (col >= df[f"{m}_a"].to_numpy()[has] - 1e-12).all()
+            assert (col >= df[f"{m}_b"].to_numpy()[has] - 1e-12).all()
+        # the union pool dominates per-user selection
+        assert (df[f"oracle_union_{m}"].to_numpy()[has] >= df[f"oracle_select_{m}"].to_numpy()[has] - 1e-12).all()
+    assert (df["oracle_union_ndcg"].to_numpy()[has] <= 1 + 1e-12).all()
+    s = summarise(df)
+    assert s["oracle_union_recall_gain"] > 0
+    # aggregated shares: the three parts partition all distinct hits
+    assert s["shared_hit_share"] + s["unique_hit_share_a"] + s["unique_hit_share_b"] == pytest.approx(1)
+    # jaccard and rbo lie in [0, 1] and agree with the planted overlap ordering
+    assert df["list_jaccard"].between(0, 1).all() and df["rbo"].between(0, 1 + 1e-12).all()
+    assert np.corrcoef(df["list_jaccard"], df["rbo"])[0, 1] > 0.7
+
+
+def test_padding_is_not_an_item():
+    a = np.array([[1, 2, -1, -1]])
+    b = np.array([[1, 3, -1, -1]])
+    assert list_jaccard(a, b)[0] == pytest.approx(1 / 3)  # {1} / {1, 2, 3}
+    # pads are distinct non-matching items: X = [1, 1, 1, 1]
+    assert prefix_overlap(a, b).tolist() == [[1, 1, 1, 1]]

@@ -1,0 +1,204 @@
+"""Item-level agreement: exact cosine kNN, overlap / Jaccard, popularity deciles, Procrustes cosine."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import ortho_group
+from sklearn.neighbors import NearestNeighbors
+
+from analysis.errors import ConfigError, VectorError
+from analysis.neighbors import (
+    by_popularity_decile,
+    chance_overlap,
+    knn_cosine,
+    neighbour_table,
+    neighbourhood_agreement,
+    procrustes_cosine,
+)
+
+# five items on the circle at these angles (degrees), with different norms; by hand, k=2:
+# 0: 1 (20°), 2 (50°)   1: 0 (20°), 2 (30°)   2: 1 (30°), 0 (50°)
+# 3: 2 (60°), 1 (90°)   4: 3 (100°), 0 (150°)
+ANGLES = np.deg2rad([0.0, 20.0, 50.0, 110.0, 210.0])
+TOY = np.c_[np.cos(ANGLES), np.sin(ANGLES)] * np.array([1.0, 3.0, 0.5, 2.0, 7.0])[:, None]
+TOY_IDX = np.array([[1, 2], [0, 2], [1, 0], [2, 1], [3, 0]])
+TOY_SIM = np.cos(np.deg2rad([[20, 50], [20, 30], [30, 50], [60, 90], [100, 150]]))
+# a second, hand-written graph and its hand-computed agreement with TOY_IDX at k=2 and k=1
+OTHER_IDX = np.array([[2, 1], [3, 4], [0, 4], [4, 0], [3, 2]])
+
+
+def test_toy_knn_hand_computed():
+    idx, sims = knn_cosine(TOY, 2)
+    assert idx.dtype == np.int32 and sims.dtype == np.float32
+    np.testing.assert_array_equal(idx, TOY_IDX)
+    np.testing.assert_allclose(sims, TOY_SIM, atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_knn_matches_sklearn_brute_force(backend):
+    X = np.random.default_rng(1).normal(size=(300, 12))
+    idx, sims = knn_cosine(X, 7, block=64, backend=backend)  # several blocks
+    dist, ref = NearestNeighbors(n_neighbors=8, metric="cosine", algorithm="brute").fit(X).kneighbors(X)
+    assert (ref[:, 0] == np.arange(300)).all()
+    np.testing.assert_array_equal(idx, ref[:, 1:])
+    np.testing.assert_allclose(sims, 1 - dist[:, 1:], atol=1e-5)
+
+
+def test_duplicate_rows_are_each_others_first_neighbour():
+    X = np.random.default_rng(2).normal(size=(20, 5))
+    X[7] = X[3]
+    idx, sims = knn_cosine(X, 3)
+    assert idx[3, 0] == 7 and idx[7, 0] == 3
+    assert sims[3, 0] == pytest.approx(1.0, abs=1e-6) and sims[7, 0] == pytest.approx(1.0, abs=1e-6)
+    assert not (idx == np.arange(20)[:, None]).any()  # never the item itself
+
+
+def test_valid_mask_excludes_items_and_blanks_their_rows():
+    X = np.random.default_rng(3).normal(size=(50, 6))
+    valid = np.ones(50, dtype=bool)
+    valid[[4, 10, 11]] = False
+    X[10] = 0.0  # a cold item's zero vector: allowed because it is invalid
+    X[11] = np.nan
+    idx, sims = knn_cosine(X, 5, valid=valid)
+    assert (idx[~valid] == -1).all() and np.isnan(sims[~valid]).all()
+    assert not np.isin(idx[valid], [4, 10, 11]).any()
+    # the valid rows equal the kNN of the valid subset alone
+    sub = np.flatnonzero(valid)
+    ref, _ = knn_cosine(X[sub], 5)
+    np.testing.assert_array_equal(idx[sub], sub[ref])
+
+
+def test_bad_input_raises_specific_errors():
+    X = np.random.default_rng(4).normal(size=(10, 3))
+    X[6] = 0.0
+    with pytest.raises(VectorError, match="row 6"):
+        knn_cosine(X, 2)
+    with pytest.raises(ConfigError, match="k=10"):
+        knn_cosine(np.ones((10, 3)) + np.eye(10, 3), 10)
+    with pytest.raises(ConfigError):
+        knn_cosine(X, 2, valid=np.ones(9, dtype=bool))
+
+
+def test_toy_agreement_hand_computed():
+    df = neighbourhood_agreement(TOY_IDX, OTHER_IDX, 2)
+    np.testing.assert_allclose(df["overlap"], [1.0, 0.0, 0.5, 0.0, 0.5])
+    np.testing.assert_allclose(df["jaccard"], [1.0, 0.0, 1 / 3, 0.0, 1 / 3])
+    np.testing.assert_allclose(df["disagreement"], [0.0, 1.0, 0.5, 1.0, 0.5])
+    assert df.index.name == "item_idx"
+    assert df["chance"].iloc[0] == pytest.approx(0.5) == chance_overlap(5, 2)
+    # smaller k than the computed depth: the first column only
+    df1 = neighbourhood_agreement(TOY_IDX, OTHER_IDX, 1)
+    np.testing.assert_allclose(df1["overlap"], [0, 0, 0, 0, 1])
+    np.testing.assert_allclose(df1["jaccard"], [0, 0, 0, 0, 1])
+    with pytest.raises(ConfigError):
+        neighbourhood_agreement(TOY_IDX, OTHER_IDX, 3)
+
+
+def test_identical_views_overlap_one():
+    X = np.random.default_rng(5).normal(size=(200, 16))
+    Q = ortho_group.rvs(16, random_state=0)
+    ia, _ = knn_cosine(X, 10)
+    ib, _ = knn_cosine(X @ Q, 10)  # a rotation preserves cosine neighbourhoods
+    df = neighbourhood_agreement(ia, ib, 10)
+    assert (df["overlap"] == 1).all() and (df["jaccard"] == 1).all() and (df["disagreement"] == 0).all()
+
+
+def test_independent_views_overlap_near_chance():
+    rng = np.random.default_rng(6)
+    n, k = 1000, 10
+    ia, _ = knn_cosine(rng.normal(size=(n, 24)), k)
+    ib, _ = knn_cosine(rng.normal(size=(n, 8)), k)
+    ov = neighbourhood_agreement(ia, ib, k)["overlap"].to_numpy()
+    se = ov.std(ddof=1) / np.sqrt(n)
+    assert abs(ov.mean() - k / (n - 1)) < 4 * se
+    assert ov.mean() < 0.03  # far below any real agreement
+
+
+def test_agreement_with_masks():
+    rng = np.random.default_rng(7)
+    X, Y = rng.normal(size=(60, 5)), rng.normal(size=(60, 5))
+    valid = np.ones(60, dtype=bool)
+    valid[[0, 33]] = False
+    ia, _ = knn_cosine(X, 4, valid=valid)
+    ib, _ = knn_cosine(Y, 4, valid=valid)
+    df = neighbourhood_agreement(ia, ib, 4)
+    assert df["overlap"].isna().to_numpy().tolist() == (~valid).tolist()
+    assert df.attrs["n_valid"] == 58 and df["chance"].iloc[1] == pytest.approx(4 / 57)
+    # a graph whose neighbourhoods contain items the other view cannot place is refused
+    ia_all, _ = knn_cosine(X, 4)
+    hits_invalid = np.isin(ia_all[valid], [0, 33]).any()
+    assert hits_invalid
+    with pytest.raises(ConfigError, match="same `valid` mask"):
+        neighbourhood_agreement(ia_all, ib, 4)
+
+
+def test_by_popularity_decile_planted():
+    n = 100
+    pop = np.arange(n)[::-1].astype(float)  # item 0 most popular
+    overlap = np.repeat(np.linspace(0.1, 1.0, 10), 10)[::-1]  # overlap grows with popularity
+    df = pd.DataFrame({"overlap": overlap, "jaccard": overlap / (2 - overlap),
+                       "disagreement": 1 - overlap, "chance": 0.05},
+                      index=pd.RangeIndex(n, name="item_idx"))
+    out = by_popularity_decile(df, pop)
+    assert out["decile"].tolist() == list(range(1, 11)) and (out["n_items"] == 10).all()
+    np.testing.assert_allclose(out["mean_overlap"], np.linspace(0.1, 1.0, 10))
+    np.testing.assert_allclose(out["mean_disagreement"], 1 - np.linspace(0.1, 1.0, 10))
+    assert out["popularity_min"].iloc[-1] == 90 and out["popularity_max"].iloc[-1] == 99
+    assert (out["chance"] == 0.05).all()
+
+
+def test_by_popularity_decile_ties_and_nan():
+    n = 100
+    pop = np.r_[np.zeros(30), np.arange(1, 71)].astype(float)
+    ov = np.r_[np.full(30, 0.2), np.full(70, 0.6)]
+    ov[50] = np.nan  # invalid item: left out of the deciles
+    df = pd.DataFrame({"overlap": ov, "jaccard": ov, "disagreement": 1 - ov, "chance": 0.1})
+    out = by_popularity_decile(df, pop).set_index("decile")
+    assert out["n_items"].sum() == 99
+    assert out.loc[1, "n_items"] == 30 and out.loc[1, "popularity_max"] == 0  # the zero tie stays together
+    assert 2 not in out.index and 3 not in out.index  # merged into decile 1, omitted
+    assert out.loc[1, "mean_overlap"] == pytest.approx(0.2)
+    assert out.loc[10, "mean_overlap"] == pytest.approx(0.6)
+
+
+def test_neighbour_table():
+    sims = TOY_SIM.astype(np.float32)
+    idx = TOY_IDX.copy()
+    idx[2] = -1
+    sims[2] = np.nan
+    t = neighbour_table(idx, sims, "semantic")
+    assert len(t) == 8 and 2 not in set(t["item_idx"])
+    row = t[(t["item_idx"] == 4) & (t["rank"] == 2)].iloc[0]
+    assert row["neighbour_idx"] == 0 and row["sim"] == pytest.approx(np.cos(np.deg2rad(150)), abs=1e-6)
+    assert (t["view"] == "semantic").all() and t["rank"].tolist()[:2] == [1, 2]
+
+
+def test_procrustes_rotation_gives_cosine_one():
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(80, 6)) + 3.0  # off-centre, to exercise the centring
+    Q = ortho_group.rvs(6, random_state=1)
+    np.testing.assert_allclose(procrustes_cosine(X, 2.5 * X @ Q + 1.0), 1.0, atol=1e-10)
+
+
+def test_procrustes_zero_padding_smaller_dimension():
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(80, 3))
+    W = ortho_group.rvs(5, random_state=2)[:3]  # orthonormal rows: Y = X W embeds X in 5-D
+    np.testing.assert_allclose(procrustes_cosine(X, X @ W), 1.0, atol=1e-10)
+    np.testing.assert_allclose(procrustes_cosine(X @ W, X), 1.0, atol=1e-10)
+
+
+def test_procrustes_independent_views_low_and_masks():
+    rng = np.random.default_rng(10)
+    X = rng.normal(size=(500, 4))
+    cos = procrustes_cosine(X, rng.normal(size=(500, 4)))
+    assert np.nanmean(cos) < 0.3
+    Y = X @ ortho_group.rvs(4, random_state=3)
+    valid = np.ones(500, dtype=bool)
+    valid[:20] = False
+    Y[:20] = rng.normal(scale=1e3, size=(20, 4))  # garbage in invalid rows must not enter the fit
+    Y[20] = np.nan  # a non-finite row is invalid too
+    cos = procrustes_cosine(X, Y, valid=valid)
+    assert np.isnan(cos[:21]).all()
+    np.testing.assert_allclose(cos[21:], 1.0, atol=1e-10)
