@@ -57,7 +57,7 @@ def summary_text(run) -> str:
     lines = [f"run: {run.path}  ({run.manifest['dataset']['name']}, {run.manifest['dataset']['source']})",
              f"regime: keep {run.manifest['regime']['keep_fraction']:.0%} of training data, "
              f"{run.manifest['regime']['n_cold_items']} cold items", "",
-             f"{'system':<36}{'Recall@' + str(K):>22}{'NDCG@' + str(K):>22}"]
+             f"{'system':<40}{'Recall@' + str(K):>24}{'NDCG@' + str(K):>24}"]
 
     def fmt(d):
         return f"{d['mean']:.4f} [{d['lo']:.4f},{d['hi']:.4f}]"
@@ -68,17 +68,17 @@ def summary_text(run) -> str:
              "fusion": f"score fusion (alpha={run.manifest['fusion']['alpha_valid']:.2f} from valid)",
              "rrf": "RRF (k=60)"}
     for key, label in names.items():
-        lines.append(f"{label:<36}{fmt(s[f'{key}_recall@{K}']):>22}{fmt(s[f'{key}_ndcg@{K}']):>22}")
-    lines.append(f"{'oracle: per-user best view':<36}{fmt(s['oracle_select_recall']):>22}{fmt(s['oracle_select_ndcg']):>22}")
-    lines.append(f"{'oracle: union of hits':<36}{fmt(s['oracle_union_recall']):>22}{fmt(s['oracle_union_ndcg']):>22}")
-    lines.append(f"{'control oracle: pop + collab':<36}{fmt(s['control_oracle_select_recall']):>22}"
-                 f"{fmt(s['control_oracle_select_ndcg']):>22}")
+        lines.append(f"{label:<40}{fmt(s[f'{key}_recall@{K}']):>24}{fmt(s[f'{key}_ndcg@{K}']):>24}")
+    lines.append(f"{'oracle: per-user best view':<40}{fmt(s['oracle_select_recall']):>24}{fmt(s['oracle_select_ndcg']):>24}")
+    lines.append(f"{'oracle: union of hits':<40}{fmt(s['oracle_union_recall']):>24}{fmt(s['oracle_union_ndcg']):>24}")
+    lines.append(f"{'control oracle: pop + collab':<40}{fmt(s['control_oracle_select_recall']):>24}"
+                 f"{fmt(s['control_oracle_select_ndcg']):>24}")
     c = s["complementarity"]
     lines += ["",
-              f"top-{K} list overlap (Jaccard): {c.get('list_jaccard', float('nan')):.3f}   RBO: {c.get('rbo', float('nan')):.3f}",
-              f"hits: shared {c.get('shared', 0)}, semantic-only {c.get('only_a', 0)}, collaborative-only {c.get('only_b', 0)}"
-              f"  -> unique-hit share semantic {c.get('unique_share_a', float('nan')):.1%}, "
-              f"collaborative {c.get('unique_share_b', float('nan')):.1%}",
+              f"top-{K} list overlap (Jaccard): {c['list_jaccard']:.3f}   RBO: {c['rbo']:.3f}",
+              f"hits: shared {c['hits_shared']}, semantic-only {c['hits_only_a']}, collaborative-only {c['hits_only_b']}"
+              f"  -> unique-hit share semantic {c['unique_hit_share_a']:.1%}, collaborative {c['unique_hit_share_b']:.1%}"
+              f"  (control: most-popular {s['control']['unique_hit_share_a']:.1%})",
               f"item neighbourhood overlap@{run.manifest['k_neighbors']}: {s['mean_overlap']:.3f} "
               f"(chance {s['chance_overlap']:.4f})",
               f"fusion headroom realised: {s['fusion_headroom_ndcg']:.1%} of the oracle gain over the best single view"]

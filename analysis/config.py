@@ -44,7 +44,10 @@ class RunConfig:
     n_alphas: int = 21
     rrf_k: int = 60
     umap: bool = True
-    tune: bool = True
+    #: per-kind overrides of the tuning grids / budgets, e.g.
+    #: ``{"ials": {"grid": {"factors": [32]}, "fixed": {"iterations": 10}}}`` (kinds: ials,
+    #: bpr, ease, semantic_trained). Default: the recorded grids of analysis.models.tuning.
+    tuning: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ks = tuple(sorted({int(k) for k in self.ks}))

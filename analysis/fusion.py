@@ -60,13 +60,15 @@ def minmax_rows(scores: np.ndarray, valid: np.ndarray | None = None, fill: float
     (x − min) / max(max − min, 1e-9) as ranx's ``min-max``; entries outside ``valid``
     (or not finite) become ``fill``.
     """
-    x = np.array(scores, dtype=np.float64, copy=True)
-    fin = np.isfinite(x)
+    s = np.asarray(scores)
+    fin = np.isfinite(s)
     if valid is not None:
         fin &= np.asarray(valid, bool)
-    mn = np.where(fin, x, np.inf).min(1, initial=np.inf)
-    mx = (x if valid is None else np.where(fin, x, -np.inf)).max(1, initial=-np.inf)
+    # min / max on the input dtype (exact: casting to float64 preserves them)
+    mn = np.where(fin, s, np.inf).min(1, initial=np.inf).astype(np.float64)
+    mx = (s if valid is None else np.where(fin, s, -np.inf)).max(1, initial=-np.inf).astype(np.float64)
     den = np.maximum(mx - mn, _EPS)
+    x = s.astype(np.float64)  # a copy
     with np.errstate(invalid="ignore", over="ignore"):
         x -= mn[:, None]
         x /= den[:, None]
@@ -143,24 +145,26 @@ class _Prepared:
         sel_b[~elig] = -np.inf
         ia = np.argpartition(sel_a, n_items - m, axis=1)[:, n_items - m :]
         ib = np.argpartition(sel_b, n_items - m, axis=1)[:, n_items - m :]
-        r = np.arange(n)[:, None]
-        a_m, b_m = sel_a[r, ia].min(1), sel_b[r, ib].min(1)
+        a_m = np.take_along_axis(sel_a, ia, 1).min(1)
+        b_m = np.take_along_axis(sel_b, ib, 1).min(1)
         cand = np.sort(np.concatenate([ia, ib], axis=1), axis=1)  # column order = item order
-        valid = elig[r, cand]
+        flat = (cand + (np.arange(n, dtype=np.int64) * n_items)[:, None]).ravel()
+        take = lambda x: x.reshape(-1)[flat].reshape(cand.shape)  # noqa: E731
+        valid = take(elig)
         valid[:, 1:] &= cand[:, 1:] != cand[:, :-1]  # drop duplicates
         self._pool = {
             "m": m,
             "cand": cand,
-            "ca": self.a0[r, cand],
-            "cb": self.b0[r, cand],
+            "ca": take(self.a0),
+            "cb": take(self.b0),
             "add": np.where(valid, 0.0, -np.inf),
             "a_m": a_m,
             "b_m": b_m,
             "covered": elig.sum(1) <= m,
         }
         if self.cold_aware:
-            self._pool["only"] = self.only[r, cand]
-            self._pool["only_full"] = self.only_full[r, cand]
+            self._pool["only"] = take(self.only)
+            self._pool["only_full"] = take(self.only_full)
 
     def topk(self, alpha: float, k: int, be: Backend, pool: int | None = None) -> np.ndarray:
         """Exact top-``k`` (int32, -1 padding) of the fused scores at ``alpha``."""
@@ -221,17 +225,21 @@ def fuse_scores(
 def _desc_order(s: np.ndarray) -> np.ndarray:
     """Items of each row by score descending, ties by lower index (a full ranking).
 
-    float32 rows use one unstable sort of unique uint64 keys (order-preserving bits of
+    float32 rows use one unstable sort of unique int64 keys (order-preserving bits of
     the score, then the item index), about 5x faster than a stable argsort.
     """
     n, m = s.shape
-    if s.dtype == np.float32 and m < 2**32:
-        u = (s + np.float32(0.0)).view(np.uint32)  # -0.0 -> +0.0 (equal scores, equal keys)
-        asc = np.where((u >> np.uint32(31)) != 0, ~u, u | np.uint32(0x80000000))
-        key = ((~asc).astype(np.uint64) << np.uint64(32)) | np.arange(m, dtype=np.uint64)
-        key.sort(axis=1)
-        return (key & np.uint64(0xFFFFFFFF)).astype(np.int64)
-    return np.argsort(-s, axis=1, kind="stable")
+    if s.dtype != np.float32:
+        return np.argsort(-s, axis=1, kind="stable")
+    x = s + np.float32(0.0)  # -0.0 -> +0.0: equal scores must get equal keys
+    i = x.view(np.int32)
+    i ^= (i >> 31) & np.int32(0x7FFFFFFF)  # signed-int order == float order
+    key = np.invert(i).astype(np.int64)  # descending
+    key <<= 32
+    key |= np.arange(m, dtype=np.int64)
+    key.sort(axis=1)
+    key &= 0xFFFFFFFF
+    return key
 
 
 def rrf_scores(
@@ -252,25 +260,26 @@ def rrf_scores(
     n, m = np.shape(sa)
     if depth is not None and int(depth) < 1:
         raise ConfigError(f"RRF depth must be >= 1 or None, got {depth}")
-    out = np.zeros((n, m), dtype=np.float64)
-    ranked = np.zeros((n, m), dtype=bool)
+    out = np.zeros(n * m, dtype=np.float64)
+    offsets = (np.arange(n, dtype=np.int64) * m)[:, None]
     for s in (sa, sb):
         s = np.array(s, copy=True)
         if seen_mask is not None:
             s[seen_mask] = -np.inf
         if depth is None or int(depth) >= m:
             order = _desc_order(s)
+            ok = np.arange(m) < (s > -np.inf).sum(1)[:, None]  # ranked items come first
+            contrib = np.where(ok, 1.0 / (rrf_k + np.arange(1, m + 1)), 0.0)  # + 0.0 is exact
+            tmp = np.empty(n * m)
+            tmp[(order + offsets).ravel()] = contrib.ravel()  # a permutation: plain scatter
+            out += tmp
         else:
-            order, _ = (backend or get_backend()).topk(s, int(depth))
-        ok = np.isfinite(np.take_along_axis(s, order, 1))
-        contrib = np.where(ok, 1.0 / (rrf_k + np.arange(1, order.shape[1] + 1)), 0.0)
-        c = np.zeros((n, m))
-        np.put_along_axis(c, order, contrib, 1)
-        out += c
-        hit = np.zeros((n, m), dtype=bool)
-        np.put_along_axis(hit, order, ok, 1)
-        ranked |= hit
-    out[~ranked] = -np.inf
+            order, vals = (backend or get_backend()).topk(s, int(depth))
+            ok = vals > -np.inf
+            contrib = 1.0 / (rrf_k + np.arange(1, order.shape[1] + 1))
+            out[(order + offsets)[ok]] += np.broadcast_to(contrib, order.shape)[ok]
+    out = out.reshape(n, m)
+    out[out == 0] = -np.inf  # ranked by no view (every contribution is > 0)
     return out
 
 

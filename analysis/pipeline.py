@@ -189,26 +189,45 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
     from .models.semantic import ZeroShotSemantic
     from .models.tuning import tune
 
-    tuning_tables = []
+    tuning_tables: list[pd.DataFrame] = []
+
+    def record(name: str, t) -> None:
+        """One tuning table row per grid point: params as JSON, validation scores, the chosen one."""
+        metric_cols = [c for c in t.table.columns if c not in t.grid]
+        params = t.table[list(t.grid)].to_dict("records")
+        df = t.table[metric_cols].copy()
+        df.insert(0, "params", [json.dumps(p, sort_keys=True, default=str) for p in params])
+        df.insert(0, "model", name)
+        df["chosen"] = [all(p.get(k) == v for k, v in t.best_params.items() if k in p) for p in params]
+        df["cache_hit"] = t.cache_hit
+        tuning_tables.append(df)
+        budgets[name] = {"grid": t.grid, "fixed": t.fixed, "budget": t.budget, "best": t.best_params,
+                         "cache_key": t.key, "cache_hit": t.cache_hit}
+
+    budgets: dict[str, dict] = {}
+
+    def _tune(kind: str, **kw):
+        o = cfg.tuning.get(kind, {})
+        return tune(kind, sp_, grid=o.get("grid"), fixed=o.get("fixed"), seed=cfg.seed, device=cfg.device, **kw)
     with timer.stage("semantic recommenders"):
         sem_zs = ZeroShotSemantic(sem_vecs, sp_.train)
         sem_zs.name = "semantic_zs"
-        t = tune("semantic_trained", sp_, seed=cfg.seed, device=cfg.device)
+        t = _tune("semantic_trained", vectors=sem_vecs)
         sem_tr = t.model
         sem_tr.name = "semantic"
-        tuning_tables.append(t.table.assign(model="semantic"))
+        record("semantic", t)
     with timer.stage("collaborative"):
         if cfg.collab in {"ials", "bpr"}:
-            t = tune(cfg.collab, sp_, seed=cfg.seed, device=cfg.device)
+            t = _tune(cfg.collab)
             collab = t.model
-            tuning_tables.append(t.table.assign(model=f"collab ({cfg.collab})"))
+            record(f"collab ({cfg.collab})", t)
         else:
             collab = _precomputed_collab(cfg, sp_, ix.item_ids)
         collab.name = "collab"
-        t = tune("ease", sp_, seed=cfg.seed)
+        t = _tune("ease")
         ease = t.model
         ease.name = "ease"
-        tuning_tables.append(t.table.assign(model="ease"))
+        record("ease", t)
         from .models.reference import MostPop
 
         popm = MostPop(sp_.train)
@@ -234,20 +253,27 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
         curves = []
         for part in ("valid", "test"):
             seen, target = sp_.seen_for(part), sp_.target(part)
-            segs = {"item_pop": pop_bucket, "user_activity": act_bucket} if part == "test" else None
+            segs = {"item_pop": ("item", pop_bucket), "user_activity": ("user", act_bucket)} if part == "test" else None
             c = fusion_curve(sem_cmp, collab, users, seen, target, ks, alphas, cold_aware=cold_aware, segments=segs)
             curves.append(c.assign(part=part, method="cold_aware" if cold_aware else "score"))
             if cold_aware:  # also the naive blend, to show what cold-awareness buys
-                c2 = fusion_curve(sem_cmp, collab, users, seen, target, ks, alphas, cold_aware=False)
+                c2 = fusion_curve(sem_cmp, collab, users, seen, target, ks, alphas, cold_aware=False, segments=segs)
                 curves.append(c2.assign(part=part, method="score"))
         fusion_df = pd.concat(curves, ignore_index=True)
-        main_method = "cold_aware" if cold_aware else "score"
-        alpha = float(choose_alpha(fusion_df[(fusion_df.part == "valid") & (fusion_df.method == main_method)],
-                                   metric="ndcg", k=K))
+        # alpha -- and, when there are cold items, plain vs cold-aware blending -- chosen on validation
+        best_valid = {}
+        for meth in fusion_df["method"].unique():
+            cv = fusion_df[(fusion_df.part == "valid") & (fusion_df.method == meth)]
+            a_m = float(choose_alpha(cv, metric="ndcg", k=K))
+            v_m = cv[(cv.metric == "ndcg") & (cv.k == K) & (cv.segment_type == "all") & np.isclose(cv.alpha, a_m)]
+            best_valid[meth] = (float(v_m["value"].iloc[0]), a_m)
+        main_method = max(best_valid, key=lambda mth: (best_valid[mth][0], mth == "cold_aware"))
+        alpha = best_valid[main_method][1]
+        cold_aware = main_method == "cold_aware"
         for part in ("valid", "test"):
             seen, target = sp_.seen_for(part), sp_.target(part)
-            tops[part]["fusion"] = fuse_topk(sem_cmp, collab, users, seen, K, alpha, cold_aware=cold_aware)
-            tops[part]["rrf"] = rrf_topk(sem_cmp, collab, users, seen, K, k=cfg.rrf_k)
+            tops[part]["fusion"] = fuse_topk(sem_cmp, collab, users, seen, K, alpha, cold_aware=cold_aware, backend=be)
+            tops[part]["rrf"] = rrf_topk(sem_cmp, collab, users, seen, K, rrf_k=cfg.rrf_k, backend=be)
             for name in ("fusion", "rrf"):
                 per_user[part][name] = evaluate(tops[part][name], target, users, ks)
         rrf_rows = []
@@ -383,9 +409,6 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
                                             "part": part}))
         inter_df = pd.concat(inter_rows, ignore_index=True)
         tuning_df = pd.concat(tuning_tables, ignore_index=True)
-        if "params" in tuning_df:
-            tuning_df["params"] = tuning_df["params"].map(lambda p: p if isinstance(p, str) else json.dumps(p, sort_keys=True, default=str))
-        tuning_df = tuning_df.astype({c: str for c in tuning_df.columns if tuning_df[c].dtype == object})
 
         def m(system, metric, k=K, part="test"):
             r = metrics_df[(metrics_df.system == system) & (metrics_df.metric == metric) & (metrics_df.k == k)
@@ -416,9 +439,9 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
         "compared": {"semantic": cmp_name, "collaborative": "collab"},
         "K": K, "ks": list(ks), "k_neighbors": cfg.k_neighbors, "neighbor_depth": depth, "chance_overlap": chance,
         "fusion": {"alpha_valid": alpha, "metric": f"ndcg@{K}", "method": main_method, "alphas": alphas.tolist(),
+                   "valid_best": {m_: {"value": v, "alpha": a_} for m_, (v, a_) in best_valid.items()},
                    "rrf_k": cfg.rrf_k},
-        "best_params": {"semantic": getattr(sem_tr, "params", {}), "collab": getattr(collab, "params", {}),
-                        "ease": getattr(ease, "params", {})},
+        "tuning": budgets,
         "summary": summary, "timings": timer.timings, "versions": _versions(), "backend": be.name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -47,9 +47,9 @@ def sweep_row(name: str, r: Run) -> dict:
         "oracle_gain_ndcg": s["oracle_select_ndcg"]["mean"] - best,
         "control_oracle_gain_ndcg": s["control_oracle_select_ndcg"]["mean"] - s[f"collab_ndcg@{K}"]["mean"],
         "fusion_gain_ndcg": s[f"fusion_ndcg@{K}"]["mean"] - best,
-        "semantic_unique_share": comp.get("unique_share_a"),
-        "collab_unique_share": comp.get("unique_share_b"),
-        "control_pop_unique_share": ctrl.get("unique_share_a"),
+        "semantic_unique_share": comp["unique_hit_share_a"],
+        "collab_unique_share": comp["unique_hit_share_b"],
+        "control_pop_unique_share": ctrl["unique_hit_share_a"],
         "alpha_valid": r.manifest["fusion"]["alpha_valid"],
         "path": str(r.path),
     }

@@ -27,7 +27,9 @@ Getting data in a page
                                       size (≤ the depth of the ``neighbors`` table).
     ``ctx.item_frame()``              the items table joined with overlap / disagreement at ``ctx.k``
                                       and hit counts / hit type at ``ctx.K`` over the filtered users,
-                                      plus ``primary_genre`` and ``label`` (safe hover text).
+                                      plus ``primary_genre`` and ``label`` (safe hover text); map
+                                      positions are the run's UMAP, or PCA when the run has none
+                                      (``.attrs["map_source"]``).
     ``ctx.item_mask(df)``             boolean mask of rows in the popularity-bucket filter.
     ``ctx.sem`` / ``ctx.col``         names of the compared semantic / collaborative systems.
 
@@ -177,12 +179,15 @@ def _item_frame(path: str, stamp: int, K: int, k: int, users: tuple | None) -> p
                                    "pop_bucket", "cold", "sem_x", "sem_y", "col_x", "col_y"], "items", run)
     df = items.drop(columns=[c for c in ("overlap", "jaccard", "disagreement", "hits_shared", "hits_sem_only",
                                          "hits_col_only", "hits_missed_by_both", "n_test") if c in items.columns])
+    xy = _derived(path, stamp, "map_coords", (), ())
+    df = df.drop(columns=["sem_x", "sem_y", "col_x", "col_y"]).join(xy, on="item_idx")
     ov = _derived(path, stamp, "overlap_at_k", (k,), ())
     hits = _derived(path, stamp, "item_hit_counts", (K,), (("users", users),))
     df = df.join(ov, on="item_idx").join(hits, on="item_idx")
     df["primary_genre"] = derive.primary_genre(df["genres"])
     df["label"] = [safe_label(t) for t in df["title"]]
     df.attrs.update(ov.attrs)
+    df.attrs["map_source"] = xy.attrs["source"]
     return df
 
 

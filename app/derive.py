@@ -180,13 +180,13 @@ def _compact_valid(idx: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return out
 
 
-def overlap_at_k(run: Run, k: int) -> pd.DataFrame:
-    """Per-item overlap@k, jaccard@k, disagreement@k (index item_idx; NaN where a view lacks k neighbours).
+def overlap_from_neighbors(run: Run, k: int) -> pd.DataFrame:
+    """Per-item overlap@k, jaccard@k, disagreement@k recomputed from the ``neighbors`` table (index item_idx).
 
-    Only items both views can place count: the semantic neighbour lists are first restricted to
-    items that have a collaborative neighbourhood (cold items cannot overlap), as the engine does,
-    so at the run's own ``k_neighbors`` this equals the items table's ``overlap`` column.
-    ``.attrs``: k, n_valid (items with both neighbourhoods), chance = k / (n_valid − 1).
+    Only items both views can place count: each semantic neighbour list is first restricted to
+    items that have a collaborative neighbourhood (cold items cannot overlap), as the engine does.
+    NaN for cold items and for the rare items with fewer than k such neighbours within the stored
+    depth. ``.attrs``: k, n_valid (items with a value), chance = k / (N − 1) with N the placeable items.
     """
     g = neighbor_arrays(run)
     if not 1 <= k <= g["depth"]:
@@ -207,6 +207,24 @@ def overlap_at_k(run: Run, k: int) -> pd.DataFrame:
                       index=pd.RangeIndex(n, name="item_idx"))
     df.attrs.update(k=k, n_valid=int(both.sum()), chance=(k / (n_place - 1) if n_place >= 2 else math.nan))
     return df
+
+
+def overlap_at_k(run: Run, k: int) -> pd.DataFrame:
+    """Per-item overlap@k, jaccard@k, disagreement@k (index item_idx) as the dashboard shows them.
+
+    At the run's own ``k_neighbors`` these are the engine's values from the items table (exact);
+    for any other k they are recomputed by :func:`overlap_from_neighbors`. Same ``.attrs``.
+    """
+    rec = overlap_from_neighbors(run, k)
+    items = run.items
+    if int(run.manifest.get("k_neighbors", -1)) == k and {"overlap", "jaccard", "disagreement"} <= set(items.columns):
+        stored = items.set_index("item_idx")[["overlap", "jaccard", "disagreement"]].reindex(rec.index).astype(float)
+        stored.attrs.update(rec.attrs)
+        stored.attrs["n_valid"] = int(stored["overlap"].notna().sum())
+        if "chance_overlap" in run.manifest:
+            stored.attrs["chance"] = float(run.manifest["chance_overlap"])
+        return stored
+    return rec
 
 
 def item_neighbours(run: Run, item_idx: int, k: int) -> pd.DataFrame:
@@ -580,6 +598,45 @@ def genre_long(items: pd.DataFrame) -> pd.DataFrame:
     g = g.explode("genre")
     g["genre"] = g["genre"].fillna("").astype(str).str.strip().replace({"": "(none)"})
     return g[["item_idx", "genre"]].reset_index(drop=True)
+
+
+def _pca2(X: np.ndarray) -> np.ndarray:
+    """First two principal-component scores of the finite rows of ``X`` (other rows NaN)."""
+    X = np.asarray(X, dtype=np.float64)
+    out = np.full((X.shape[0], 2), np.nan)
+    ok = np.isfinite(X).all(axis=1)
+    if ok.sum() < 3 or X.shape[1] < 1:
+        return out
+    Z = X[ok] - X[ok].mean(axis=0)
+    _, _, vt = np.linalg.svd(Z, full_matrices=False)
+    comps = vt[:2]
+    scores = Z @ comps.T
+    # fix the sign of each axis so the layout is deterministic
+    scores *= np.where(np.sign(scores[np.argmax(np.abs(scores), axis=0), range(scores.shape[1])]) < 0, -1, 1)
+    out[ok, : scores.shape[1]] = scores
+    return out
+
+
+def map_coords(run: Run) -> pd.DataFrame:
+    """2-D positions of the items in each view (index item_idx): sem_x, sem_y, col_x, col_y.
+
+    The run's UMAP layout when it has one; for a view without any finite position (a run made
+    with ``umap=False``) the first two principal components of that view's stored item vectors.
+    ``.attrs["source"]`` = {"semantic": "UMAP" | "PCA", "collaborative": ...}.
+    """
+    items = run.items
+    out = pd.DataFrame(index=pd.RangeIndex(len(items), name="item_idx"))
+    source = {}
+    for view, tag, vec in (("semantic", "sem", "semantic_items"), ("collaborative", "col", "collab_items")):
+        xy = items[[f"{tag}_x", f"{tag}_y"]].to_numpy(float)
+        if np.isfinite(xy).any():
+            source[view] = "UMAP"
+        else:
+            xy = _pca2(np.asarray(run.vectors(vec)))
+            source[view] = "PCA"
+        out[f"{tag}_x"], out[f"{tag}_y"] = xy[:, 0], xy[:, 1]
+    out.attrs["source"] = source
+    return out
 
 
 def genre_long_of_run(run: Run) -> pd.DataFrame:

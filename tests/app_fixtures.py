@@ -4,7 +4,9 @@ The run is computed once per test session into a temporary folder, with ``SEMCOL
 pointed at a temporary folder too. It goes through the ordinary file loader (``dataset="files"``)
 so that one item can carry an HTML title (``APP_HTML_TITLE``): the data are the seeded
 synthetic catalogue written to Parquet with item 0 renamed, and its planted semantic vectors
-as an ``.npz`` file. Import the fixtures with ``from app_fixtures import *``.
+as an ``.npz`` file; the small tuning grids of conftest keep it quick, and UMAP is off (the Maps
+page then draws each view's first two principal components; a ``slow`` test covers UMAP runs).
+Import the fixtures by name from this module.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import QUICK_TUNING
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -52,7 +55,8 @@ def app_run_path(tmp_path_factory) -> Path:
     try:
         data = app_make_data(base / "data")
         cfg = analysis.RunConfig(dataset="files", data_path=str(data), semantic=str(data / "semantic.npz"),
-                                 ks=(10, 20), k_neighbors=10, n_boot=200, n_alphas=6, cold_item_share=0.1, seed=0)
+                                 ks=(10, 20), k_neighbors=10, n_boot=200, n_alphas=6, cold_item_share=0.1, seed=0,
+                                 umap=False, tuning=QUICK_TUNING)
         out = base / "runs" / "small"
         analysis.run(cfg, out=out, log=lambda _msg: None)
         yield out

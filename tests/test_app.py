@@ -8,6 +8,7 @@ missing or broken run gives an ``st.error`` instead of a stack trace.
 """
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import sys
@@ -53,6 +54,16 @@ def assert_clean(at) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
+def arr(v) -> np.ndarray:
+    """A Plotly JSON array: a plain list, or Plotly's typed-array form {"dtype", "bdata"[, "shape"]}."""
+    if isinstance(v, dict) and "bdata" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        if "shape" in v:
+            a = a.reshape([int(x) for x in str(v["shape"]).split(",")])
+        return a
+    return np.asarray(v, dtype=object)
+
+
 def figure(at, key: str) -> dict:
     chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}"))
     return json.loads(chart.proto.spec)
@@ -84,10 +95,16 @@ def test_derived_hits_and_oracles_equal_the_engine_columns(app_run):
     for o in ("select_recall", "select_ndcg", "union_recall", "union_ndcg"):
         np.testing.assert_allclose(orc[o], users[f"oracle_{o}"], rtol=1e-9, equal_nan=True, err_msg=o)
         np.testing.assert_allclose(ctrl[o], users[f"control_oracle_{o}"], rtol=1e-9, equal_nan=True, err_msg=o)
-    ov = derive.overlap_at_k(run, k)
-    np.testing.assert_allclose(ov["overlap"], items["overlap"], equal_nan=True)
-    np.testing.assert_allclose(ov["disagreement"], items["disagreement"], equal_nan=True)
+    # overlap recomputed from the neighbors table = the engine's, wherever the stored depth suffices
+    ov = derive.overlap_from_neighbors(run, k)
+    both = ov["overlap"].notna().to_numpy()
+    assert both.sum() >= 0.95 * items["overlap"].notna().sum()
+    assert not (both & items["overlap"].isna().to_numpy()).any()
+    np.testing.assert_allclose(ov["overlap"][both], items["overlap"][both])
+    np.testing.assert_allclose(ov["jaccard"][both], items["jaccard"][both])
     assert ov.attrs["chance"] == pytest.approx(run.manifest["chance_overlap"])
+    shown = derive.overlap_at_k(run, k)  # at the run's own k the dashboard shows the engine's values
+    np.testing.assert_array_equal(shown["disagreement"].to_numpy(), items["disagreement"].to_numpy())
 
 
 def test_overlap_for_smaller_k_is_recomputed_from_the_neighbors_table(app_run):
@@ -98,6 +115,7 @@ def test_overlap_for_smaller_k_is_recomputed_from_the_neighbors_table(app_run):
     nb = app_run.table("neighbors")
     cold = app_run.items.set_index("item_idx")["cold"]
     got = derive.overlap_at_k(app_run, k)["overlap"]
+    assert k != app_run.manifest["k_neighbors"]
     checked = 0
     for i in app_run.items["item_idx"].to_numpy()[:120]:
         s = nb[(nb.item_idx == i) & (nb.view == "semantic")].sort_values("rank")["neighbor_idx"]
@@ -156,7 +174,7 @@ def test_overview_cards_equal_the_metrics_table(app_test, app_run):
     sem = system_of(app_run, "semantic_trained")
     assert f"95% CI {m.loc[(sem, 'recall'), 'lo']:.4f} – {m.loc[(sem, 'recall'), 'hi']:.4f}" in captions
     # the reading quotes this run's numbers
-    reading = at.markdown[-1].value.replace("\\", "")
+    reading = at.main.markdown[-1].value.replace("\\", "")
     assert f"{m.loc[(sem, 'recall'), 'mean']:.3f}" in reading
     assert "control pair" in reading
     for key in ("ov_shares", "ov_gains"):
@@ -172,8 +190,8 @@ def test_overview_hit_shares_and_gains_match_users_table(app_test, app_run):
     pair = {t["name"]: t for t in fig["data"]}
     shared, only_s, only_c = (users[c].sum() for c in ("shared", "only_sem", "only_col"))
     total = shared + only_s + only_c
-    sem_row = {name: t["x"][list(t["y"]).index("semantic vs collaborative")] for name, t in pair.items()
-               if "semantic vs collaborative" in t["y"]}
+    sem_row = {name: arr(t["x"])[list(arr(t["y"])).index("semantic vs collaborative")] for name, t in pair.items()
+               if "semantic vs collaborative" in list(arr(t["y"]))}
     assert sem_row["shared"] == pytest.approx(shared / total)
     assert sem_row["semantic-only"] == pytest.approx(only_s / total)
     gains = figure(at, "ov_gains")["data"]
@@ -181,7 +199,7 @@ def test_overview_hit_shares_and_gains_match_users_table(app_test, app_run):
     K = app_run.manifest["K"]
     best = max(users[f"{system_of(app_run, 'semantic_trained')}_recall@{K}"].mean(),
                users[f"{system_of(app_run, 'collaborative')}_recall@{K}"].mean())
-    assert main["y"][0] == pytest.approx(users["oracle_select_recall"].mean() - best)
+    assert arr(main["y"])[0] == pytest.approx(users["oracle_select_recall"].mean() - best)
 
 
 def test_segment_filter_recomputes_cards_over_the_chosen_users(app_test, app_run):
@@ -214,15 +232,15 @@ def test_maps_linked_selection_reaches_other_map_and_table(app_test, app_run):
     assert_clean(at)
     sem_fig = figure(at, "maps_sem")
     assert all(t["type"] == "scattergl" for t in sem_fig["data"])
-    drawn = np.concatenate([[int(c[0]) for c in t["customdata"]] for t in sem_fig["data"]])
+    drawn = np.concatenate([[int(c[0]) for c in arr(t["customdata"])] for t in sem_fig["data"]])
     items = app_run.items
-    assert len(drawn) == int(items["sem_x"].notna().sum())
+    assert sorted(drawn) == list(range(len(items)))  # every item has a semantic position
     chosen = sorted(items.loc[~items["cold"], "item_idx"].to_numpy()[[3, 17, 42, 99]].tolist())
     simulate_plotly_selection(at, "maps_sem", chosen)
     assert_clean(at)
     col_fig = figure(at, "maps_col")
     ring = next(t for t in col_fig["data"] if t["name"].startswith("selected"))
-    assert sorted(int(c[0]) for c in ring["customdata"]) == chosen
+    assert sorted(int(c[0]) for c in arr(ring["customdata"])) == chosen
     table = at.dataframe[0].value
     assert sorted(table["item_id"]) == sorted(items.set_index("item_idx").loc[chosen, "item_id"])
     assert at.download_button[0].proto.label.startswith("Download the selection")
@@ -230,7 +248,7 @@ def test_maps_linked_selection_reaches_other_map_and_table(app_test, app_run):
     chosen2 = chosen[:2]
     simulate_plotly_selection(at, "maps_col", chosen2)
     ring = next(t for t in figure(at, "maps_sem")["data"] if t["name"].startswith("selected"))
-    assert sorted(int(c[0]) for c in ring["customdata"]) == chosen2
+    assert sorted(int(c[0]) for c in arr(ring["customdata"])) == chosen2
     assert len(at.dataframe[0].value) == 2
     at.button(key="maps_clear").click().run()
     assert not any(t["name"].startswith("selected") for t in figure(at, "maps_sem")["data"])
@@ -248,7 +266,7 @@ def test_maps_search_highlights_and_zooms_and_escapes_titles(app_test, app_run):
         assert "<script>" not in spec and "&lt;script&gt;alert(1)&lt;/script&gt;&lt;b&gt;x&lt;/b&gt;" in spec
         star = [t for t in fig["data"] if t["name"] == "found item"]
         if key == "maps_sem" or not app_run.items.loc[idx, "cold"]:
-            assert star and int(star[0]["customdata"][0][0]) == idx
+            assert star and int(arr(star[0]["customdata"])[0][0]) == idx
             assert len(fig["layout"]["xaxis"]["range"]) == 2
 
 
@@ -258,14 +276,14 @@ def test_maps_colour_by_hit_type_and_disagreement_range(app_test, app_run):
     assert_clean(at)
     names = {t["name"].split(" (")[0] for t in figure(at, "maps_sem")["data"]}
     assert {"shared", "semantic-only", "collaborative-only", "missed by both"} <= names
-    counts = {t["name"].split(" (")[0]: len(t["x"]) for t in figure(at, "maps_sem")["data"]}
+    counts = {t["name"].split(" (")[0]: len(arr(t["x"])) for t in figure(at, "maps_sem")["data"]}
     from app.derive import hit_type
 
     expected = pd.Series(hit_type(app_run.items)).value_counts()
     assert counts["shared"] == expected["shared"]
     at.slider(key="maps_range").set_value((0.5, 0.8)).run()
     d = app_run.items["disagreement"]
-    n = sum(len(t["x"]) for t in figure(at, "maps_sem")["data"])
+    n = sum(len(arr(t["x"])) for t in figure(at, "maps_sem")["data"])
     assert n == int(d.between(0.5, 0.8).sum())
 
 
@@ -359,8 +377,8 @@ def test_hits_page_counts_equal_item_columns(app_test, app_run):
     by_pop = figure(at, "hits_by_popularity")
     shared = next(t for t in by_pop["data"] if t["name"] == "shared")
     head = it[it.pop_bucket == "head"]
-    pos = list(shared["x"]).index("head")
-    assert shared["customdata"][pos][0] == int(head["hits_shared"].sum())
+    pos = list(arr(shared["x"])).index("head")
+    assert arr(shared["customdata"])[pos][0] == int(head["hits_shared"].sum())
     for key in ("hits_by_popularity", "hits_by_activity", "hits_deciles", "hits_genres"):
         lay = figure(at, key)["layout"]
         assert lay["xaxis"]["title"]["text"] and lay["yaxis"]["title"]["text"] and lay["showlegend"]

@@ -253,3 +253,20 @@ def test_pruned_topk_equals_full_catalogue_blend(cold_aware, quantised):
         np.testing.assert_array_equal(full, ref)
         for pool in (None, 20, 50, 60, 150):  # 50-60: some rows fall back, some do not
             np.testing.assert_array_equal(fuse_topk(a, b, users, seen, 20, alpha, cold_aware=cold_aware, pool=pool), full)
+
+
+def test_full_ranking_key_sort_matches_stable_argsort():
+    from analysis.fusion import _desc_order
+
+    rng = np.random.default_rng(10)
+    s = np.round(rng.standard_normal((50, 300)), 1).astype(np.float32)  # many ties
+    s[rng.random(s.shape) < 0.1] = -np.inf
+    s[:, 5] = -0.0  # -0.0 and +0.0 are equal scores: index order decides
+    s[:, 7] = 0.0
+    s[0, :] = np.inf
+    ref = np.argsort(-s, axis=1, kind="stable")
+    np.testing.assert_array_equal(_desc_order(s), ref)
+    np.testing.assert_array_equal(_desc_order(s.astype(np.float64)), ref)
+    # RRF from float32 and float64 scores is identical
+    m = rng.random(s.shape) < 0.2
+    np.testing.assert_array_equal(rrf_scores(s[1:], s[1:][::-1], m[1:]), rrf_scores(s[1:].astype(np.float64), s[1:][::-1].astype(np.float64), m[1:]))

@@ -153,7 +153,7 @@ def train_bpr(
     patience: int = 3,
     seed: int = 0,
     device: str = "auto",
-    batch_size: int = 4096,
+    batch_size: int | None = None,
     eval_every: int = 2,
     num_threads: int = 1,
     progress: bool = False,
@@ -162,10 +162,15 @@ def train_bpr(
     """BPR-MF (Rendle et al. 2009) in torch with early stopping on validation NDCG@20.
 
     One epoch = one pass over the training pairs, each with one fresh uniform negative.
+    ``batch_size=None`` sizes batches for ~20 steps per epoch (256..8192), so an epoch
+    budget means the same number of gradient steps in a dense and in a sparse regime.
     Score = ``<p_u, q_i> + b_i``; the returned vectors carry the bias as an extra column
     (user side 1) so the result is a plain inner-product model.
     """
-    _check_positive(dim=dim, lr=lr, epochs=epochs, batch_size=batch_size, eval_every=eval_every)
+    _check_positive(dim=dim, lr=lr, epochs=epochs, eval_every=eval_every)
+    if batch_size is None:
+        batch_size = int(np.clip(-(-split.train.nnz // 20), 256, 8192))
+    _check_positive(batch_size=batch_size)
     if reg < 0:
         raise ConfigError(f"reg must be >= 0, got {reg}")
     import torch

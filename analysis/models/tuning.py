@@ -37,8 +37,8 @@ _VERSION = "tune-v1"
 
 DEFAULT_GRIDS: dict[str, dict[str, list]] = {
     "ials": {"factors": [64, 128], "regularization": [1.0, 10.0, 100.0], "alpha": [1.0, 5.0, 20.0]},
-    "bpr": {"dim": [64, 128], "reg": [1e-3, 3e-3, 1e-2]},
-    "ease": {"lam": [10.0, 50.0, 100.0, 250.0, 500.0, 1000.0]},
+    "bpr": {"dim": [64, 128], "reg": [3e-3, 1e-2, 3e-2]},
+    "ease": {"lam": [10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0]},
     "semantic_trained": {"dim": [64, 128], "weight_decay": [0.0, 0.1, 1.0]},
 }
 DEFAULT_FIXED: dict[str, dict[str, Any]] = {
@@ -73,6 +73,18 @@ class TuneResult:
     budget: dict[str, Any] = field(default_factory=dict)
     cache_hit: bool = False
     key: str = ""
+    #: grid parameters (with >= 3 numeric values) whose best value is the grid's min or max:
+    #: the optimum may lie outside the grid, so widen it
+    at_edge: list[str] = field(default_factory=list)
+
+
+def _at_edge(grid: dict[str, list], best: dict[str, Any]) -> list[str]:
+    out = []
+    for name, values in grid.items():
+        nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if len(nums) >= 3 and len(nums) == len(values) and best[name] in (min(nums), max(nums)):
+            out.append(name)
+    return out
 
 
 def _grid_points(grid: dict[str, list]) -> list[dict[str, Any]]:
@@ -172,9 +184,10 @@ def tune(
             rec = json.loads(path.read_text())
             best = {**fixed, **rec["best_params"]}
             model = train_one(kind, split, best, seed, vectors, device)
-            return TuneResult(
-                kind, model, rec["best_params"], pd.DataFrame(rec["table"]), grid, fixed, rec["budget"], True, key
-            )
+            table = pd.DataFrame(rec["table"], columns=rec["table_columns"])  # JSON keys are sorted
+            best_params = {k: rec["best_params"][k] for k in grid}
+            edge = _at_edge(grid, best_params)
+            return TuneResult(kind, model, best_params, table, grid, fixed, rec["budget"], True, key, edge)
         except (OSError, ValueError, KeyError, TypeError):
             pass  # unreadable or stale entry: tune again and overwrite it
 
@@ -224,7 +237,9 @@ def tune(
                 "seed": int(seed),
                 "best_params": best_point,
                 "table": table.to_dict(orient="records"),
+                "table_columns": list(table.columns),
                 "budget": budget,
             },
         )
-    return TuneResult(kind, best_model, dict(best_point), table, grid, fixed, budget, False, key)
+    edge = _at_edge(grid, best_point)
+    return TuneResult(kind, best_model, dict(best_point), table, grid, fixed, budget, False, key, edge)

@@ -120,6 +120,10 @@ def render(ctx: Ctx) -> None:
     else:
         st.caption(f"{n_vis:,} of {len(df):,} items shown; {int(df['col_x'].isna().sum()):,} items have no "
                    "collaborative position (cold items).")
+    pca = [v for v, src in df.attrs.get("map_source", {}).items() if src == "PCA"]
+    if pca:
+        st.info(f"This run has no UMAP layout for the {' and '.join(pca)} view (made with UMAP off): "
+                "those maps show the first two principal components of the view's item vectors instead.")
     column, categorical, cat_colors, log_color = opts[color_label]
     short = color_label.replace("column: ", "")
     left, right = st.columns(2)
