@@ -68,17 +68,23 @@ def plotly_config(filename: str) -> dict[str, Any]:
 
 
 def style(fig: go.Figure, title: str, x_title: str, y_title: str, legend_title: str | None = None,
-          height: int = 380) -> go.Figure:
-    """White template, title, axis titles, legend title, compact margins."""
+          height: int = 380, subtitle: str | None = None) -> go.Figure:
+    """White template, title (+ subtitle), axis titles, legend title, compact margins.
+
+    Keep ``title`` short (the toolbar sits at the top right); details go in ``subtitle``.
+    """
+    t: dict[str, Any] = {"text": title, "x": 0.0, "xanchor": "left", "font": {"size": 15}}
+    if subtitle:
+        t["subtitle"] = {"text": subtitle, "font": {"size": 11, "color": "#555555"}}
     fig.update_layout(
         template="plotly_white",
-        title={"text": title, "x": 0.0, "xanchor": "left", "font": {"size": 15}},
+        title=t,
         xaxis_title=x_title,
         yaxis_title=y_title,
         legend_title_text=legend_title or "",
         showlegend=True,
         height=height,
-        margin={"l": 60, "r": 20, "t": 50, "b": 50},
+        margin={"l": 60, "r": 20, "t": 70 if subtitle else 50, "b": 50},
         font={"family": "Source Sans Pro, Arial, sans-serif", "size": 12},
         hoverlabel={"namelength": -1},
     )
@@ -108,8 +114,8 @@ def metric_forest(head: pd.DataFrame, metric: str, K: int) -> go.Figure:
             hovertemplate=(f"{r['label']}<br>{metric.upper()}@{K} = %{{x:.4f}}<br>95% CI "
                            f"{r['lo']:.4f} – {r['hi']:.4f}<br>{int(r['n_users']):,} users<extra></extra>")))
     name = {"recall": "Recall", "ndcg": "NDCG"}[metric]
-    style(fig, f"{name}@{K} with 95 % bootstrap intervals", f"{name}@{K} (fraction, 0–1)", "system", "system",
-          height=60 + 38 * max(len(d), 1) + 60)
+    style(fig, f"{name}@{K}", f"{name}@{K} (fraction, 0–1)", "system", "system",
+          height=90 + 38 * max(len(d), 1) + 60, subtitle="test users, 95 % bootstrap intervals")
     fig.update_yaxes(autorange="reversed")
     return fig
 
@@ -127,8 +133,8 @@ def hit_share_bar(rows: pd.DataFrame, K: int) -> go.Figure:
             marker_color=d["color"].iloc[0] if "color" in d else HIT_COLORS.get(kind, GREY),
             customdata=np.c_[d["count"].to_numpy()],
             hovertemplate="%{y}<br>" + str(kind) + ": %{x:.1%} of distinct hits (%{customdata[0]:,} hits)<extra></extra>"))
-    style(fig, f"Who finds the test hits at K={K}: shares of distinct hits", "share of distinct hits (%)", "view pair",
-          "found by", height=300)
+    style(fig, f"Who finds the hits (K={K})", "share of distinct hits (%)", "view pair", "found by", height=320,
+          subtitle="share of the pair's distinct test hits")
     fig.update_layout(barmode="stack", legend={"orientation": "h", "y": -0.35, "traceorder": "normal"})
     fig.update_xaxes(tickformat=".0%", range=[0, 1])
     return fig
@@ -145,8 +151,8 @@ def oracle_gain_bar(gains: pd.DataFrame, K: int) -> go.Figure:
             customdata=np.c_[d["best_single"], d["oracle_value"]],
             hovertemplate=(f"{pair}<br>%{{x}}<br>gain %{{y:+.4f}}<br>best single %{{customdata[0]:.4f}}"
                            "<br>oracle %{customdata[1]:.4f}<extra></extra>")))
-    style(fig, "Oracle gain over the best single view vs the control floor", "metric and oracle",
-          "gain (metric points, 0–1 scale)", "view pair", height=360)
+    style(fig, "Oracle gain vs control floor", "metric and oracle", "gain (metric points, 0–1 scale)", "view pair",
+          height=380, subtitle="oracle − best single view of each pair")
     fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.3})
     return fig
 
@@ -232,19 +238,20 @@ def disagreement_hist(values: pd.Series, lo: float, hi: float, k: int, chance: f
     fig = go.Figure(go.Histogram(x=v, xbins={"start": -step / 2, "end": 1.0 + step / 2, "size": step},
                                  marker_color=VIEW_COLORS["shared"], name=f"items ({len(v):,})",
                                  hovertemplate="disagreement %{x}<br>%{y:,} items<extra></extra>"))
-    fig.add_vrect(x0=lo, x1=hi, fillcolor=OKABE_ITO["yellow"], opacity=0.25, line_width=0,
+    fig.add_vrect(x0=lo - step / 2, x1=hi + step / 2, fillcolor=OKABE_ITO["yellow"], opacity=0.25, line_width=0,
                   annotation_text="shown on the maps", annotation_position="top left")
     if np.isfinite(chance):
         fig.add_vline(x=1 - chance, line_dash="dash", line_color="#000000",
                       annotation_text="chance", annotation_position="top right")
-    style(fig, f"Disagreement@{k} = 1 − overlap@{k} of the item's neighbourhoods", f"disagreement@{k} (fraction, 0–1)",
-          "items (count)", "", height=260)
+    style(fig, f"Disagreement@{k} of the items", f"disagreement@{k} (fraction, 0–1)", "items (count)", "",
+          height=280, subtitle=f"1 − overlap@{k} of the item's neighbourhoods in the two views; dashed: chance")
     fig.update_xaxes(range=[-step, 1 + step])
     return fig
 
 
 # ----------------------------------------------------------------------------- hits
-def share_bars(df: pd.DataFrame, x: str, x_title: str, title: str, kinds: Sequence[str]) -> go.Figure:
+def share_bars(df: pd.DataFrame, x: str, x_title: str, title: str, kinds: Sequence[str],
+               subtitle: str | None = None) -> go.Figure:
     """Stacked 100 % bars of hit kinds per segment; ``df`` has x, kind, count, share."""
     fig = go.Figure()
     for kind in kinds:
@@ -252,13 +259,14 @@ def share_bars(df: pd.DataFrame, x: str, x_title: str, title: str, kinds: Sequen
         fig.add_trace(go.Bar(x=d[x].astype(str), y=d["share"], name=kind, marker_color=HIT_COLORS.get(kind, GREY),
                              customdata=np.c_[d["count"].to_numpy()],
                              hovertemplate=f"{kind}<br>%{{x}}: %{{y:.1%}} (%{{customdata[0]:,}} test pairs)<extra></extra>"))
-    style(fig, title, x_title, "share of test pairs (%)", "found by", height=360)
+    style(fig, title, x_title, "share of test pairs (%)", "found by", height=380, subtitle=subtitle)
     fig.update_layout(barmode="stack", legend={"traceorder": "normal"})
     fig.update_yaxes(tickformat=".0%")
     return fig
 
 
-def grouped_share(df: pd.DataFrame, x: str, x_title: str, title: str, kinds: Sequence[str], y_title: str) -> go.Figure:
+def grouped_share(df: pd.DataFrame, x: str, x_title: str, title: str, kinds: Sequence[str], y_title: str,
+                  subtitle: str | None = None) -> go.Figure:
     """Grouped bars (one group per x value, one bar per hit kind); ``df`` has x, kind, share, count."""
     fig = go.Figure()
     for kind in kinds:
@@ -266,7 +274,7 @@ def grouped_share(df: pd.DataFrame, x: str, x_title: str, title: str, kinds: Seq
         fig.add_trace(go.Bar(x=d[x].astype(str), y=d["share"], name=kind, marker_color=HIT_COLORS.get(kind, GREY),
                              customdata=np.c_[d["count"].to_numpy()],
                              hovertemplate=f"{kind}<br>%{{x}}: %{{y:.1%}} of its hits (%{{customdata[0]:,}})<extra></extra>"))
-    style(fig, title, x_title, y_title, "hit kind", height=380)
+    style(fig, title, x_title, y_title, "hit kind", height=400, subtitle=subtitle)
     fig.update_layout(barmode="group")
     fig.update_yaxes(tickformat=".0%")
     return fig

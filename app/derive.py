@@ -712,8 +712,14 @@ def reading(K: int, k: int, head: pd.DataFrame, shares: dict[str, float], gains:
         best_single = max(rec.loc[r, "mean"] for r in cand)
         f = float(fus.iloc[0]["mean"])
         word = "above" if f > best_single else "not above"
-        out.append(f"The best fusion ({fus.iloc[0]['system']}) reaches Recall@{K} {_fmt(f)}, {word} the best single "
-                   f"system ({_fmt(best_single)}).")
+        sentence = (f"The best fusion ({fus.iloc[0]['system']}) reaches Recall@{K} {_fmt(f)}, {word} the best single "
+                    f"system ({_fmt(best_single)})")
+        sel = gains[(gains["metric"] == "recall") & (gains["oracle"] == "per-user selection")
+                    & (gains["pair"] == "semantic + collaborative")] if not gains.empty else gains
+        if not sel.empty and sel.iloc[0]["gain"] > 0:
+            b, o = float(sel.iloc[0]["best_single"]), float(sel.iloc[0]["oracle_value"])
+            sentence += f", realising {(f - b) / (o - b):.0%} of the headroom to the per-user oracle"
+        out.append(sentence + ".")
     if np.isfinite(overlap.get("mean", math.nan)):
         ratio = overlap["mean"] / overlap["chance"] if overlap["chance"] else math.nan
         times = f", {_fmt(ratio, 1)}× chance" if np.isfinite(ratio) else ""

@@ -270,3 +270,19 @@ def test_full_ranking_key_sort_matches_stable_argsort():
     # RRF from float32 and float64 scores is identical
     m = rng.random(s.shape) < 0.2
     np.testing.assert_array_equal(rrf_scores(s[1:], s[1:][::-1], m[1:]), rrf_scores(s[1:].astype(np.float64), s[1:][::-1].astype(np.float64), m[1:]))
+
+
+def test_bad_inputs_raise():
+    a, b, seen, target, users = _case(11)
+    with pytest.raises(ConfigError, match="alpha"):
+        fuse_topk(a, b, users, seen, 10, 1.5)
+    with pytest.raises(ConfigError, match="norm_scope"):
+        fuse_topk(a, b, users, seen, 10, 0.5, norm_scope="global")
+    with pytest.raises(ConfigError, match="kind"):
+        fusion_curve(a, b, users, seen, target, segments={"x": ("shop", np.zeros(N_I))})
+    with pytest.raises(ConfigError, match="shape"):
+        rrf_scores(np.zeros((2, 3)), np.zeros((2, 4)))
+    b.item_vecs = b.item_vecs.copy()
+    b.item_vecs[3] = np.nan
+    with pytest.raises(ValueError, match="col returned NaN"):
+        fuse_topk(a, b, users, seen, 10, 0.5)

@@ -72,8 +72,8 @@ def train_semantic(
     X: np.ndarray,
     split: Split,
     dim: int = 64,
-    lr: float = 3e-3,
-    weight_decay: float = 1e-4,
+    lr: float = 1e-2,
+    weight_decay: float = 0.0,
     epochs: int = 60,
     patience: int = 3,
     seed: int = 0,
@@ -156,11 +156,17 @@ def train_semantic(
                 row = np.repeat(np.arange(len(bu)), cnt)
                 idx = sub.indices.astype(np.int64)
                 tgt = rng.random(len(idx)) < holdout
-                if not tgt.any():
+                # only users with a held-out target this step (a row with no target adds
+                # nothing to the loss, and a fully masked row would give NaN gradients)
+                has_t = np.bincount(row[tgt], minlength=len(bu)) > 0
+                if not has_t.any():
                     continue
+                keep = has_t[row]
+                row, idx, tgt = (np.cumsum(has_t) - 1)[row[keep]], idx[keep], tgt[keep]
                 inp = ~tgt
                 idx_in, row_in = idx[inp], row[inp]
-                off_in = np.concatenate([[0], np.cumsum(np.bincount(row_in, minlength=len(bu)))[:-1]]).astype(np.int64)
+                n_b = int(has_t.sum())
+                off_in = np.concatenate([[0], np.cumsum(np.bincount(row_in, minlength=n_b))[:-1]]).astype(np.int64)
                 idx_t, row_t = idx[tgt], row[tgt]
                 if full:
                     E = Xt @ W + c

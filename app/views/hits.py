@@ -35,25 +35,29 @@ def render(ctx: Ctx) -> None:
         d = seg[seg["segment_type"] == seg_type].copy()
         d["kind"] = d["kind"].astype(str)
         with holder:
-            charts.show(charts.share_bars(d, "segment", x_title, f"Hits by {seg_type} (top-{K})", list(HIT_KINDS)),
+            charts.show(charts.share_bars(d, "segment", x_title, f"Hits by {seg_type}", list(HIT_KINDS),
+                                          subtitle=f"who finds each test pair at K={K}"),
                         key=f"hits_by_{seg_type.split()[1]}", filename=f"hits_by_{seg_type.replace(' ', '_')}")
             table = d.pivot_table(index="segment", columns="kind", values="count", aggfunc="sum", observed=False)
-            st.dataframe(table.reindex(columns=list(HIT_KINDS)), width="stretch")
+            table = table.reindex(index=list(dict.fromkeys(d["segment"])), columns=list(HIT_KINDS))
+            st.dataframe(table, width="stretch", key=f"hits_table_{seg_type.split()[1]}")
 
     st.subheader("What each view finds on its own")
     uf = ctx.derived("unique_finds", K)
     kinds = list(HIT_KINDS[:3])
     dec = uf["decile"].copy()
     charts.show(charts.grouped_share(dec, "decile", "item popularity decile (1 = least popular, 10 = most)",
-                                     f"Where the hits fall in popularity (share of each kind's hits, top-{K})", kinds,
-                                     "share of the kind's hits (%)"), key="hits_deciles", filename="hits_by_decile")
+                                     "Popularity of the hits", kinds, "share of the kind's hits (%)",
+                                     subtitle=f"share of each kind's hits per popularity decile (K={K})"),
+                key="hits_deciles", filename="hits_by_decile")
     gen = uf["genre"].copy()
     order = gen.groupby("genre")["count"].sum().sort_values(ascending=False).index
     gen["genre"] = pd.Categorical(gen["genre"], categories=list(order))
     gen = gen.sort_values("genre")
-    charts.show(charts.grouped_share(gen, "genre", "genre (an item counts once per genre)",
-                                     f"Genres of the hits (share of each kind's hits, top-{K})", kinds,
-                                     "share of the kind's hits (%)"), key="hits_genres", filename="hits_by_genre")
+    charts.show(charts.grouped_share(gen, "genre", "genre (an item counts once per genre)", "Genres of the hits", kinds,
+                                     "share of the kind's hits (%)",
+                                     subtitle=f"share of each kind's hits per genre (K={K})"),
+                key="hits_genres", filename="hits_by_genre")
     top = uf["top"]
     items = ctx.run.items.set_index("item_idx")
     c1, c2 = st.columns(2)

@@ -130,18 +130,26 @@ def drill_down(ctx: Ctx, row: pd.Series) -> None:
             st.markdown(f"**{KIND_LABELS[kind]}** ({len(d)})")
             sims = {"shared": ["sem_sim", "col_sim"], "semantic-only": ["sem_sim", "sem_rank"],
                     "collaborative-only": ["col_sim", "col_rank"]}[kind]
-            view = d[["title", "item_id", "popularity", *sims]]
+            view = d[["title", *sims, "popularity", "item_id"]]
             ids_key = f"items_nb_ids::{kind}"
             st.session_state[ids_key] = d["neighbor_idx"].astype(int).tolist()
             tkey = f"items_nb::{kind}::{item}"
             st.dataframe(view, hide_index=True, width="stretch", key=tkey, selection_mode="single-row",
                          on_select=lambda t=tkey, i=ids_key: _table_pick(t, i, ctx),
-                         column_config={"sem_sim": st.column_config.NumberColumn("semantic sim", format="%.3f"),
-                                        "col_sim": st.column_config.NumberColumn("collab. sim", format="%.3f"),
-                                        "sem_rank": st.column_config.NumberColumn("sem. rank", format="%d"),
-                                        "col_rank": st.column_config.NumberColumn("col. rank", format="%d")})
+                         column_config={"title": st.column_config.TextColumn("title", width="medium"),
+                                        "sem_sim": st.column_config.NumberColumn("sem. cos", format="%.3f", width="small",
+                                                                                 help="cosine in the semantic view"),
+                                        "col_sim": st.column_config.NumberColumn("col. cos", format="%.3f", width="small",
+                                                                                 help="cosine in the collaborative view"),
+                                        "sem_rank": st.column_config.NumberColumn("sem. rank", format="%d", width="small"),
+                                        "col_rank": st.column_config.NumberColumn("col. rank", format="%d", width="small"),
+                                        "popularity": st.column_config.NumberColumn("pop.", width="small",
+                                                                                    help="training interactions")})
         for j, t in zip(d["neighbor_idx"].astype(int), d["title"].astype(str)):
             pivot_opts[j] = f"{t} ({kind})"
+    if nb["cold"].astype(bool).any():
+        st.caption("Cold items (no training interactions) can only be semantic neighbours; overlap@k counts only "
+                   "items both views can place.")
     if pivot_opts:
         pk = f"items_pivot::{item}"
         st.selectbox("Open a neighbour", list(pivot_opts), index=None, key=pk, placeholder="pick a neighbour to pivot",
@@ -157,7 +165,10 @@ def drill_down(ctx: Ctx, row: pd.Series) -> None:
     counts = users["kind"].value_counts()
     st.caption(" · ".join(f"{md_escape(kd)}: {int(n)}" for kd, n in counts.items()) +
                f" — values are the rank at which each system recommended it (blank = not in its top-{K}).")
-    st.dataframe(users.drop(columns=["user_idx"]), hide_index=True, width="stretch", key="items_users")
+    shown = users.drop(columns=["user_idx"]).copy()
+    for c in shown.columns[3:]:  # one column per system: the rank at which it recommended the item
+        shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"#{int(v)}")
+    st.dataframe(shown, hide_index=True, width="stretch", key="items_users")
 
 
 render(current_ctx())

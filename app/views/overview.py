@@ -82,8 +82,9 @@ def render(ctx: Ctx) -> None:
         else:
             charts.show(charts.oracle_gain_bar(gains, K), key="ov_gains", filename="oracle_gain_vs_control")
             g = gains.pivot_table(index=["metric", "oracle"], columns="pair", values="gain", sort=False)
+            g.columns = ["sem + col" if c.startswith("semantic") else "control" for c in g.columns]
             if g.shape[1] == 2:
-                g["excess over control"] = g.iloc[:, 0] - g.iloc[:, 1]
+                g["excess"] = g["sem + col"] - g["control"]
             st.caption("Gain = oracle − best single view of the pair. Only the excess over the control floor "
                        "(most-popular + collaborative) is complementarity.")
             st.dataframe(g.reset_index(), hide_index=True, width="stretch",
