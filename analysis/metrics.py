@@ -10,8 +10,9 @@ Per-user values are float64 arrays with NaN for users whose relevant set is empt
 aggregates skip NaN and report how many users were counted and skipped.
 
 These agree with ranx's ``recall@k``, ``ndcg@k`` and ``hit_rate@k`` to float precision
-(tests/test_metrics.py). ranx's default ``ndcg`` is the Burges form (2^rel − 1) / log2(i+1),
-identical to the above for binary relevance; the only differences are conventions: ranx
+(tests/test_metrics.py). ranx's ``ndcg`` is the Järvelin form rel_i / log2(i+1) with the
+ideal DCG over min(|R|, K) positions, exactly the above (its ``ndcg_burges`` uses
+2^rel − 1, also identical for binary relevance). Differences are conventions only: ranx
 scores a user with no relevant item 0 (we return NaN and skip it) and cannot represent
 -1 padding (we count padded slots as misses).
 

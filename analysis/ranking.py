@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .backend import Backend, get_backend
-from .errors import ConfigError
+from .errors import ConfigError, VectorError
 from .models.base import Recommender
 
 
@@ -41,11 +41,15 @@ def mask_seen(scores: np.ndarray, seen: sp.csr_matrix | None, rows: np.ndarray) 
 
 
 def check_scores(scores: np.ndarray, rows: np.ndarray, who: str = "model") -> None:
-    """Raise if a score block contains NaN (it would sort unpredictably), naming the user."""
+    """Raise VectorError if a score block contains NaN (it would sort unpredictably).
+
+    NaN scores come from NaN in a model's vectors (e.g. user-supplied item vectors); the
+    message names the user and item index.
+    """
     nan = np.isnan(scores)
     if nan.any():
         j, i = np.argwhere(nan)[0]
-        raise ValueError(f"{who} returned NaN score for user index {int(rows[j])}, item index {int(i)}")
+        raise VectorError(f"{who} returned NaN score for user index {int(rows[j])}, item index {int(i)}")
 
 
 def _topk_padded(scores: np.ndarray, k: int, be: Backend) -> np.ndarray:

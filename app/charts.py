@@ -171,10 +171,10 @@ def _hover(df: pd.DataFrame, color_label: str, color_values: pd.Series) -> tuple
 
 def item_map(df: pd.DataFrame, x: str, y: str, view: str, color: str, color_label: str, categorical: bool,
              selected: Sequence[int] = (), focus: int | None = None, category_colors: dict | None = None,
-             log_color: bool = False, height: int = 520) -> go.Figure:
+             log_color: bool = False, height: int = 520, source: str = "UMAP") -> go.Figure:
     """WebGL scatter of a 2-D item map. Each point carries ``item_idx`` as ``customdata[0]`` (point
     indices are per trace), the escaped title as hover text; selected items get a black ring, the
-    focus item a yellow star and the view zooms onto it."""
+    focus item a yellow star and the view zooms onto it. ``source`` ("UMAP" / "PCA") names the axes."""
     d = df[df[x].notna() & df[y].notna()]
     fig = go.Figure()
     has_sel = len(selected) > 0
@@ -222,7 +222,8 @@ def item_map(df: pd.DataFrame, x: str, y: str, view: str, color: str, color_labe
             sy = (d[y].max() - d[y].min()) * 0.12 or 1.0
             fig.update_xaxes(range=[fx - sx, fx + sx])
             fig.update_yaxes(range=[fy - sy, fy + sy])
-    style(fig, f"{view.capitalize()} map", f"{view} UMAP-1 (arbitrary units)", f"{view} UMAP-2 (arbitrary units)",
+    axis = "UMAP-" if source == "UMAP" else "PC "
+    style(fig, f"{view.capitalize()} map", f"{view} {axis}1 (arbitrary units)", f"{view} {axis}2 (arbitrary units)",
           color_label, height=height)
     # no dragmode / clickmode here: Streamlit then starts in "pan" with click-to-select, and the
     # toolbar's box / lasso buttons switch to area selection

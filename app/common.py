@@ -160,11 +160,21 @@ def load_run(path: str, stamp: int) -> Run:
     return run
 
 
+def derive_fn(fn_name: str) -> Any:
+    """The derive function ``fn_name``: from :mod:`app.derive`, else from :mod:`app.derive_more`."""
+    fn = getattr(derive, fn_name, None)
+    if fn is None:
+        from . import derive_more
+
+        fn = getattr(derive_more, fn_name)
+    return fn
+
+
 @st.cache_resource(show_spinner=False, max_entries=1024)
 def _derived(path: str, stamp: int, fn_name: str, args: tuple, kwargs: tuple) -> Any:
     run = load_run(path, stamp)
     try:
-        return getattr(derive, fn_name)(run, *args, **dict(kwargs))
+        return derive_fn(fn_name)(run, *args, **dict(kwargs))
     except RunError:
         raise
     except (OSError, KeyError) as exc:
@@ -245,7 +255,7 @@ class Ctx:
     # --- data
     def derived(self, fn_name: str, *args: Any) -> Any:
         """``derive.<fn_name>(run, *args)`` cached per process; fills ``users=`` / ``items=`` from the filter."""
-        fn = getattr(derive, fn_name)
+        fn = derive_fn(fn_name)
         params = inspect.signature(fn).parameters
         kw = []
         if "users" in params:

@@ -44,24 +44,33 @@ def app_make_data(folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def app_run_path(tmp_path_factory) -> Path:
-    """Path of a small real run (synthetic data through the file loader, 10 % cold items)."""
+def _make_run(base: Path, name: str, umap: bool) -> Path:
     import analysis
 
-    base = tmp_path_factory.mktemp("app")
     mp = pytest.MonkeyPatch()
     mp.setenv("SEMCOLLAB_CACHE", str(base / "cache"))
     try:
         data = app_make_data(base / "data")
         cfg = analysis.RunConfig(dataset="files", data_path=str(data), semantic=str(data / "semantic.npz"),
                                  ks=(10, 20), k_neighbors=10, n_boot=200, n_alphas=6, cold_item_share=0.1, seed=0,
-                                 umap=False, tuning=QUICK_TUNING)
-        out = base / "runs" / "small"
+                                 umap=umap, tuning=QUICK_TUNING)
+        out = base / "runs" / name
         analysis.run(cfg, out=out, log=lambda _msg: None)
-        yield out
+        return out
     finally:
         mp.undo()
+
+
+@pytest.fixture(scope="session")
+def app_run_path(tmp_path_factory) -> Path:
+    """Path of a small real run (synthetic data through the file loader, 10 % cold items, no UMAP)."""
+    return _make_run(tmp_path_factory.mktemp("app"), "small", umap=False)
+
+
+@pytest.fixture(scope="session")
+def app_umap_run_path(tmp_path_factory) -> Path:
+    """The same small run with its UMAP layouts (slower: for the browser tests and one ``slow`` test)."""
+    return _make_run(tmp_path_factory.mktemp("app_umap"), "small-umap", umap=True)
 
 
 @pytest.fixture(scope="session")
@@ -114,16 +123,24 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.fixture(scope="session")
+def app_umap_run(app_umap_run_path):
+    """The small UMAP run, opened."""
+    from analysis import open_run
+
+    return open_run(app_umap_run_path)
+
+
 @pytest.fixture(scope="module")
-def app_server(app_run_path, tmp_path_factory):
-    """A real ``streamlit run app/main.py`` on a free 127.0.0.1 port over the small run; yields its URL."""
+def app_server(app_umap_run_path, tmp_path_factory):
+    """A real ``streamlit run app/main.py`` on a free 127.0.0.1 port over the small UMAP run; yields its URL."""
     import subprocess
     import time
     import urllib.request
 
     port = _free_port()
     log = tmp_path_factory.mktemp("app_server") / "streamlit.log"
-    env = {**os.environ, "SEMCOLLAB_RUNS": str(app_run_path.parent)}
+    env = {**os.environ, "SEMCOLLAB_RUNS": str(app_umap_run_path.parent)}
     cmd = [sys.executable, "-m", "streamlit", "run", APP_MAIN, "--server.address", "127.0.0.1",
            "--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none",
            "--browser.gatherUsageStats", "false"]

@@ -25,6 +25,7 @@ from app_fixtures import (  # noqa: F401  (fixtures)
     app_run,
     app_run_path,
     app_test,
+    app_umap_run_path,
 )
 
 OVERVIEW, MAPS, ITEMS, HITS = "views/overview.py", "views/maps.py", "views/items.py", "views/hits.py"
@@ -285,6 +286,30 @@ def test_maps_colour_by_hit_type_and_disagreement_range(app_test, app_run):
     d = app_run.items["disagreement"]
     n = sum(len(arr(t["x"])) for t in figure(at, "maps_sem")["data"])
     assert n == int(d.between(0.5, 0.8).sum())
+
+
+@pytest.mark.slow
+def test_maps_use_the_runs_umap_layout(app_umap_run_path, monkeypatch):
+    """A run with UMAP layouts is drawn at its stored sem_x / sem_y and col_x / col_y."""
+    from streamlit.testing.v1 import AppTest
+
+    from analysis import open_run
+
+    monkeypatch.setenv("SEMCOLLAB_RUNS", str(app_umap_run_path.parent))
+    monkeypatch.setattr(sys, "argv", ["app/main.py"])
+    at = AppTest.from_file(APP_MAIN, default_timeout=120).run()
+    at.switch_page(MAPS).run()
+    assert_clean(at)
+    assert not [i for i in at.info if "principal components" in i.value]
+    items = open_run(app_umap_run_path).items.set_index("item_idx")
+    for key, (xc, yc) in (("maps_sem", ("sem_x", "sem_y")), ("maps_col", ("col_x", "col_y"))):
+        fig = figure(at, key)
+        assert fig["layout"]["xaxis"]["title"]["text"].endswith("UMAP-1 (arbitrary units)")
+        t = fig["data"][0]
+        idx = [int(c[0]) for c in arr(t["customdata"])]
+        np.testing.assert_allclose(arr(t["x"]).astype(float), items.loc[idx, xc].to_numpy(), rtol=1e-6)
+        np.testing.assert_allclose(arr(t["y"]).astype(float), items.loc[idx, yc].to_numpy(), rtol=1e-6)
+        assert len(idx) == int(items[xc].notna().sum())
 
 
 # ----------------------------------------------------------------------------- items

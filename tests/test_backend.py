@@ -7,7 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from analysis.backend import Backend, get_backend
-from analysis.errors import ConfigError
+from analysis.errors import ConfigError, VectorError
 from analysis.models.base import EmbeddingRecommender
 from analysis.ranking import mask_seen, rank, rank_scores
 
@@ -115,7 +115,7 @@ def test_mask_seen_vectorised_and_nan_rejected():
     assert np.isneginf(s).tolist() == [[False, False, True, False], [True, False, False, True]]
     bad = np.zeros((2, 3), np.float32)
     bad[1, 2] = np.nan
-    with pytest.raises(ValueError, match="user index 9, item index 2"):
+    with pytest.raises(VectorError, match="user index 9, item index 2"):
         rank_scores(bad, 2, users=np.array([4, 9]))
     with pytest.raises(ConfigError):
         rank_scores(np.zeros((2, 3)), 0)

@@ -20,9 +20,9 @@ from app_fixtures import (  # noqa: F401  (fixtures)
     ROOT,
     app_browser,
     app_chromium,
-    app_run,
-    app_run_path,
     app_server,
+    app_umap_run,
+    app_umap_run_path,
 )
 
 pytestmark = [pytest.mark.browser,
@@ -50,9 +50,9 @@ def _wait_selected(page, name: str, n: int | None = None) -> None:
         return gd && gd._fullData && gd._fullData.some({cond}); }}""", arg=name, timeout=TIMEOUT)
 
 
-def _new_page(browser):
+def _new_page(browser, height: int = 1150):
     """A page that records any JavaScript dialog (an executed ``alert`` from a title would show up)."""
-    page = browser.new_page(viewport={"width": 1500, "height": 1150})
+    page = browser.new_page(viewport={"width": 1500, "height": height})
     page.dialogs = []
     page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
     return page
@@ -63,12 +63,12 @@ def _settle(page) -> None:
     page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT)
 
 
-def test_maps_click_and_box_select_are_linked(app_browser, app_server, app_run):
-    page = _new_page(app_browser)
+def test_maps_click_and_box_select_are_linked(app_browser, app_server, app_umap_run):
+    page = _new_page(app_browser, height=1400)
     page.goto(f"{app_server}/maps")
     page.wait_for_function(JS_MAPS_READY, timeout=TIMEOUT)
     # 1. click one point of the semantic map -> ringed in the collaborative map, one table row
-    warm = app_run.items.loc[~app_run.items["cold"], "item_idx"].tolist()
+    warm = app_umap_run.items.loc[~app_umap_run.items["cold"], "item_idx"].tolist()
     target = page.evaluate(f"""(warm) => {{ const gd = ({JS_PLOT})('Semantic'); gd.scrollIntoView();
         const r = gd.getBoundingClientRect(), xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, t = gd._fullData[0];
         const pts = []; for (let i = 0; i < t.x.length; i++) pts.push([r.left + xa._offset + xa.l2p(t.x[i]),
@@ -85,7 +85,7 @@ def test_maps_click_and_box_select_are_linked(app_browser, app_server, app_run):
     assert _selected_in(page, "Collaborative") == [target["idx"]]
     assert _selected_in(page, "Semantic") == [target["idx"]]
     page.get_by_text("1 item(s) selected in the semantic map").wait_for(timeout=TIMEOUT)
-    item_id = app_run.items.set_index("item_idx").loc[target["idx"], "item_id"]
+    item_id = app_umap_run.items.set_index("item_idx").loc[target["idx"], "item_id"]
     assert page.locator("[data-testid='stDataFrame']").count() >= 1
     # 2. box-select in the collaborative map -> the same items ringed in the semantic map + the table
     page.wait_for_function(JS_MAPS_READY, timeout=TIMEOUT)
@@ -119,29 +119,31 @@ def test_maps_click_and_box_select_are_linked(app_browser, app_server, app_run):
     assert page.dialogs == []
     _settle(page)
     SHOTS.mkdir(parents=True, exist_ok=True)
+    page.get_by_text("Colour by").first.evaluate("el => el.scrollIntoView({block: 'start'})")
+    page.wait_for_timeout(500)
     page.screenshot(path=str(SHOTS / "maps.png"), full_page=True)
     (ROOT / "assets").mkdir(exist_ok=True)
     shutil.copyfile(SHOTS / "maps.png", ROOT / "assets" / "maps.png")
     page.close()
 
 
-def test_item_drilldown_pivots_and_keeps_html_as_text(app_browser, app_server, app_run):
+def test_item_drilldown_pivots_and_keeps_html_as_text(app_browser, app_server, app_umap_run):
     page = _new_page(app_browser)
     page.goto(f"{app_server}/items?item={APP_HTML_ITEM}")
     heading = page.get_by_role("heading", name=APP_HTML_TITLE)
     heading.wait_for(timeout=TIMEOUT)
     assert page.locator("b", has_text="x").count() == 0  # the <b> of the title was not rendered as HTML
     SHOTS.mkdir(parents=True, exist_ok=True)
-    items = app_run.items.set_index("item_idx")
+    items = app_umap_run.items.set_index("item_idx")
     target = int(items[~items["cold"]].index[1])
     page.goto(f"{app_server}/items?item={items.loc[target, 'item_id']}")
     page.get_by_role("heading", name=str(items.loc[target, "title"])).first.wait_for(timeout=TIMEOUT)
     page.get_by_text("Shared neighbours").wait_for(timeout=TIMEOUT)
     _settle(page)
     page.screenshot(path=str(SHOTS / "items.png"), full_page=True)
-    box = page.locator("[data-testid='stSelectbox']").filter(has_text="Open a neighbour")
-    box.click()
+    page.get_by_role("combobox", name="Open a neighbour").click()
     option = page.get_by_role("option").first
+    option.wait_for(timeout=TIMEOUT)
     label = option.inner_text()
     option.click()
     page.wait_for_function("(old) => new URLSearchParams(location.search).get('item') !== old",

@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from analysis.backend import Backend
-from analysis.errors import ConfigError
+from analysis.errors import ConfigError, VectorError
 from analysis.fusion import (
     choose_alpha,
     fuse_scores,
@@ -284,5 +284,5 @@ def test_bad_inputs_raise():
         rrf_scores(np.zeros((2, 3)), np.zeros((2, 4)))
     b.item_vecs = b.item_vecs.copy()
     b.item_vecs[3] = np.nan
-    with pytest.raises(ValueError, match="col returned NaN"):
+    with pytest.raises(VectorError, match="col returned NaN"):
         fuse_topk(a, b, users, seen, 10, 0.5)

@@ -75,7 +75,7 @@ def search(df: pd.DataFrame, query: str, limit: int = 50) -> pd.DataFrame:
 def render(ctx: Ctx) -> None:
     k, K = ctx.k, ctx.K
     st.title("Maps")
-    st.caption("Each point is an item, placed by a UMAP of the view's item vectors (positions are for looking, not "
+    st.caption("Each point is an item, placed by a 2-D layout (UMAP) of the view's item vectors (positions are for looking, not "
                "measuring: neighbourhoods and disagreement are computed in the original vectors). Click a point or "
                "draw a box / lasso in either map: the same items are ringed in the other map and listed below. "
                f"{md_escape(ctx.segment_note())}.")
@@ -129,7 +129,8 @@ def render(ctx: Ctx) -> None:
     left, right = st.columns(2)
     for holder, view, xc, yc in ((left, "semantic", "sem_x", "sem_y"), (right, "collaborative", "col_x", "col_y")):
         fig = charts.item_map(plot_df, xc, yc, view, column, short, categorical, selected=selected, focus=focus,
-                              category_colors=cat_colors, log_color=log_color)
+                              category_colors=cat_colors, log_color=log_color,
+                              source=df.attrs.get("map_source", {}).get(view, "UMAP"))
         with holder:
             charts.show(fig, key=MAP_KEYS[view], filename=f"{view}_map", on_select=_selection_callback(view))
 
