@@ -13,6 +13,27 @@ def _floats(s: str) -> list[float]:
     return [float(x) / (100 if float(x) > 1 else 1) for x in s.split(",") if x.strip()]
 
 
+def _synthetic_params(pairs: list[str] | None) -> dict:
+    """``--synthetic KEY=VALUE`` pairs -> generator overrides (names of analysis.synthetic.SyntheticConfig)."""
+    from dataclasses import fields
+
+    from .errors import ConfigError
+    from .synthetic import SyntheticConfig
+
+    types = {f.name: f.type for f in fields(SyntheticConfig) if f.name != "seed"}
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in types:
+            raise ConfigError(f"--synthetic {pair!r}: expected KEY=VALUE with KEY one of {sorted(types)}")
+        try:
+            out[key] = int(value) if types[key] in (int, "int") else float(value)
+        except ValueError:
+            raise ConfigError(f"--synthetic {pair!r}: {value!r} is not a number") from None
+    return out
+
+
 def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="synthetic", help=f"built-in dataset: {', '.join(BUILTIN_DATASETS)}")
     p.add_argument("--data", help="your own data: a file or folder (RecBole atomic, MovieLens, Amazon JSONL, CSV/Parquet)")
@@ -38,10 +59,17 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--no-umap", action="store_true", help="skip the 2-D maps")
     p.add_argument("--force", action="store_true", help="recompute even when the run is cached")
+    p.add_argument("--synthetic", action="append", metavar="KEY=VALUE",
+                   help="synthetic generator parameter, e.g. n_users=300 (repeatable; --dataset synthetic only)")
 
 
 def config_from_args(a: argparse.Namespace) -> RunConfig:
-    return RunConfig(
+    synthetic = _synthetic_params(getattr(a, "synthetic", None))
+    if synthetic and (a.data or a.dataset != "synthetic"):
+        from .errors import ConfigError
+
+        raise ConfigError("--synthetic applies to --dataset synthetic only")
+    return RunConfig(synthetic=synthetic,
         dataset="files" if a.data else a.dataset, data_path=a.data, data_format=a.format, item_path=a.items,
         ks=tuple(a.k or (10, 20)), k_neighbors=a.k_neighbors, semantic=a.semantic, semantic_ids=a.semantic_ids,
         collab=a.collab, collab_ids=a.collab_ids, compare_semantic=a.compare, split=a.split,

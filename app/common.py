@@ -35,8 +35,9 @@ Getting data in a page
 
 Widgets and state
     Widget keys are prefixed with the page name (``maps_…``, ``items_…``); sidebar keys start with
-    ``sb_``. Cross-page state lives in ``st.session_state`` under a page prefix. Linkable state also
-    goes to ``st.query_params`` (the Items page keeps ``?item=<item_id>``).
+    ``sb_``. Cross-page state lives in ``st.session_state`` under a page prefix; add a new page's
+    prefix to ``PAGE_PREFIXES`` so its state is reset when another run is picked. Linkable state
+    also goes to ``st.query_params`` (the Items page keeps ``?item=<item_id>``, the sidebar ``?run=``).
     Heavy work belongs in ``derive`` functions called through ``ctx.derived`` — never inside widget
     callbacks; callbacks only copy a selection into ``st.session_state``.
 
@@ -297,6 +298,18 @@ def show_run_error(exc: BaseException) -> None:
             f"or put it under `${RUNS_ENV}` (now `{runs_root()}`).")
 
 
+#: session-state prefixes of page state that refers to one run (item indices, selections)
+PAGE_PREFIXES = ("maps_", "items_")
+
+
+def reset_page_state() -> None:
+    """Forget page state and widgets under ``PAGE_PREFIXES`` (called when another run is picked)."""
+    for key in list(st.session_state.keys()):
+        if str(key).startswith(PAGE_PREFIXES):
+            del st.session_state[key]
+    st.query_params.pop("item", None)
+
+
 def _ordered(values: list[str], order: tuple[str, ...]) -> list[str]:
     rank = {v: i for i, v in enumerate(order)}
     return sorted(values, key=lambda v: (rank.get(v.lower(), len(order)), v))
@@ -327,6 +340,9 @@ def sidebar() -> Ctx:
     label = sb.selectbox("Run", labels, key="sb_run", help=f"Runs under ${RUNS_ENV} (now {runs_root()}) "
                          "or given with `-- --run PATH`")
     st.query_params["run"] = label
+    if st.session_state.get("_semcollab_run") not in (None, label):
+        reset_page_state()
+    st.session_state["_semcollab_run"] = label
     path = runs[label]
     stamp = _stamp(path)
     try:

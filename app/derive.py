@@ -716,7 +716,7 @@ def reading(K: int, k: int, head: pd.DataFrame, shares: dict[str, float], gains:
                     f"system ({_fmt(best_single)})")
         sel = gains[(gains["metric"] == "recall") & (gains["oracle"] == "per-user selection")
                     & (gains["pair"] == "semantic + collaborative")] if not gains.empty else gains
-        if not sel.empty and sel.iloc[0]["gain"] > 0:
+        if not sel.empty and sel.iloc[0]["gain"] > 0 and f > float(sel.iloc[0]["best_single"]):
             b, o = float(sel.iloc[0]["best_single"]), float(sel.iloc[0]["oracle_value"])
             sentence += f", realising {(f - b) / (o - b):.0%} of the headroom to the per-user oracle"
         out.append(sentence + ".")

@@ -26,6 +26,10 @@ PAGES = [
     ("maps.py", "Maps", ":material/scatter_plot:", "maps"),
     ("items.py", "Items", ":material/list:", "items"),
     ("hits.py", "Hits", ":material/target:", "hits"),
+    ("fusion.py", "Fusion", ":material/merge:", "fusion"),
+    ("users.py", "Users", ":material/person:", "users"),
+    ("regimes.py", "Regimes", ":material/stacked_line_chart:", "regimes"),
+    ("compute.py", "Compute", ":material/play_circle:", "compute"),
 ]
 
 

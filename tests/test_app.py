@@ -312,6 +312,20 @@ def test_maps_use_the_runs_umap_layout(app_umap_run_path, monkeypatch):
         assert len(idx) == int(items[xc].notna().sum())
 
 
+def test_maps_sample_large_catalogues_and_say_so(app_test, app_run, monkeypatch):
+    """Above the point budget the maps draw every tail / cold item plus a stratified sample, and say so."""
+    monkeypatch.setenv("SEMCOLLAB_MAX_MAP_POINTS", "250")
+    at = app_test(MAPS)
+    assert_clean(at)
+    note = [i.value for i in at.info if "sample" in i.value]
+    assert note and "keeps every tail and cold item" in note[0]
+    items = app_run.items
+    drawn = {int(c[0]) for t in figure(at, "maps_sem")["data"] for c in arr(t["customdata"])}
+    must = set(items.loc[(items.pop_bucket == "tail") | items.cold, "item_idx"])
+    assert must <= drawn and len(drawn) < len(items)
+    assert note[0].startswith(f"Showing {len(drawn):,} of {len(items):,} items")
+
+
 # ----------------------------------------------------------------------------- items
 def test_items_table_lists_items_by_disagreement(app_test, app_run):
     at = app_test(ITEMS)

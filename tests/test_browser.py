@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from app_fixtures import (  # noqa: F401  (fixtures)
     APP_HTML_ITEM,
@@ -86,7 +87,7 @@ def test_maps_click_and_box_select_are_linked(app_browser, app_server, app_umap_
     assert _selected_in(page, "Semantic") == [target["idx"]]
     page.get_by_text("1 item(s) selected in the semantic map").wait_for(timeout=TIMEOUT)
     item_id = app_umap_run.items.set_index("item_idx").loc[target["idx"], "item_id"]
-    assert page.locator("[data-testid='stDataFrame']").count() >= 1
+    page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=TIMEOUT)
     # 2. box-select in the collaborative map -> the same items ringed in the semantic map + the table
     page.wait_for_function(JS_MAPS_READY, timeout=TIMEOUT)
     chart = page.locator(".stPlotlyChart").filter(has=page.get_by_text("Collaborative map", exact=True))
@@ -141,8 +142,15 @@ def test_item_drilldown_pivots_and_keeps_html_as_text(app_browser, app_server, a
     page.get_by_text("Shared neighbours").wait_for(timeout=TIMEOUT)
     _settle(page)
     page.screenshot(path=str(SHOTS / "items.png"), full_page=True)
-    page.get_by_role("combobox", name="Open a neighbour").click()
     option = page.get_by_role("option").first
+    for _ in range(5):  # the dropdown closes again if a rerun lands right after the click
+        _settle(page)
+        page.get_by_role("combobox", name="Open a neighbour").click()
+        try:
+            option.wait_for(timeout=10_000)
+            break
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
     option.wait_for(timeout=TIMEOUT)
     label = option.inner_text()
     option.click()

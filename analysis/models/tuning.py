@@ -39,7 +39,7 @@ DEFAULT_GRIDS: dict[str, dict[str, list]] = {
     "ials": {"factors": [64, 128], "regularization": [1.0, 10.0, 100.0], "alpha": [1.0, 5.0, 20.0]},
     "bpr": {"dim": [64, 128], "reg": [3e-3, 1e-2, 3e-2]},
     "ease": {"lam": [10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0]},
-    "semantic_trained": {"dim": [64, 128], "weight_decay": [0.0, 0.1, 1.0]},
+    "semantic_trained": {"dim": [64, 128], "weight_decay": [0.0, 0.01, 0.1]},
 }
 DEFAULT_FIXED: dict[str, dict[str, Any]] = {
     "ials": {"iterations": 30, "eval_every": 1, "patience": 3},
@@ -73,8 +73,8 @@ class TuneResult:
     budget: dict[str, Any] = field(default_factory=dict)
     cache_hit: bool = False
     key: str = ""
-    #: grid parameters (with >= 3 numeric values) whose best value is the grid's min or max:
-    #: the optimum may lie outside the grid, so widen it
+    #: grid parameters (with >= 3 numeric values) whose best value is the grid's min or max
+    #: (a minimum of 0 is a natural bound, not an edge): the optimum may lie outside the grid
     at_edge: list[str] = field(default_factory=list)
 
 
@@ -82,7 +82,8 @@ def _at_edge(grid: dict[str, list], best: dict[str, Any]) -> list[str]:
     out = []
     for name, values in grid.items():
         nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        if len(nums) >= 3 and len(nums) == len(values) and best[name] in (min(nums), max(nums)):
+        edges = {max(nums)} | ({min(nums)} if min(nums) != 0 else set()) if nums else set()
+        if len(nums) >= 3 and len(nums) == len(values) and best[name] in edges:
             out.append(name)
     return out
 

@@ -8,6 +8,8 @@ searched by title / id (highlight + zoom), and filtered by a disagreement range.
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -15,7 +17,8 @@ import streamlit as st
 from app import charts
 from app.common import Ctx, current_ctx, md_escape
 
-MAX_POINTS = 30_000
+#: above this many items the maps draw a stratified sample (``$SEMCOLLAB_MAX_MAP_POINTS`` overrides)
+MAX_POINTS = int(os.environ.get("SEMCOLLAB_MAX_MAP_POINTS") or 30_000)
 SEL, SRC, FOCUS = "maps_sel", "maps_sel_src", "maps_focus"
 MAP_KEYS = {"semantic": "maps_sem", "collaborative": "maps_col"}
 _SKIP = {"item_idx", "item_id", "title", "description", "text", "label", "genres", "sem_x", "sem_y", "col_x", "col_y",

@@ -1,0 +1,379 @@
+"""Per-run frames of the Fusion, Users and Regimes pages: pure pandas / numpy, no Streamlit.
+
+Same contract as :mod:`app.derive` (``fn(run, *args)``, results cached per process by
+:meth:`app.common.Ctx.derived` and therefore read-only). Definitions follow
+/work/shared/DIAGNOSTICS.md, section "Fusion":
+
+* the fusion-gain curve M(α) is the run's ``fusion`` table (α = weight of the semantic view,
+  α = 1 the semantic view alone, α = 0 the collaborative view alone);
+* reference lines come from the ``metrics`` table: the single views, RRF and the fusion at the
+  validation α on each part; on test also the oracle bounds ``oracle_select`` / ``oracle_union``
+  and the control floor ``control_oracle_select`` (most-popular + collaborative). The engine
+  stores the oracles for Recall / NDCG at the run's K only; for another cut-off or the hit rate
+  they are recomputed from the ``users`` / ``topk`` tables with the same definitions;
+* headroom realised = (M_f − M_best) / (M_oracle − M_best), M_best the better compared view on
+  test, M_oracle the per-user selection oracle;
+* the Users page re-scores one user from the saved vectors and fuses with
+  :func:`analysis.fusion.fuse_topk`, exactly as the engine did (seen = train + valid at test time).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from analysis.errors import RunError
+from analysis.fusion import fuse_topk, headroom
+from analysis.models.base import EmbeddingRecommender
+from analysis.runstore import Run
+
+from .derive import ROLE_LABELS, compared_systems, oracle_per_user, require_columns, system_roles
+
+METRIC_LABELS = {"recall": "Recall", "ndcg": "NDCG", "hit": "Hit rate"}
+METHOD_LABELS = {"score": "plain score fusion", "cold_aware": "cold-aware score fusion", "rrf": "RRF"}
+
+
+def metric_label(metric: str, k: int) -> str:
+    return f"{METRIC_LABELS.get(metric, metric)}@{k}"
+
+
+def system_labels(run: Run) -> dict[str, str]:
+    """system name -> readable label (roles of :func:`app.derive.system_roles`, fusion, RRF, oracles)."""
+    out = {name: ROLE_LABELS[role] for role, name in system_roles(run).items()}
+    alpha = (run.manifest.get("fusion") or {}).get("alpha_valid")
+    out.setdefault("fusion", "Score fusion" + (f" (α={alpha:.2f})" if alpha is not None else ""))
+    out.setdefault("rrf", "RRF")
+    out.setdefault("oracle_select", "Oracle: per-user view selection")
+    out.setdefault("oracle_union", "Oracle: union of hits")
+    out.setdefault("control_oracle_select", "Control floor: most-popular + collaborative, per-user selection")
+    out.setdefault("control_oracle_union", "Control floor: most-popular + collaborative, union")
+    return out
+
+
+# ----------------------------------------------------------------------------- fusion
+def fusion_info(run: Run) -> dict[str, Any]:
+    """alpha_valid, method (score / cold_aware), the validation metric, and the methods the table holds."""
+    f = run.manifest.get("fusion") or {}
+    tab = run.table("fusion")
+    methods = [m for m in ("cold_aware", "score") if m in set(tab["method"].astype(str))]
+    method = str(f.get("method") or (methods[0] if methods else "score"))
+    return {"alpha_valid": float(f["alpha_valid"]) if f.get("alpha_valid") is not None else math.nan,
+            "method": method, "metric": str(f.get("metric", "")), "methods": methods,
+            "has_rrf": bool((tab["method"].astype(str) == "rrf").any())}
+
+
+def fusion_curves(run: Run, metric: str, k: int) -> pd.DataFrame:
+    """The fusion-gain curves of ``metric@k``: part, method, segment_type, segment, alpha, value, n."""
+    tab = run.table("fusion")
+    require_columns(tab, ["part", "method", "alpha", "metric", "k", "value", "segment_type", "segment"], "fusion", run)
+    d = tab[(tab["metric"].astype(str) == metric) & (tab["k"].astype(int) == int(k))
+            & tab["method"].astype(str).isin(["score", "cold_aware"])].copy()
+    for c in ("part", "method", "segment_type", "segment"):
+        d[c] = d[c].astype(str)
+    if "n" not in d.columns:
+        d["n"] = np.nan
+    return d.sort_values(["part", "method", "segment_type", "segment", "alpha"]).reset_index(drop=True)[
+        ["part", "method", "segment_type", "segment", "alpha", "value", "n"]]
+
+
+def _users_mean(run: Run, cols: list[str], how: str) -> float:
+    users = run.users
+    require_columns(users, cols, "users", run)
+    v = users[cols].to_numpy(float)
+    with np.errstate(all="ignore"):
+        x = np.fmax.reduce(v, axis=1) if how == "max" else v[:, 0]
+    return float(np.nanmean(x)) if np.isfinite(x).any() else math.nan
+
+
+def _oracle_value(run: Run, oracle: str, a: str, b: str, metric: str, k: int) -> float:
+    """Oracle ``select`` / ``union`` of systems a and b for metric@k over the test users (recomputed)."""
+    if oracle == "select" or metric == "hit":  # a hit in either list = a hit of the union pool
+        return _users_mean(run, [f"{a}_{metric}@{k}", f"{b}_{metric}@{k}"], "max")
+    orc = oracle_per_user(run, int(k), a, b)
+    return float(np.nanmean(orc[f"union_{metric}"].to_numpy(float)))
+
+
+def fusion_references(run: Run, metric: str, k: int) -> pd.DataFrame:
+    """Horizontal reference lines of the fusion-gain chart for ``metric@k``.
+
+    Rows: part, key (semantic / collaborative / rrf / fusion / oracle_select / oracle_union /
+    control_oracle_select), system, label, value, lo, hi, source ("metrics table" or
+    "recomputed from the users table").
+    """
+    m = run.table("metrics")
+    require_columns(m, ["system", "part", "metric", "k", "mean", "lo", "hi"], "metrics", run)
+    m = m[(m["metric"].astype(str) == metric) & (m["k"].astype(int) == int(k))]
+    sem, col = compared_systems(run)
+    labels = system_labels(run)
+    roles = system_roles(run)
+    rows = []
+
+    def add(part: str, key: str, system: str, fallback=None) -> None:
+        r = m[(m["system"].astype(str) == system) & (m["part"].astype(str) == part)]
+        if len(r):
+            r = r.iloc[0]
+            rows.append({"part": part, "key": key, "system": system, "label": labels.get(system, system),
+                         "value": float(r["mean"]), "lo": float(r["lo"]), "hi": float(r["hi"]),
+                         "source": "metrics table"})
+        elif fallback is not None:
+            v = fallback()
+            if np.isfinite(v):
+                rows.append({"part": part, "key": key, "system": system, "label": labels.get(system, system),
+                             "value": v, "lo": math.nan, "hi": math.nan, "source": "recomputed from the users table"})
+
+    for part in ("valid", "test"):
+        add(part, "semantic", sem)
+        add(part, "collaborative", col)
+        add(part, "rrf", "rrf")
+        add(part, "fusion", "fusion")
+    add("test", "oracle_select", "oracle_select", lambda: _oracle_value(run, "select", sem, col, metric, k))
+    add("test", "oracle_union", "oracle_union", lambda: _oracle_value(run, "union", sem, col, metric, k))
+    if "mostpop" in roles:
+        add("test", "control_oracle_select", "control_oracle_select",
+            lambda: _oracle_value(run, "select", roles["mostpop"], col, metric, k))
+    return pd.DataFrame(rows, columns=["part", "key", "system", "label", "value", "lo", "hi", "source"])
+
+
+def fusion_headroom(run: Run, metric: str, k: int) -> dict[str, Any]:
+    """Headroom the fusion at the validation α realises on test for ``metric@k``.
+
+    Returns fused, best_single (system name), best_value, oracle, headroom ((M_f − M_best) /
+    (M_oracle − M_best), NaN without headroom), and the summary's stored ``fusion_headroom_ndcg``.
+    """
+    ref = fusion_references(run, metric, k)
+    t = ref[ref["part"] == "test"].set_index("key")
+    sem, col = compared_systems(run)
+    singles = {s: float(t.loc[key, "value"]) for key, s in (("semantic", sem), ("collaborative", col)) if key in t.index}
+    best = max(singles, key=singles.get) if singles else None
+    fused = float(t.loc["fusion", "value"]) if "fusion" in t.index else math.nan
+    oracle = float(t.loc["oracle_select", "value"]) if "oracle_select" in t.index else math.nan
+    best_v = singles[best] if best else math.nan
+    stored = (run.manifest.get("summary") or {}).get("fusion_headroom_ndcg")
+    return {"fused": fused, "best_single": best, "best_value": best_v, "oracle": oracle,
+            "headroom": headroom(fused, best_v, oracle) if best else math.nan,
+            "stored_ndcg": float(stored) if stored is not None else math.nan,
+            "stored_best_single": (run.manifest.get("summary") or {}).get("best_single")}
+
+
+def fusion_differences(run: Run, k: int) -> pd.DataFrame:
+    """The paired-bootstrap differences at cut-off k, readable.
+
+    Columns: comparison ("A − B"), metric (e.g. "NDCG@20"), difference, lo, hi, p_value, n_users,
+    significant (the 95 % interval excludes 0), fusion_vs_best (the row compares the fusion with
+    the best single system chosen on validation), system_a, system_b.
+    """
+    d = run.table("differences")
+    require_columns(d, ["system_a", "system_b", "part", "metric", "k", "diff", "lo", "hi", "p_value"], "differences", run)
+    d = d[(d["part"].astype(str) == "test") & (d["k"].astype(int) == int(k))].copy()
+    labels = system_labels(run)
+    best = (run.manifest.get("summary") or {}).get("best_single")
+    out = pd.DataFrame({
+        "comparison": [f"{labels.get(a, a)} − {labels.get(b, b)}" for a, b in zip(d["system_a"], d["system_b"])],
+        "metric": [metric_label(str(mm), int(kk)) for mm, kk in zip(d["metric"], d["k"])],
+        "difference": d["diff"].to_numpy(float), "lo": d["lo"].to_numpy(float), "hi": d["hi"].to_numpy(float),
+        "p_value": d["p_value"].to_numpy(float),
+        "n_users": d["n_users"].to_numpy() if "n_users" in d else np.nan,
+        "significant": ((d["lo"] > 0) | (d["hi"] < 0)).to_numpy(),
+        "fusion_vs_best": ((d["system_a"].astype(str) == "fusion") & (d["system_b"].astype(str) == str(best))).to_numpy(),
+        "system_a": d["system_a"].astype(str).to_numpy(), "system_b": d["system_b"].astype(str).to_numpy(),
+    })
+    order = np.lexsort((out["metric"].to_numpy(), out["comparison"].to_numpy(), ~out["fusion_vs_best"].to_numpy()))
+    return out.iloc[order].reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- users
+def _csr(run: Run, parts: tuple[str, ...]) -> sp.csr_matrix:
+    it = run.table("interactions")
+    require_columns(it, ["user_idx", "item_idx", "part"], "interactions", run)
+    d = it[it["part"].astype(str).isin(parts)]
+    shape = (int(run.users["user_idx"].max()) + 1, len(run.items))
+    m = sp.csr_matrix((np.ones(len(d), np.float32), (d["user_idx"].to_numpy(), d["item_idx"].to_numpy())), shape=shape)
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    return m
+
+
+_MODELS: dict[tuple[str, int], dict[str, Any]] = {}
+
+
+def _stamp(run: Run) -> int:
+    try:
+        return (Path(run.path) / "manifest.json").stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+def user_models(run: Run) -> dict[str, Any]:
+    """The compared views as :class:`EmbeddingRecommender` objects rebuilt from the saved vectors.
+
+    ``semantic``: the trained recommender (semantic_rec_users / semantic_rec_items), or — when the
+    run compares the zero-shot profile (``compared.semantic == "semantic_zs"``) — users as the
+    normalised mean of the unit-normalised ``semantic_items`` of their training items (cosine);
+    ``collaborative``: collab_users / collab_items, NaN rows (cold items) unscorable (-inf).
+    Also ``seen`` (train + valid, the test-time mask), ``sem`` / ``col`` (system names).
+    """
+    sem, col = compared_systems(run)
+    train = _csr(run, ("train",))
+    if str((run.manifest.get("compared") or {}).get("semantic")) == "semantic_zs" or sem == "semantic_zs":
+        from analysis.models.semantic import ZeroShotSemantic
+
+        sem_model = ZeroShotSemantic(np.asarray(run.vectors("semantic_items"), np.float32), train, name=sem)
+    else:
+        U = np.asarray(run.vectors("semantic_rec_users"), np.float32)
+        V = np.asarray(run.vectors("semantic_rec_items"), np.float32)
+        sem_model = EmbeddingRecommender(sem, U, V, np.isfinite(V).all(axis=1))
+    CU = np.asarray(run.vectors("collab_users"), np.float32)
+    CV = np.asarray(run.vectors("collab_items"), np.float32)
+    ok = np.isfinite(CV).all(axis=1)
+    col_model = EmbeddingRecommender(col, np.nan_to_num(CU), np.where(ok[:, None], CV, 0).astype(np.float32), ok)
+    if CV.shape[0] != len(run.items) or sem_model.item_vecs.shape[0] != len(run.items):
+        raise RunError(f"run {run.path}: saved vectors do not match the {len(run.items)} items; recompute it with --force")
+    seen = (train + _csr(run, ("valid",))).tocsr()
+    seen.data[:] = 1.0
+    return {"semantic": sem_model, "collaborative": col_model, "seen": seen, "sem": sem, "col": col}
+
+
+def _models(run: Run) -> dict[str, Any]:
+    """:func:`user_models` memoised per run folder and manifest time (a few runs at most)."""
+    key = (str(Path(run.path).resolve()), _stamp(run))
+    if key not in _MODELS:
+        if len(_MODELS) >= 4:
+            _MODELS.pop(next(iter(_MODELS)))
+        _MODELS[key] = user_models(run)
+    return _MODELS[key]
+
+
+def fused_list(run: Run, user_idx: int, alpha: float, K: int, cold_aware: bool) -> np.ndarray:
+    """item_idx of the top-K score fusion at ``alpha`` for one user, computed now from the vectors."""
+    m = _models(run)
+    top = fuse_topk(m["semantic"], m["collaborative"], np.array([int(user_idx)]), m["seen"], int(K), float(alpha),
+                    cold_aware=bool(cold_aware))[0]
+    return top[top >= 0]
+
+
+def unique_hit_users(run: Run) -> np.ndarray:
+    """user_idx of the users with at least one semantic-only or collaborative-only test hit (sorted)."""
+    u = run.users
+    require_columns(u, ["user_idx", "only_sem", "only_col"], "users", run)
+    return np.sort(u.loc[(u["only_sem"] > 0) | (u["only_col"] > 0), "user_idx"].to_numpy(np.int64))
+
+
+def user_history(run: Run, user_idx: int) -> dict[str, pd.DataFrame]:
+    """{"train": ..., "valid": ..., "test": ...}: the user's items (item_idx, item_id, title, genres,
+    popularity, pop_bucket, cold) per part."""
+    it = run.table("interactions")
+    d = it[it["user_idx"] == int(user_idx)]
+    meta = run.items.set_index("item_idx")[["item_id", "title", "genres", "popularity", "pop_bucket", "cold"]]
+    out = {}
+    for part in ("train", "valid", "test"):
+        idx = np.unique(d.loc[d["part"].astype(str) == part, "item_idx"].to_numpy(np.int64))
+        out[part] = meta.reindex(idx).reset_index()
+    return out
+
+
+def saved_list(run: Run, user_idx: int, system: str, K: int) -> np.ndarray:
+    """item_idx of the saved top-K of ``system`` for one user (test part), in rank order."""
+    tk = run.table("topk")
+    d = tk[(tk["user_idx"] == int(user_idx)) & (tk["system"].astype(str) == system) & (tk["rank"] <= int(K))]
+    return d.sort_values("rank")["item_idx"].to_numpy(np.int64)
+
+
+def list_frame(run: Run, user_idx: int, top: tuple[int, ...], others: dict[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """A top-K list (item_idx in rank order) as a table: rank, title, item_id, hit (a test item of the user), popularity, cold,
+    and one ``in <name>`` column per list in ``others``."""
+    meta = run.items.set_index("item_idx")
+    items = np.asarray(top, np.int64)
+    it = run.table("interactions")
+    test = set(it.loc[(it["user_idx"] == int(user_idx)) & (it["part"].astype(str) == "test"), "item_idx"].tolist())
+    df = pd.DataFrame({"rank": np.arange(1, len(items) + 1), "item_idx": items,
+                       "title": meta["title"].reindex(items).astype(str).to_numpy(),
+                       "item_id": meta["item_id"].reindex(items).astype(str).to_numpy(),
+                       "hit": [i in test for i in items.tolist()],
+                       "popularity": meta["popularity"].reindex(items).to_numpy(),
+                       "cold": meta["cold"].reindex(items).astype(bool).to_numpy()})
+    for name, other in (others or {}).items():
+        df[f"in {name}"] = np.isin(items, np.asarray(other))
+    return df
+
+
+# ----------------------------------------------------------------------------- regimes
+def sweep_folder_of(run: Run) -> str | None:
+    """The sweep folder the run belongs to (its parent holds ``sweep.parquet``), or None."""
+    parent = Path(run.path).resolve().parent
+    return str(parent) if (parent / "sweep.parquet").is_file() else None
+
+
+def _regime_order(df: pd.DataFrame) -> pd.DataFrame:
+    cold = df["cold_item_share"].astype(float) > 0
+    df = df.assign(_cold=cold, _keep=-df["keep_fraction"].astype(float), _share=df["cold_item_share"].astype(float))
+    return df.sort_values(["_cold", "_keep", "_share"]).drop(columns=["_cold", "_keep", "_share"])
+
+
+def _cold_segment(path: Path, K: int, alpha: float) -> dict[str, float]:
+    """Recall@K on the cold-item segment (test) of one regime run: semantic alone (α = 1), the
+    collaborative view alone (α = 0, plain fusion), and both fusion methods at the run's α."""
+    out: dict[str, float] = {}
+    f = path / "fusion.parquet"
+    if not f.is_file():
+        return out
+    t = pd.read_parquet(f)
+    t = t[(t["part"].astype(str) == "test") & (t["segment_type"].astype(str) == "item_pop")
+          & (t["segment"].astype(str) == "cold") & (t["metric"].astype(str) == "recall") & (t["k"].astype(int) == K)]
+    if t.empty:
+        return out
+
+    def at(method: str, a: float) -> float:
+        r = t[(t["method"].astype(str) == method) & np.isclose(t["alpha"].astype(float), a)]
+        return float(r["value"].iloc[0]) if len(r) else math.nan
+
+    plain = "score" if (t["method"].astype(str) == "score").any() else "cold_aware"
+    out["cold_semantic_recall"] = at(plain, 1.0)
+    out["cold_collab_recall"] = at("score", 0.0) if plain == "score" else math.nan
+    out["cold_fusion_score_recall"] = at("score", alpha)
+    out["cold_fusion_cold_aware_recall"] = at("cold_aware", alpha)
+    return out
+
+
+def sweep_table(run: Run, folder: str, stamp: int = 0) -> pd.DataFrame:
+    """The sweep's comparison table (``folder/sweep.parquet``), regimes ordered (sparsity by
+    descending kept fraction, then cold-start), with ``is_cold``, ``x_label`` and, where the regime
+    run holds the cold-item segment, cold_* Recall@K columns from its fusion table.
+    ``stamp`` (the file's mtime) only keys the cache."""
+    f = Path(folder) / "sweep.parquet"
+    if not f.is_file():
+        raise RunError(f"{folder} holds no sweep.parquet; make one with "
+                       "`semcollab sweep --dataset ml-100k --out runs/ml-100k-sweep` (or `make sweep`)")
+    df = pd.read_parquet(f)
+    need = ["regime", "keep_fraction", "cold_item_share", "K", "semantic_recall", "collab_recall", "fusion_recall",
+            "oracle_gain_ndcg", "control_oracle_gain_ndcg", "fusion_gain_ndcg", "semantic_unique_share",
+            "collab_unique_share"]
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise RunError(f"{f} lacks column(s) {missing}; recompute the sweep with `semcollab sweep ... --force`")
+    df = _regime_order(df).reset_index(drop=True)
+    df["is_cold"] = df["cold_item_share"].astype(float) > 0
+    df["x_label"] = [f"{c:.0%} cold items" if cold else f"{k:.0%} kept"
+                     for k, c, cold in zip(df["keep_fraction"].astype(float), df["cold_item_share"].astype(float),
+                                           df["is_cold"])]
+    extra = []
+    for _, r in df.iterrows():
+        p = Path(str(r["path"])) if "path" in df.columns and pd.notna(r["path"]) else None
+        if p is None or not (p / "fusion.parquet").is_file():
+            p = Path(folder) / str(r["regime"])
+        extra.append(_cold_segment(p, int(r["K"]), float(r.get("alpha_valid", math.nan))))
+    cold_cols = ["cold_semantic_recall", "cold_collab_recall", "cold_fusion_score_recall", "cold_fusion_cold_aware_recall"]
+    ext = pd.DataFrame(extra, columns=cold_cols, index=df.index)
+    return pd.concat([df, ext], axis=1)
+
+
+def sweep_folders(root: str) -> list[str]:
+    """Folders under ``root`` (itself, children, grandchildren) that hold a ``sweep.parquet``."""
+    r = Path(root)
+    if not r.exists():
+        return []
+    cands = [r, *r.glob("*"), *r.glob("*/*")]
+    return sorted(str(p) for p in cands if p.is_dir() and (p / "sweep.parquet").is_file())

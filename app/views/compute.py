@@ -1,0 +1,201 @@
+"""Compute page: start a new run (built-in synthetic or ml-100k data, or uploaded files) in the
+background and follow its progress. The engine runs as ``python -m analysis run`` in a subprocess,
+so other sessions keep working; uploads are checked first with the engine's own loaders and their
+errors are shown as they are. When the run is written it is selected in the sidebar."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from analysis.errors import SemcollabError
+from analysis.runstore import read_manifest
+from app import jobs
+from app.common import Ctx, current_ctx, md_escape, run_label, runs_root
+
+JOB = "compute_job"
+SOURCES = {"synthetic": "Synthetic (planted shared / private factors)", "ml-100k": "MovieLens-100K (built in)",
+           "files": "Upload your own files"}
+
+
+def _select_run(label: str) -> None:
+    """Button callback: select ``label`` in the sidebar's run picker."""
+    st.session_state["sb_run"] = label
+
+
+def _clear_job() -> None:
+    st.session_state.pop(JOB, None)
+
+
+def _cancel() -> None:
+    job = st.session_state.get(JOB)
+    proc = job.get("proc") if job else None
+    if proc is not None and proc.poll() is None:
+        proc.terminate()  # only the process this session started
+    if job:
+        job["cancelled"] = True
+
+
+@st.fragment(run_every=1.0)
+def follow() -> None:
+    """Poll the running job's log once a second; on completion select the run and rerun the app."""
+    job = st.session_state.get(JOB)
+    if not job or job.get("finished"):
+        return
+    pr = jobs.progress(jobs.read_log(Path(job["log"])))
+    proc = job.get("proc")
+    rc = proc.poll() if proc is not None else (0 if pr.written else None)
+    stage = (f"stage {min(pr.n_done + 1, len(jobs.STAGES))}/{len(jobs.STAGES)}: {pr.stage}" if pr.stage and not pr.written
+             else "finishing" if pr.written else "starting")
+    st.progress(pr.fraction, text=f"Computing {job['label']} — {stage}")
+    if pr.last_line:
+        st.caption("Last log line:")
+        st.text(pr.last_line[-300:])
+    st.button("Cancel the run", key="compute_cancel", on_click=_cancel)
+    if rc is None:
+        return
+    job.update(finished=True, rc=int(rc), error=pr.error)
+    if rc == 0 and read_manifest(Path(job["out"])) is not None:
+        # select the new run: the sidebar re-initialises its picker from ?run= when its key is unset
+        st.session_state.pop("sb_run", None)
+        st.query_params["run"] = job["label"]
+    st.rerun()
+
+
+def _done(job: dict) -> None:
+    out = Path(job["out"])
+    if job.get("rc") == 0 and read_manifest(out) is not None:
+        st.success(f"Run {job['label']} is ready ({out}); it is now selected in the sidebar.", icon="✅")
+        c1, c2 = st.columns(2)
+        if c1.button("Open Overview", key="compute_open", type="primary", on_click=_select_run, args=(job["label"],)):
+            st.switch_page("views/overview.py")
+        c2.button("Compute another run", key="compute_again", on_click=_clear_job)
+        return
+    if job.get("cancelled"):
+        st.warning(f"The run {job['label']} was cancelled; nothing was written.")
+    else:
+        msg = job.get("error") or f"the run exited with code {job.get('rc')}"
+        st.error(f"The run {job['label']} failed: {msg}", icon="🚫")
+    tail = "\n".join(jobs.read_log(Path(job["log"])).replace("\r", "\n").splitlines()[-40:])
+    with st.expander("Log (last 40 lines)"):
+        st.code(tail or "(empty)", language=None)
+    st.button("Start over", key="compute_again", on_click=_clear_job)
+
+
+def _options(source: str) -> dict:
+    st.markdown("**Options**")
+    c1, c2, c3 = st.columns(3)
+    keep = c1.slider("Training data kept (fraction)", 0.05, 1.0, 1.0, 0.05, key="compute_keep",
+                     help="Sparsity regime: keep this share of each user's training interactions")
+    cold = c2.slider("Items made cold (share)", 0.0, 0.5, 0.0, 0.05, key="compute_cold",
+                     help="Item cold-start regime: these items lose all training interactions")
+    ks = c3.multiselect("Cut-offs K", [5, 10, 20, 50, 100], default=[10, 20], key="compute_ks")
+    c4, c5, c6, c7 = st.columns(4)
+    k_nb = c4.number_input("Neighbourhood size k", 1, 100, 10, key="compute_knb")
+    boot = c5.number_input("Bootstrap resamples", 50, 5000, 1000, 50, key="compute_boot")
+    seed = c6.number_input("Seed", 0, 2**31 - 1, 0, key="compute_seed")
+    umap = c7.checkbox("2-D maps (UMAP)", True, key="compute_umap", help="Off: faster; the Maps page then uses PCA")
+    return {"keep": float(keep), "cold_items": float(cold), "ks": tuple(int(k) for k in (ks or [10, 20])),
+            "k_neighbors": int(k_nb), "bootstrap": int(boot), "seed": int(seed), "umap": bool(umap)}
+
+
+def _uploads(root: Path, name: str) -> tuple[dict, list[str]] | None:
+    """Save the uploads, validate them with the engine's loaders; the spec fields, or None (errors shown)."""
+    inter = st.session_state.get("compute_inter")
+    if inter is None:
+        st.error("Upload an interaction file first.")
+        return None
+    folder = jobs.upload_folder(root, name)
+    data = jobs.save_upload(folder, inter.name, inter.getvalue())
+    items = st.session_state.get("compute_items")
+    vecs = st.session_state.get("compute_vectors")
+    item_path = jobs.save_upload(folder, items.name, items.getvalue()) if items is not None else None
+    vec_path = jobs.save_upload(folder, vecs.name, vecs.getvalue()) if vecs is not None else None
+    fmt = st.session_state.get("compute_format", "auto")
+    try:
+        info = jobs.validate_files(data, item_path, fmt, vec_path)
+    except SemcollabError as exc:
+        st.error(str(exc), icon="🚫")
+        return None
+    except Exception as exc:  # a loader bug or an unreadable file: still no stack trace
+        st.error(f"{inter.name} could not be read ({type(exc).__name__}: {exc})", icon="🚫")
+        return None
+    notes = [f"{info['format']} data: {info['n_users']:,} users, {info['n_items']:,} items, "
+             f"{info['n_interactions']:,} interactions" + (f"; semantic vectors of dimension {info['vector_dim']}"
+                                                          if "vector_dim" in info else "")]
+    if "vector_dim" not in info and not info["has_titles"]:
+        notes.append("warning: the items have no titles, so the text encoder would embed bare item ids; "
+                     "upload an item file with titles or semantic vectors")
+    return ({"data_path": str(data), "item_path": str(item_path) if item_path else None, "data_format": info["format"],
+             "semantic": str(vec_path) if vec_path else None}, notes)
+
+
+def start(spec: jobs.JobSpec, root: Path) -> dict:
+    """Launch ``spec`` (name already checked) and return the job record kept in the session."""
+    out = root / spec.name
+    cmd = jobs.build_command(spec, out.resolve())
+    log = jobs.log_path_for(out)
+    proc = jobs.launch(cmd, out, log)
+    return {"out": str(out), "label": run_label(out, root), "log": str(log), "cmd": cmd, "proc": proc, "finished": False}
+
+
+def render(ctx: Ctx) -> None:
+    st.title("Compute a new run")
+    root = runs_root()
+    job = st.session_state.get(JOB)
+    if job and not job.get("finished"):
+        st.caption(f"`{md_escape(' '.join(Path(c).name if i == 0 else c for i, c in enumerate(job['cmd'])))}` — "
+                   f"log: {md_escape(job['log'])}. You can keep using the other pages meanwhile.")
+        for note in st.session_state.get("compute_notes", []):
+            st.info(note)
+        follow()
+        return
+    if job:
+        _done(job)
+        return
+    st.caption(f"The run is computed in the background by the engine (`python -m analysis run`) and written under "
+               f"`{md_escape(root)}`; a full run with the default tuning grids takes minutes on ml-100k.")
+    source = st.radio("Data", list(SOURCES), format_func=SOURCES.get, key="compute_source", horizontal=True)
+    spec_fields: dict = {}
+    if source == "synthetic":
+        c1, c2, c3 = st.columns(3)
+        spec_fields["synthetic"] = {
+            "n_users": int(c1.number_input("Users", 50, 200_000, 800, 50, key="compute_n_users")),
+            "n_items": int(c2.number_input("Items", 50, 200_000, 1000, 50, key="compute_n_items")),
+            "mean_per_user": float(c3.number_input("Mean interactions per user", 5.0, 500.0, 60.0, 5.0,
+                                                   key="compute_per_user")),
+        }
+    elif source == "files":
+        st.file_uploader("Interactions (CSV / TSV / Parquet table, RecBole .inter, MovieLens u.data / ratings.dat, "
+                         "Amazon reviews JSON lines)", type=jobs.INTERACTION_TYPES, key="compute_inter")
+        c1, c2 = st.columns(2)
+        c1.file_uploader("Items (optional: titles, genres, descriptions)", type=jobs.ITEM_TYPES, key="compute_items")
+        c2.file_uploader("Semantic item vectors (optional: .npz with ids + vectors, or .parquet)",
+                         type=jobs.VECTOR_TYPES, key="compute_vectors")
+        st.selectbox("Format", ["auto", "table", "recbole", "movielens", "amazon"], key="compute_format")
+        st.caption("Without vectors the items' titles and texts are encoded with all-MiniLM-L6-v2.")
+    opts = _options(source)
+    c1, c2 = st.columns([2, 1])
+    name = c1.text_input("Run name (folder under the runs root)", value=f"{source}-new", key="compute_name")
+    force = c2.checkbox("Replace an existing run of that name", False, key="compute_force")
+    if not st.button("Start the run", key="compute_start", type="primary"):
+        return
+    try:
+        jobs.check_name(name, root, force)
+    except SemcollabError as exc:
+        st.error(str(exc), icon="🚫")
+        return
+    notes: list[str] = []
+    if source == "files":
+        got = _uploads(root, name.strip())
+        if got is None:
+            return
+        more, notes = got
+        spec_fields.update(more)
+    spec = jobs.JobSpec(source=source, name=name.strip(), force=force, **spec_fields, **opts)
+    st.session_state[JOB] = start(spec, root)
+    st.session_state["compute_notes"] = notes
+    st.rerun()
+
+
+render(current_ctx())

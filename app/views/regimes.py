@@ -1,0 +1,70 @@
+"""Regimes page: complementarity across the data regimes of a sweep (sibling runs with one
+comparison table, ``sweep.parquet``): each view's Recall@K, unique-hit shares, the oracle gain
+against its control floor and the best fusion gain as training data get sparser, with the
+item cold-start regimes (and their cold-item segment) in a separate panel."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from app import charts, charts_more
+from app.common import Ctx, current_ctx, discover_runs, md_escape, run_label, runs_root
+from app.derive_more import sweep_folder_of, sweep_folders
+
+SWEEP_CMD = "semcollab sweep --dataset ml-100k --out runs/ml-100k-sweep"
+
+
+def _open_regime(label: str) -> None:
+    """Button callback: select a regime's run in the sidebar."""
+    st.session_state["sb_run"] = label
+
+
+def render(ctx: Ctx) -> None:
+    st.title("Regimes")
+    st.caption("Complementarity is not a constant of a dataset: it grows as collaborative data get sparser and peaks on "
+               "items without interactions. A sweep runs one dataset in several regimes, each tuned on its own "
+               "validation data.")
+    own = sweep_folder_of(ctx.run)
+    found = sweep_folders(str(runs_root()))
+    choices = list(dict.fromkeys(([own] if own else []) + found))
+    if not choices:
+        st.info("No sweep found: neither the current run's folder nor any folder under "
+                f"`{runs_root()}` holds a `sweep.parquet`.")
+        st.markdown("Make one (ml-100k, regimes keep 100 / 50 / 20 / 10 % and 20 % cold items) with")
+        st.code(SWEEP_CMD, language="bash")
+        st.markdown("or `make sweep`; then reload this page.")
+        return
+    root = runs_root()
+    folder = st.selectbox("Sweep", choices, key="regimes_folder",
+                          format_func=lambda p: run_label(Path(p), root) + (" (current run's sweep)" if p == own else ""))
+    stamp = (Path(folder) / "sweep.parquet").stat().st_mtime_ns
+    table = ctx.derived("sweep_table", folder, stamp)
+    if table.empty:
+        st.warning(f"The sweep at {md_escape(folder)} has no regimes.")
+        return
+    K = int(table["K"].iloc[0])
+    charts.show(charts_more.regimes(table, K), key="regimes_chart", filename="regimes")
+    st.caption("Oracle gain = per-user selection oracle − best compared view; control floor = the same for "
+               "most-popular + collaborative; only the excess over the floor is complementarity. Cold-item points "
+               f"(right, top) are Recall@{K} on the cold items' test pairs from each regime's fusion table.")
+    cols = ["regime", "keep_fraction", "cold_item_share", "n_cold_items", "semantic_recall", "semantic_zs_recall",
+            "collab_recall", "fusion_recall", "semantic_unique_share", "collab_unique_share", "control_pop_unique_share",
+            "oracle_gain_ndcg", "control_oracle_gain_ndcg", "fusion_gain_ndcg", "alpha_valid",
+            "cold_semantic_recall", "cold_collab_recall", "cold_fusion_score_recall", "cold_fusion_cold_aware_recall"]
+    show = table[[c for c in cols if c in table.columns]]
+    st.dataframe(show, hide_index=True, width="stretch", key="regimes_table",
+                 column_config={c: st.column_config.NumberColumn(format="%.4f") for c in show.columns
+                                if c not in ("regime", "n_cold_items")})
+    runs = discover_runs()
+    by_path = {str(p.resolve()): label for label, p in runs.items()}
+    openable = {r: by_path[str(Path(p).resolve())] for r, p in zip(table["regime"], table.get("path", table["regime"]))
+                if str(Path(p).resolve()) in by_path}
+    if openable:
+        c1, c2 = st.columns([2, 1])
+        pick = c1.selectbox("Open a regime's run", list(openable), key="regimes_pick")
+        c2.button("Open in the sidebar", key="regimes_open", on_click=_open_regime, args=(openable[pick],),
+                  help="Selects that run in the sidebar's run picker")
+
+
+render(current_ctx())
