@@ -189,7 +189,7 @@ def item_map(df: pd.DataFrame, x: str, y: str, view: str, color: str, color_labe
             custom, tmpl = _hover(sub, color_label, sub[color])
             col = (category_colors or {}).get(lev, CATEGORY_CYCLE[i % len(CATEGORY_CYCLE)])
             fig.add_trace(go.Scattergl(
-                x=sub[x], y=sub[y], mode="markers", name=f"{lev} ({len(sub):,})", customdata=custom,
+                x=sub[x], y=sub[y], mode="markers", name=f"{safe_label(lev)} ({len(sub):,})", customdata=custom,
                 hovertext=sub["label"], hovertemplate=tmpl, legendgroup=str(lev),
                 marker={"color": col, "size": marker_size, "opacity": base_opacity, "line": {"width": 0}}))
     else:
@@ -257,7 +257,8 @@ def share_bars(df: pd.DataFrame, x: str, x_title: str, title: str, kinds: Sequen
     fig = go.Figure()
     for kind in kinds:
         d = df[df["kind"] == kind]
-        fig.add_trace(go.Bar(x=d[x].astype(str), y=d["share"], name=kind, marker_color=HIT_COLORS.get(kind, GREY),
+        fig.add_trace(go.Bar(x=d[x].astype(str).map(safe_label), y=d["share"], name=kind,
+                             marker_color=HIT_COLORS.get(kind, GREY),
                              customdata=np.c_[d["count"].to_numpy()],
                              hovertemplate=f"{kind}<br>%{{x}}: %{{y:.1%}} (%{{customdata[0]:,}} test pairs)<extra></extra>"))
     style(fig, title, x_title, "share of test pairs (%)", "found by", height=380, subtitle=subtitle)
@@ -272,7 +273,8 @@ def grouped_share(df: pd.DataFrame, x: str, x_title: str, title: str, kinds: Seq
     fig = go.Figure()
     for kind in kinds:
         d = df[df["kind"] == kind]
-        fig.add_trace(go.Bar(x=d[x].astype(str), y=d["share"], name=kind, marker_color=HIT_COLORS.get(kind, GREY),
+        fig.add_trace(go.Bar(x=d[x].astype(str).map(safe_label), y=d["share"], name=kind,
+                             marker_color=HIT_COLORS.get(kind, GREY),
                              customdata=np.c_[d["count"].to_numpy()],
                              hovertemplate=f"{kind}<br>%{{x}}: %{{y:.1%}} of its hits (%{{customdata[0]:,}})<extra></extra>"))
     style(fig, title, x_title, y_title, "hit kind", height=400, subtitle=subtitle)

@@ -197,7 +197,7 @@ def regimes(table: pd.DataFrame, K: int, height: int = 860) -> go.Figure:
     fig.update_yaxes(title_text=f"Recall@{K} (fraction, 0–1)", row=1, col=1)
     fig.update_yaxes(title_text="share of distinct hits (%)", tickformat=".0%", row=2, col=1)
     fig.update_yaxes(title_text=f"NDCG@{K} gain (points, 0–1 scale)", row=3, col=1)
-    fig.update_layout(legend={"orientation": "v", "x": 1.02, "y": 1}, margin={"r": 20})
+    fig.update_layout(legend={"orientation": "v", "x": 1.02, "y": 1}, margin={"r": 20, "t": 105})
     return fig
 
 

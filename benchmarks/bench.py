@@ -135,7 +135,9 @@ def main() -> None:
              "", "## End-to-end ml-100k run, by stage (seconds)", "",
              "Cold: empty vector and tuning caches (dataset copied in, no network). Warm: caches kept, run recomputed.", "",
              "| stage | cold | warm |", "|---|---:|---:|"]
-    for stage in e2e["cold"]:
+    order = ["load", "split", "semantic vectors", "semantic recommenders", "collaborative", "rank and evaluate",
+             "fusion", "complementarity", "bootstrap", "item geometry", "projection", "assemble", "total (process)"]
+    for stage in sorted(e2e["cold"], key=lambda s: order.index(s) if s in order else len(order) - 1):
         lines.append(f"| {stage} | {e2e['cold'][stage]:.2f} | {e2e['warm'].get(stage, float('nan')):.2f} |")
     lines += ["", "## Full-ranking top-K throughput vs float32 GEMM peak", "",
               f"GEMM peak measured in this run (2048², best of 5): numpy {peak['numpy']:.0f} GFLOP/s, "

@@ -60,8 +60,11 @@ def _new_page(browser, height: int = 1150):
 
 
 def _settle(page) -> None:
+    """Wait until the script run is over and every element has been drawn (no placeholders left)."""
     page.wait_for_load_state("networkidle")
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]') && "
+                           "!document.querySelector('[data-testid^=\"stSkeleton\"]')", timeout=TIMEOUT)
+    page.wait_for_timeout(300)
 
 
 def test_maps_click_and_box_select_are_linked(app_browser, app_server, app_umap_run):
@@ -160,6 +163,20 @@ def test_item_drilldown_pivots_and_keeps_html_as_text(app_browser, app_server, a
     new = items.index[items["item_id"] == new_id][0]
     assert label.startswith(str(items.loc[new, "title"]))
     page.get_by_role("heading", name=str(items.loc[new, "title"])).first.wait_for(timeout=TIMEOUT)
+    # clicking a row of a neighbour table pivots to that neighbour
+    from app.derive import item_neighbours
+
+    nb = item_neighbours(app_umap_run, int(new), app_umap_run.manifest["k_neighbors"])
+    kind, nth = ("semantic-only", 2) if (nb["kind"] == "semantic-only").any() else ("collaborative-only", 3)
+    first = nb[nb["kind"] == kind].iloc[0]
+    _settle(page)
+    grid = page.locator("[data-testid='stDataFrame']").nth(nth)  # ranking, shared, semantic-only, collab-only
+    grid.scroll_into_view_if_needed()
+    bb = grid.bounding_box()
+    page.mouse.click(bb["x"] + 14, bb["y"] + 35 + 17)  # selection checkbox of the first data row
+    page.wait_for_function("(want) => new URLSearchParams(location.search).get('item') === want",
+                           arg=str(first["item_id"]), timeout=TIMEOUT)
+    page.get_by_role("heading", name=str(first["title"])).first.wait_for(timeout=TIMEOUT)
     assert page.dialogs == []
     page.close()
 

@@ -11,11 +11,16 @@ import streamlit as st
 from analysis.errors import SemcollabError
 from analysis.runstore import read_manifest
 from app import jobs
-from app.common import Ctx, current_ctx, md_escape, run_label, runs_root
+from app.common import Ctx, current_ctx, run_label, runs_root
 
 JOB = "compute_job"
 SOURCES = {"synthetic": "Synthetic (planted shared / private factors)", "ml-100k": "MovieLens-100K (built in)",
            "files": "Upload your own files"}
+
+
+def code(text) -> str:
+    """Inline Markdown code for a data string (shown literally; a backtick would end the span)."""
+    return "`" + str(text).replace("`", "'").replace("\n", " ") + "`"
 
 
 def _select_run(label: str) -> None:
@@ -144,8 +149,8 @@ def render(ctx: Ctx) -> None:
     root = runs_root()
     job = st.session_state.get(JOB)
     if job and not job.get("finished"):
-        st.caption(f"`{md_escape(' '.join(Path(c).name if i == 0 else c for i, c in enumerate(job['cmd'])))}` — "
-                   f"log: {md_escape(job['log'])}. You can keep using the other pages meanwhile.")
+        st.caption(f"{code(' '.join(Path(c).name if i == 0 else c for i, c in enumerate(job['cmd'])))} — "
+                   f"log: {code(job['log'])}. You can keep using the other pages meanwhile.")
         for note in st.session_state.get("compute_notes", []):
             st.info(note)
         follow()
@@ -154,7 +159,7 @@ def render(ctx: Ctx) -> None:
         _done(job)
         return
     st.caption(f"The run is computed in the background by the engine (`python -m analysis run`) and written under "
-               f"`{md_escape(root)}`; a full run with the default tuning grids takes minutes on ml-100k.")
+               f"{code(root)}; a full run with the default tuning grids takes minutes on ml-100k.")
     source = st.radio("Data", list(SOURCES), format_func=SOURCES.get, key="compute_source", horizontal=True)
     spec_fields: dict = {}
     if source == "synthetic":

@@ -17,7 +17,10 @@ def render(ctx: Ctx) -> None:
                f"Compared views: {md_escape(ctx.sem)} (semantic) and {md_escape(ctx.col)} (collaborative). "
                f"{md_escape(ctx.segment_note())}.")
     seg = ctx.derived("hits_by_segment", K)
-    overall = seg[seg["segment_type"] == "all"].set_index("kind")
+    overall = seg[seg["segment_type"] == "all"].set_index("kind").reindex(list(HIT_KINDS))
+    if overall["count"].fillna(0).sum() == 0:
+        st.info("No test pairs in this segment: widen the segment filter in the sidebar.")
+        return
     n_hits = int(overall.loc[list(HIT_KINDS[:3]), "count"].sum())
     cols = st.columns(5)
     cols[0].metric("Test pairs", f"{int(overall['count'].sum()):,}")

@@ -29,8 +29,9 @@ def render(ctx: Ctx) -> None:
     found = sweep_folders(str(runs_root()))
     choices = list(dict.fromkeys(([own] if own else []) + found))
     if not choices:
-        st.info("No sweep found: neither the current run's folder nor any folder under "
-                f"`{runs_root()}` holds a `sweep.parquet`.")
+        root = str(runs_root()).replace("`", "'")
+        st.info(f"No sweep found: neither the current run's folder nor any folder under `{root}` holds a "
+                "`sweep.parquet`.")
         st.markdown("Make one (ml-100k, regimes keep 100 / 50 / 20 / 10 % and 20 % cold items) with")
         st.code(SWEEP_CMD, language="bash")
         st.markdown("or `make sweep`; then reload this page.")

@@ -35,14 +35,13 @@ def _list_table(df: pd.DataFrame, key: str, other: str, show_cold: bool) -> None
     show["hit"] = np.where(show["hit"], "✓", "")
     styled = show.style.apply(lambda r: [HIT_BG if r["hit"] else ""] * len(r), axis=1)
     st.dataframe(styled, hide_index=True, width="stretch", key=key, height=min(38 + 35 * len(show), 740),
-                 column_config={"hit": st.column_config.TextColumn("hit", width="small",
-                                                                    help="a test item of the user"),
-                                "rank": st.column_config.NumberColumn("#", width="small"),
+                 column_config={"hit": st.column_config.TextColumn("hit", width=36, help="a test item of the user"),
+                                "rank": st.column_config.NumberColumn("#", width=36),
                                 "title": st.column_config.TextColumn("title", width="medium"),
-                                "cold": st.column_config.CheckboxColumn("cold", width="small",
+                                "cold": st.column_config.CheckboxColumn("cold", width=44,
                                                                         help="no training interactions"),
-                                "item_id": st.column_config.TextColumn("id", width="small"),
-                                f"in {other}": st.column_config.CheckboxColumn(f"in {other}", width="small")})
+                                "item_id": st.column_config.TextColumn("id", width=56),
+                                f"in {other}": st.column_config.CheckboxColumn(f"in {other}", width=70)})
 
 
 def render(ctx: Ctx) -> None:
