@@ -227,7 +227,8 @@ def item_map(df: pd.DataFrame, x: str, y: str, view: str, color: str, color_labe
           color_label, height=height)
     # no dragmode / clickmode here: Streamlit then starts in "pan" with click-to-select, and the
     # toolbar's box / lasso buttons switch to area selection
-    fig.update_layout(legend={"orientation": "h", "y": -0.18, "itemsizing": "constant"})
+    fig.update_layout(legend={"orientation": "h", "y": -0.16, "itemsizing": "constant", "entrywidth": 150,
+                              "entrywidthmode": "pixels", "title": {"text": safe_label(color_label), "side": "top"}})
     return fig
 
 

@@ -228,31 +228,48 @@ def overlap_at_k(run: Run, k: int) -> pd.DataFrame:
 
 
 def item_neighbours(run: Run, item_idx: int, k: int) -> pd.DataFrame:
-    """The k neighbours of one item in each view, with their kind.
+    """The k neighbours of one item in each view, with their kind, from the ``neighbors`` table.
 
-    Columns: neighbor_idx, sem_rank, sem_sim, col_rank, col_sim, kind (shared / semantic-only /
-    collaborative-only), item_id, title, popularity, pop_bucket, cold. Ranks are 1-based; NaN when
-    the neighbour is not in that view's top k. Exactly the first k rows per view of the ``neighbors``
-    table (the semantic lists may hold cold items, which only the semantic view can place).
+    Columns: neighbor_idx, sem_rank, sem_sim, col_rank, col_sim, kind, item_id, title, popularity,
+    pop_bucket, cold. Ranks are the 1-based ranks stored in the table (NaN when the neighbour is
+    not in that view's list). For an item both views place, the semantic list is its first k
+    neighbours among the items the collaborative view can place too — the lists overlap@k
+    compares, so the shared count is overlap@k · k — and ``kind`` is shared / semantic-only /
+    collaborative-only; cold items ranked before the k-th of those get kind ``cold`` (only the
+    semantic view can place them). For a cold item: its first k semantic neighbours, all
+    semantic-only.
     """
     g = neighbor_arrays(run)
     k = min(k, g["depth"])
-    rows: dict[int, dict[str, float]] = {}
-    for view, tag in (("semantic", "sem"), ("collaborative", "col")):
-        idx, sim = g[view]
-        for r in range(k):
-            j = int(idx[item_idx, r])
-            if j < 0:
-                continue
-            rows.setdefault(j, {})[f"{tag}_rank"] = r + 1
-            rows[j][f"{tag}_sim"] = float(sim[item_idx, r])
-    df = pd.DataFrame.from_dict(rows, orient="index").reindex(columns=["sem_rank", "sem_sim", "col_rank", "col_sim"])
+    col_idx, col_sim = g["collaborative"]
+    sem_idx, sem_sim = g["semantic"]
+    placeable = (col_idx >= 0).any(axis=1)
+    rows: dict[int, dict[str, Any]] = {}
+    sem_row = sem_idx[item_idx]
+    if placeable[item_idx]:
+        ok = (sem_row >= 0) & placeable[np.maximum(sem_row, 0)]
+        last = np.flatnonzero(ok)[:k]
+        stop = int(last[-1]) + 1 if len(last) else 0
+        sem_pos = [int(p) for p in range(stop) if sem_row[p] >= 0]
+    else:
+        sem_pos = [int(p) for p in np.flatnonzero(sem_row >= 0)[:k]]
+    for p in sem_pos:
+        j = int(sem_row[p])
+        rows[j] = {"sem_rank": p + 1, "sem_sim": float(sem_sim[item_idx, p]),
+                   "_cold": bool(placeable[item_idx] and not placeable[j])}
+    for p in range(k):
+        j = int(col_idx[item_idx, p])
+        if j >= 0:
+            rows.setdefault(j, {"_cold": False}).update(col_rank=p + 1, col_sim=float(col_sim[item_idx, p]))
+    df = pd.DataFrame.from_dict(rows, orient="index").reindex(
+        columns=["sem_rank", "sem_sim", "col_rank", "col_sim", "_cold"])
     df.index.name = "neighbor_idx"
     df = df.reset_index()
     in_sem, in_col = df["sem_rank"].notna(), df["col_rank"].notna()
-    df["kind"] = np.where(in_sem & in_col, "shared", np.where(in_sem, "semantic-only", "collaborative-only"))
+    df["kind"] = np.where(df["_cold"].fillna(False).astype(bool), "cold",
+                          np.where(in_sem & in_col, "shared", np.where(in_sem, "semantic-only", "collaborative-only")))
     meta = run.items.set_index("item_idx")[["item_id", "title", "popularity", "pop_bucket", "cold"]]
-    df = df.join(meta, on="neighbor_idx")
+    df = df.drop(columns="_cold").join(meta, on="neighbor_idx")
     df["order"] = df[["sem_rank", "col_rank"]].min(axis=1)
     return df.sort_values(["order", "neighbor_idx"]).drop(columns="order").reset_index(drop=True)
 
@@ -480,6 +497,30 @@ def oracle_gains(run: Run, K: int, users: tuple[int, ...] | None = None) -> pd.D
                 rows.append({"pair": label, "oracle": name, "metric": metric, "best_single": best,
                              "oracle_value": v, "gain": v - best})
     return pd.DataFrame(rows)
+
+
+def topk_array(run: Run, system: str, K: int) -> np.ndarray:
+    """``(n_users, K)`` top-K item indices of ``system`` (rows = user_idx 0..max, -1 padding)."""
+    tk = run.table("topk")
+    sub = tk[(tk["system"].astype(str) == system) & (tk["rank"] <= K)]
+    nu = int(run.users["user_idx"].max()) + 1 if len(run.users) else 0
+    out = np.full((nu, K), -1, dtype=np.int64)
+    out[sub["user_idx"].to_numpy(np.int64), sub["rank"].to_numpy(np.int64) - 1] = sub["item_idx"].to_numpy(np.int64)
+    return out
+
+
+def list_overlap(run: Run, K: int, sys_a: str, sys_b: str, users: tuple[int, ...] | None = None) -> dict[str, float]:
+    """Mean over users of the top-K list Jaccard and extrapolated RBO (p = 0.9) of two systems,
+    with the engine's own definitions (:mod:`analysis.complementarity`); n = users counted."""
+    from analysis.complementarity import list_jaccard, rbo_ext
+
+    a, b = topk_array(run, sys_a, K), topk_array(run, sys_b, K)
+    if users is not None:
+        sel = np.asarray(users, dtype=np.int64)
+        a, b = a[sel], b[sel]
+    jac, rbo = list_jaccard(a, b), rbo_ext(a, b)
+    return {"jaccard": float(np.nanmean(jac)) if np.isfinite(jac).any() else math.nan,
+            "rbo": float(np.nanmean(rbo)) if np.isfinite(rbo).any() else math.nan, "n": int(np.isfinite(jac).sum())}
 
 
 def mean_overlap(run: Run, k: int, items: tuple[int, ...] | None = None) -> dict[str, float]:

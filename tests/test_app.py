@@ -91,6 +91,9 @@ def test_derived_hits_and_oracles_equal_the_engine_columns(app_run):
     uh = derive.user_hit_counts(run, K, sem, col).reindex(users.index)
     for mine, theirs in (("shared", "shared"), ("only_a", "only_sem"), ("only_b", "only_col"), ("n_rel", "n_test")):
         np.testing.assert_array_equal(uh[mine].to_numpy(), users[theirs].to_numpy(), err_msg=theirs)
+    lists = derive.list_overlap(run, K, sem, col)
+    assert lists["jaccard"] == pytest.approx(users["list_jaccard"].mean())
+    assert lists["rbo"] == pytest.approx(users["rbo"].mean())
     orc = derive.oracle_per_user(run, K, sem, col).reindex(users.index)
     ctrl = derive.oracle_per_user(run, K, system_of(run, "mostpop"), col).reindex(users.index)
     for o in ("select_recall", "select_ndcg", "union_recall", "union_ndcg"):
@@ -171,6 +174,7 @@ def test_overview_cards_equal_the_metrics_table(app_test, app_run):
     fusions = [s for s in m.index.get_level_values(0).unique() if s in ("fusion", "rrf")]
     best = max(fusions, key=lambda s: m.loc[(s, "ndcg"), "mean"])
     assert cards["Best fusion"][:2] == [f"{m.loc[(best, 'recall'), 'mean']:.4f}", f"{m.loc[(best, 'ndcg'), 'mean']:.4f}"]
+    assert cards[f"List Jaccard@{K}"] == [f"{app_run.users['list_jaccard'].mean():.3f}"]
     captions = [c.value for c in at.caption]
     sem = system_of(app_run, "semantic_trained")
     assert f"95% CI {m.loc[(sem, 'recall'), 'lo']:.4f} – {m.loc[(sem, 'recall'), 'hi']:.4f}" in captions
@@ -348,8 +352,10 @@ def test_items_drilldown_neighbours_match_the_neighbors_table(app_test, app_run)
     assert_clean(at)
     assert at.query_params["item"] == items.loc[target, "item_id"]
     nb = app_run.table("neighbors")
-    sem = set(nb[(nb.item_idx == target) & (nb.view == "semantic") & (nb["rank"] <= k)]["neighbor_idx"])
+    ranked = nb[(nb.item_idx == target) & (nb.view == "semantic")].sort_values("rank")["neighbor_idx"]
+    sem = set([j for j in ranked if not items.loc[j, "cold"]][:k])  # the lists overlap@k compares
     col = set(nb[(nb.item_idx == target) & (nb.view == "collaborative") & (nb["rank"] <= k)]["neighbor_idx"])
+    assert len(sem & col) == round(items.loc[target, "overlap"] * k)
     frames = {}
     for df in at.dataframe:
         key = df.proto.id
@@ -371,6 +377,32 @@ def test_items_drilldown_neighbours_match_the_neighbors_table(app_test, app_run)
     if hit_users:
         u = app_run.users.set_index("user_idx")["user_id"]
         assert set(shown["user_id"]) == set(u.loc[sorted(hit_users)])
+
+
+def test_items_drilldown_lists_cold_semantic_neighbours_apart(app_test, app_run):
+    """Cold items near a warm item in the semantic view are listed apart, not as semantic-only."""
+    from app.common import md_escape
+
+    items = app_run.items.set_index("item_idx")
+    k = app_run.manifest["k_neighbors"]
+    nb = app_run.table("neighbors")
+    sem = nb[nb.view == "semantic"].sort_values(["item_idx", "rank"])
+    for target in items.index[~items["cold"]]:
+        ranked = sem[sem.item_idx == target]["neighbor_idx"].tolist()
+        warm_pos = [p for p, j in enumerate(ranked) if not items.loc[j, "cold"]]
+        colds = [j for j in ranked[: warm_pos[k - 1] + 1] if items.loc[j, "cold"]] if len(warm_pos) >= k else []
+        if colds:
+            break
+    else:
+        pytest.skip("no warm item has a cold semantic neighbour in this run")
+    at = app_test(ITEMS, item=items.loc[target, "item_id"])
+    assert_clean(at)
+    caption = next(c.value for c in at.caption if "cold (no training interactions" in c.value)
+    for j in colds:
+        assert md_escape(items.loc[j, "title"]) in caption
+    shown = {df.value["item_id"].iloc[i] for df in at.dataframe if "items_nb::" in df.proto.id
+             for i in range(len(df.value))}
+    assert not shown & set(items.loc[colds, "item_id"])
 
 
 def test_items_pivot_to_a_neighbour_updates_state_and_url(app_test, app_run):

@@ -37,6 +37,11 @@ def assert_clean(at) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
+def plain(md: str) -> str:
+    """Markdown text with the backslash escapes of app.common.md_escape removed."""
+    return md.replace("\\", "")
+
+
 def figure(at, key: str) -> dict:
     chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}"))
     return json.loads(chart.proto.spec)
@@ -470,7 +475,7 @@ def test_compute_builtin_dataset_runs_in_background_and_selects_the_run(app_test
     at.number_input(key="compute_n_users").set_value(300).run()
     at.text_input(key="compute_name").input("bad name!").run()
     at.button(key="compute_start").click().run()
-    assert "is not allowed" in at.error[0].value and not fake_launch
+    assert "is not allowed" in plain(at.error[0].value) and not fake_launch
     at.text_input(key="compute_name").input("fresh-synthetic").run()
     at.checkbox(key="compute_umap").uncheck().run()
     at.button(key="compute_start").click().run()
@@ -484,14 +489,14 @@ def test_compute_builtin_dataset_runs_in_background_and_selects_the_run(app_test
     assert not at.exception
     at.run()
     assert at.sidebar.selectbox(key="sb_run").value == "fresh-synthetic"
-    assert any("is ready" in s.value for s in at.success)
+    assert any("is ready" in plain(s.value) for s in at.success)
     log = (app_env / "fresh-synthetic.log").read_text()
     assert "[write] done" in log
     # the same name is now refused
     at.button(key="compute_again").click().run()
     at.text_input(key="compute_name").input("fresh-synthetic").run()
     at.button(key="compute_start").click().run()
-    assert "already holds a run" in at.error[0].value
+    assert "already holds a run" in plain(at.error[0].value)
 
 
 def test_compute_upload_shows_the_engine_error_then_accepts_good_files(app_test, compute_env, fake_launch, tmp_path):
@@ -502,7 +507,7 @@ def test_compute_upload_shows_the_engine_error_then_accepts_good_files(app_test,
     at.text_input(key="compute_name").input("mine").run()
     at.button(key="compute_start").click().run()
     assert not at.exception
-    assert at.error and "ratings.csv, line 4: empty item id" in at.error[0].value
+    assert at.error and "ratings.csv, line 4: empty item id" in plain(at.error[0].value)
     assert "Traceback" not in at.error[0].value and not fake_launch
     data = app_make_data(tmp_path / "up")
     at.file_uploader(key="compute_inter").set_value(
@@ -520,10 +525,72 @@ def test_compute_upload_shows_the_engine_error_then_accepts_good_files(app_test,
     assert cmd[cmd.index("--items") + 1] == str(up / "items.parquet")
     assert cmd[cmd.index("--semantic") + 1] == str(up / "semantic.npz")
     inter = pd.read_parquet(data / "interactions.parquet")
-    assert any(f"{len(inter):,} interactions" in i.value for i in at.info)
+    assert any(f"{len(inter):,} interactions" in plain(i.value) for i in at.info)
     _wait_done(at)
     at.run()
     at.button(key="compute_open").click().run()
     assert not at.exception
     assert at.sidebar.selectbox(key="sb_run").value == "mine"
     assert at.title[0].value == "Overview"
+
+
+def test_real_engine_failure_reaches_the_log_parser(tmp_path):
+    """A real ``python -m analysis run`` rejected by the engine: exit code 2 and its message, parsed."""
+    from app.jobs import JobSpec, build_command, launch, log_path_for, progress, read_log
+
+    out = tmp_path / "runs" / "bad"
+    spec = JobSpec(source="synthetic", name="bad", synthetic={"n_userz": 3})
+    proc = launch(build_command(spec, out), out, log_path_for(out))
+    assert proc.wait(timeout=60) == 2
+    p = progress(read_log(log_path_for(out)))
+    assert p.error.startswith("--synthetic 'n_userz=3': expected KEY=VALUE") and not p.written
+    assert not out.exists()
+
+
+def test_compute_page_shows_a_failed_run(app_test, compute_env, monkeypatch, tmp_path):
+    import subprocess
+
+    from app import jobs
+
+    def launch(cmd, out, log_path):
+        with open(log_path, "wb") as fh:
+            return subprocess.Popen([sys.executable, "-c", "import sys; print('[load] ...', flush=True); "
+                                     "print('semcollab: error: data/x.csv, line 3: empty user id', file=sys.stderr); "
+                                     "sys.exit(2)"], stdout=fh, stderr=subprocess.STDOUT)
+
+    monkeypatch.setattr(jobs, "launch", launch)
+    at = app_test(COMPUTE)
+    before = at.sidebar.selectbox(key="sb_run").value
+    at.text_input(key="compute_name").input("doomed").run()
+    at.button(key="compute_start").click().run()
+    _wait_done(at)
+    at.run()
+    assert not at.exception
+    assert plain(at.error[0].value) == "The run doomed failed: data/x.csv, line 3: empty user id"
+    assert at.sidebar.selectbox(key="sb_run").value == before  # nothing new to select
+    assert not (compute_env / "doomed").exists()
+
+
+@pytest.mark.slow
+def test_real_tiny_run_through_the_job_runner(tmp_path):
+    """The whole background path with the real engine: every stage line seen, progress 1, run opens."""
+    import time
+
+    from analysis import open_run
+    from app.jobs import STAGES, JobSpec, build_command, launch, log_path_for, progress, read_log
+
+    out = tmp_path / "runs" / "tiny"
+    spec = JobSpec(source="synthetic", name="tiny", synthetic={"n_users": 100, "n_items": 120, "mean_per_user": 12.0},
+                   ks=(10,), bootstrap=50, umap=False)
+    proc = launch(build_command(spec, out), out, log_path_for(out))
+    seen = []
+    while proc.poll() is None:
+        seen.append(progress(read_log(log_path_for(out))).fraction)
+        time.sleep(0.5)
+    assert proc.returncode == 0, read_log(log_path_for(out))[-2000:]
+    p = progress(read_log(log_path_for(out)))
+    assert p.n_done == len(STAGES) and p.fraction == 1.0 and p.written and p.error is None
+    assert seen == sorted(seen) and any(0 < f < 1 for f in seen)  # monotone, with intermediate values
+    run = open_run(out)
+    assert run.manifest["config"]["synthetic"] == {"n_users": 100, "n_items": 120, "mean_per_user": 12.0}
+    assert run.manifest["dataset"]["n_users"] == 100

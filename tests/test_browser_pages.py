@@ -107,6 +107,14 @@ def fused_titles(page) -> list[str]:
     return page.evaluate(JS_GRID_COLUMN, [2, 2])
 
 
+def wait_list_change(page, old: list[str], K: int) -> None:
+    """Wait until the fused list (3rd data grid) shows K titles different from ``old``."""
+    page.wait_for_function(f"""(old) => {{ const now = ({JS_GRID_COLUMN})([2, 2]);
+        return now && now.length == {K} && JSON.stringify(now) !== JSON.stringify(old); }}""", arg=old,
+                           timeout=TIMEOUT)
+    settle(page)
+
+
 def test_users_slider_recomputes_the_fused_list(app_browser, app_server, app_umap_run):
     app_run = app_umap_run  # the run app_server serves
     page = new_page(app_browser)
@@ -122,10 +130,7 @@ def test_users_slider_recomputes_the_fused_list(app_browser, app_server, app_uma
     assert float(slider.input_value()) == pytest.approx(app_run.manifest["fusion"]["alpha_valid"])
     slider.focus()
     page.keyboard.press("End")  # α = 1: the fused list becomes the semantic view's list
-    page.wait_for_function(f"""(old) => {{ const now = ({JS_GRID_COLUMN})([2, 2]);
-        return now && now.length == {K} && JSON.stringify(now) !== JSON.stringify(old); }}""", arg=before,
-                           timeout=TIMEOUT)
-    settle(page)
+    wait_list_change(page, before, K)
     assert float(slider.input_value()) == 1.0
     page.get_by_text("Fusion at α = 1.00").wait_for(timeout=TIMEOUT)
     after = fused_titles(page)
@@ -133,7 +138,7 @@ def test_users_slider_recomputes_the_fused_list(app_browser, app_server, app_uma
     slider.focus()
     page.keyboard.press("Home")  # α = 0
     page.get_by_text("Fusion at α = 0.00").wait_for(timeout=TIMEOUT)
-    settle(page)
+    wait_list_change(page, after, K)
     assert fused_titles(page) != after
     assert page.dialogs == []
     slider.focus()

@@ -11,7 +11,7 @@ import streamlit as st
 from analysis.errors import SemcollabError
 from analysis.runstore import read_manifest
 from app import jobs
-from app.common import Ctx, current_ctx, run_label, runs_root
+from app.common import Ctx, current_ctx, md_escape, run_label, runs_root
 
 JOB = "compute_job"
 SOURCES = {"synthetic": "Synthetic (planted shared / private factors)", "ml-100k": "MovieLens-100K (built in)",
@@ -70,17 +70,18 @@ def follow() -> None:
 def _done(job: dict) -> None:
     out = Path(job["out"])
     if job.get("rc") == 0 and read_manifest(out) is not None:
-        st.success(f"Run {job['label']} is ready ({out}); it is now selected in the sidebar.", icon="✅")
+        st.success(f"Run {md_escape(job['label'])} is ready ({md_escape(out)}); it is now selected in the sidebar.",
+                   icon=":material/check_circle:")
         c1, c2 = st.columns(2)
         if c1.button("Open Overview", key="compute_open", type="primary", on_click=_select_run, args=(job["label"],)):
             st.switch_page("views/overview.py")
         c2.button("Compute another run", key="compute_again", on_click=_clear_job)
         return
     if job.get("cancelled"):
-        st.warning(f"The run {job['label']} was cancelled; nothing was written.")
+        st.warning(f"The run {md_escape(job['label'])} was cancelled; nothing was written.")
     else:
         msg = job.get("error") or f"the run exited with code {job.get('rc')}"
-        st.error(f"The run {job['label']} failed: {msg}", icon="🚫")
+        st.error(f"The run {md_escape(job['label'])} failed: {md_escape(msg)}", icon=":material/error:")
     tail = "\n".join(jobs.read_log(Path(job["log"])).replace("\r", "\n").splitlines()[-40:])
     with st.expander("Log (last 40 lines)"):
         st.code(tail or "(empty)", language=None)
@@ -120,10 +121,10 @@ def _uploads(root: Path, name: str) -> tuple[dict, list[str]] | None:
     try:
         info = jobs.validate_files(data, item_path, fmt, vec_path)
     except SemcollabError as exc:
-        st.error(str(exc), icon="🚫")
+        st.error(md_escape(exc), icon=":material/error:")
         return None
     except Exception as exc:  # a loader bug or an unreadable file: still no stack trace
-        st.error(f"{inter.name} could not be read ({type(exc).__name__}: {exc})", icon="🚫")
+        st.error(md_escape(f"{inter.name} could not be read ({type(exc).__name__}: {exc})"), icon=":material/error:")
         return None
     notes = [f"{info['format']} data: {info['n_users']:,} users, {info['n_items']:,} items, "
              f"{info['n_interactions']:,} interactions" + (f"; semantic vectors of dimension {info['vector_dim']}"
@@ -152,7 +153,7 @@ def render(ctx: Ctx) -> None:
         st.caption(f"{code(' '.join(Path(c).name if i == 0 else c for i, c in enumerate(job['cmd'])))} — "
                    f"log: {code(job['log'])}. You can keep using the other pages meanwhile.")
         for note in st.session_state.get("compute_notes", []):
-            st.info(note)
+            st.info(md_escape(note))
         follow()
         return
     if job:
@@ -188,7 +189,7 @@ def render(ctx: Ctx) -> None:
     try:
         jobs.check_name(name, root, force)
     except SemcollabError as exc:
-        st.error(str(exc), icon="🚫")
+        st.error(md_escape(exc), icon=":material/error:")
         return
     notes: list[str] = []
     if source == "files":

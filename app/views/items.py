@@ -147,9 +147,11 @@ def drill_down(ctx: Ctx, row: pd.Series) -> None:
                                                                                     help="training interactions")})
         for j, t in zip(d["neighbor_idx"].astype(int), d["title"].astype(str)):
             pivot_opts[j] = f"{t} ({kind})"
-    if nb["cold"].astype(bool).any():
-        st.caption("Cold items (no training interactions) can only be semantic neighbours; overlap@k counts only "
-                   "items both views can place.")
+    cold = nb[nb["kind"] == "cold"]
+    if not cold.empty:
+        st.caption(f"Also near in the semantic view, but cold (no training interactions, so the collaborative view "
+                   f"cannot place them and overlap@{k} leaves them out): "
+                   + "; ".join(f"{md_escape(t)} (cos {c:.3f})" for t, c in zip(cold["title"], cold["sem_sim"])))
     if pivot_opts:
         pk = f"items_pivot::{item}"
         st.selectbox("Open a neighbour", list(pivot_opts), index=None, key=pk, placeholder="pick a neighbour to pivot",

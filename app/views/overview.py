@@ -73,9 +73,18 @@ def render(ctx: Ctx) -> None:
         charts.show(charts.hit_share_bar(df, K), key="ov_shares", filename="hit_shares")
         st.caption(f"{shares['distinct_hits']:,} distinct hits among {shares['test_pairs']:,} test pairs; "
                    f"{shares['missed']:,} test pairs are missed by both views.")
+        lists = ctx.derived("list_overlap", K, ctx.sem, ctx.col)
         m1, m2 = st.columns(2)
-        m1.metric("Unique-hit share · semantic", f"{shares['share_only_a']:.1%}" if shares["distinct_hits"] else "n/a")
-        m2.metric("Unique-hit share · collaborative", f"{shares['share_only_b']:.1%}" if shares["distinct_hits"] else "n/a")
+        m3, m4 = st.columns(2)
+        m1.metric("Unique-hit share · semantic", f"{shares['share_only_a']:.1%}" if shares["distinct_hits"] else "n/a",
+                  help="semantic-only hits / all distinct hits of the two views")
+        m2.metric("Unique-hit share · collaborative",
+                  f"{shares['share_only_b']:.1%}" if shares["distinct_hits"] else "n/a",
+                  help="collaborative-only hits / all distinct hits of the two views")
+        m3.metric(f"List Jaccard@{K}", f"{lists['jaccard']:.3f}",
+                  help="mean over users of |T_sem ∩ T_col| / |T_sem ∪ T_col| of the two top-K lists")
+        m4.metric("List RBO (p = 0.9)", f"{lists['rbo']:.3f}",
+                  help="mean over users of the extrapolated rank-biased overlap of the two top-K lists")
     with right:
         if gains.empty:
             st.info("No oracle gains: the run lacks per-user metrics of the compared views.")
