@@ -325,7 +325,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
         warm = ~sp_.cold_items if cfg.collab in {"ials", "bpr"} else np.ones(n_i, bool)
         col_items = np.asarray(collab.item_vecs, np.float32).copy()
         col_items[~warm] = np.nan
-        depth = min(max(cfg.k_neighbors, 15), n_i - 2)
+        depth = min(max(2 * cfg.k_neighbors, 30), n_i - 2)  # deeper than k: the app re-cuts at smaller k
         depth = min(depth, int(warm.sum()) - 1)
         # the semantic graph over every item (for drill-downs and the map) and, for the
         # agreement score, over the items both views can place (cold items cannot overlap)

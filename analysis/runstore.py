@@ -7,7 +7,7 @@ are the dense indices used everywhere, ``K`` is the largest cut-off of the run:
 
 ``items``          item_idx, item_id, title, year, genres, description, text,
                    popularity (train count), pop_decile (1..10, 10 = most popular),
-                   pop_bucket (head/torso/tail), cold (no training interactions),
+                   pop_bucket (head/torso/tail/cold), cold (no training interactions),
                    sem_x, sem_y, col_x, col_y (2-D maps; NaN where a view has no vector),
                    overlap, jaccard, disagreement (at the run's neighbourhood k; NaN if cold),
                    procrustes_cos, hits_shared, hits_sem_only, hits_col_only, hits_missed_by_both
@@ -20,11 +20,16 @@ are the dense indices used everywhere, ``K`` is the largest cut-off of the run:
                    (compared views at K), control_* (same for most-popular vs collaborative)
 ``topk``           user_idx, system, rank (1..K), item_idx, hit (test)
 ``interactions``   user_idx, item_idx, part (train / valid / test)
-``metrics``        system, part, metric, k, mean, lo, hi, n_users   (95 % bootstrap over users)
+``metrics``        system, part, metric, k, mean, lo, hi, n_users   (95 % bootstrap over users);
+                   systems: semantic, semantic_zs, collab, ease, pop, fusion, rrf (every k, valid
+                   and test) and oracle_select, oracle_union, control_oracle_select,
+                   control_oracle_union (test, at K only)
 ``differences``    system_a, system_b, part, metric, k, diff, lo, hi, p_value, n_users (paired)
 ``fusion``         part, method (score / cold_aware / rrf), alpha, metric, k, value,
                    segment_type (all / item_pop / user_activity), segment
 ``neighbors``      item_idx, view (semantic / collaborative), rank, neighbor_idx, sim
+                   (depth ``manifest["neighbor_depth"]`` >= 2k; semantic lists include cold items,
+                   the stored overlap uses the items both views can place)
 ``agreement_deciles`` decile, n_items, mean_overlap, mean_jaccard, mean_disagreement, chance
 ``tuning``         model, params (JSON), valid_ndcg@20, valid_recall@20, best_epoch, chosen
 vectors/           semantic_items.npy (frozen encoder vectors), semantic_rec_items.npy,
@@ -32,7 +37,7 @@ vectors/           semantic_items.npy (frozen encoder vectors), semantic_rec_ite
                    collab_users.npy (cold rows are NaN), all float32.
 ``manifest.json``  schema_version, config, config_hash, regime, dataset {name, source,
                    checksum, n_users, n_items, n_interactions}, systems {name: description},
-                   compared {semantic, collaborative}, K, ks, k_neighbors, chance_overlap,
+                   compared {semantic, collaborative}, K, ks, k_neighbors, neighbor_depth, chance_overlap,
                    fusion {alpha_valid, metric, headroom, ...}, summary (headline numbers),
                    timings {stage: seconds}, versions {package: version}, created.
 """

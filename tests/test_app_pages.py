@@ -303,11 +303,12 @@ def test_random_user_button(app_test, app_run):
 def pages_sweep(tmp_path_factory) -> Path:
     """A real sweep of a tiny synthetic dataset (keep 100 % / 50 %, 20 % cold items); shared with the browser tests."""
     import analysis
+    from analysis.sweep import sweep as run_sweep  # `analysis.sweep` becomes the submodule once it is imported
 
     out = tmp_path_factory.mktemp("sweeps") / "tiny-sweep"
     cfg = analysis.RunConfig(dataset="synthetic", synthetic={"n_users": 120, "n_items": 160, "mean_per_user": 16.0},
                              ks=(10,), k_neighbors=5, n_boot=50, n_alphas=5, umap=False, tuning=QUICK_TUNING)
-    analysis.sweep(cfg, out, keep=(1.0, 0.5), cold=(0.2,), log=lambda _m: None)
+    run_sweep(cfg, out, keep=(1.0, 0.5), cold=(0.2,), log=lambda _m: None)
     return out
 
 
