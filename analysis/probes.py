@@ -1,0 +1,534 @@
+"""Alignment probes: can a simple map recover the collaborative geometry from the semantic one?
+
+DIAGNOSTICS.md ("Alignment probes"). Maps ``f: X -> Y`` from semantic item vectors ``X (n, d1)``
+to collaborative item vectors ``Y (n, d2)`` are fitted on some items and judged on held-out
+items, with increasing capacity. If even a flexible map fails on held-out items, the
+collaborative view holds information the text does not (private factors): complementarity,
+not alignment, is what fusion should exploit.
+
+Items. Only *warm* items take part: rows of ``Y`` that are finite and non-zero (the caller
+marks cold items, which have no collaborative vector, with NaN rows; a zero row is never
+allowed to pose as a vector). ``X`` must be finite for every item.
+
+Capacity ladder (each probe maps centred X to centred Y, plus the training mean of Y)
+- ``ridge``: ``W = argmin ||Xc W − Yc||² + λ||W||²`` via one SVD of the training X; λ from
+  ``lambdas`` × mean eigenvalue of ``XcᵀXc`` (scale-free grid), chosen by validation R².
+- ``reduced_rank``: reduced-rank ridge regression (Mukherjee & Zhu 2011): the ridge fit at
+  the chosen λ, projected onto the top-r right singular vectors V_r of its fitted training
+  values, ``W_r = W V_r V_rᵀ``; r = 1, 2, 4, ... < d2, then ``full`` (which *is* the ridge map).
+- ``mlp``: one hidden layer (ReLU) of width w (16, 64, 256), inputs and outputs
+  standardised (training mean, one global scale each), AdamW full-batch on the MSE, early
+  stopping on the validation items' MSE (best epoch restored). torch, GPU when available,
+  1 CPU thread otherwise, seeded (the global torch RNG is left untouched).
+
+Regimes (item splits among warm items, all seeded)
+- ``in_distribution``: random 70 / 10 / 20 % fit / validation / evaluation items.
+- ``shift_popularity``: fit + validate on the most popular 50 % by *training* popularity
+  (ties broken at random), evaluate on the other 50 % (the tail).
+- ``shift_time``: when a per-item ``order`` (release order, larger = newer) is given: fit +
+  validate on the older 50 %, evaluate on the newer 50 %. Skipped when ``order`` is None.
+In the shift regimes the fit part is split 7 : 1 into fit / validation items at random.
+
+Metrics, per regime and capacity, on the evaluated (held-out) items E
+- ``r2``: 1 − Σ_E ||Y_i − f(X_i)||² / Σ_E ||Y_i − ȳ_fit||², pooled over all output dims,
+  relative to the *fit* items' mean (so predicting that mean scores 0, and a map can score < 0
+  under shift).
+- ``mean_cos``: mean over E of cos(f(X_i), Y_i).
+- ``overlap``: mean over E of overlap@k between N_k(i) in the true collaborative space and
+  N_k(i) in the space where **every** evaluated item's vector is replaced by its mapped
+  vector, neighbours taken among ALL warm items by cosine (self excluded by index). Choice:
+  this is the deployment scenario where the evaluated items have no collaborative vectors and
+  the map supplies them together, while the fitted items keep their true vectors; it answers
+  "would the mapped item land among its true collaborative neighbours?". Chance level
+  k / (n_warm − 1) is in the summary.
+- ``recall`` / ``ndcg`` @K: the collaborative recommender with user vectors ``U`` and item
+  vectors ``Y`` whose evaluated rows are replaced by the mapped ones (cold items unscorable),
+  full ranking on the split's test part with train + valid masked; the metric counts only
+  test interactions whose item is in E ("recall restricted to relevant items in the evaluated
+  set", as the fusion segments do; the top-K list itself is over the whole catalogue); users
+  without such an item are skipped. ``ceiling_recall`` / ``ceiling_ndcg``: the same with the
+  true collaborative vectors. The gap to the ceiling is what the map loses for recommendation.
+- ``valid_r2``: R² on the validation items (what λ, rank, width and the best probe are
+  chosen by; test values are never used for a choice).
+
+Per item. The best probe (highest in-distribution ``valid_r2``; ties go to the simpler probe)
+gives ``residual_heldout`` = ||Y_i − f(X_i)||² / ||Y_i − ȳ_fit||² for the in-distribution
+evaluated items, and, to cover every warm item, ``residual`` from k-fold cross-fitting with the
+same probe class and capacity (each fold's map fitted on the other folds, hyper-parameters
+re-chosen on a 1/8 inner validation share). ``mapped`` holds those cross-fitted vectors (NaN
+for non-warm items); ``mapped_all`` additionally maps every non-warm (cold) item with the probe
+fitted on all warm items (honest: cold items are never fitted), for cold-start baselines.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .backend import Backend, get_backend
+from .errors import ConfigError, VectorError
+from .metrics import evaluate
+from .models.base import EmbeddingRecommender
+from .ranking import rank
+from .split import Split
+
+PROBES = ("ridge", "reduced_rank", "mlp")
+REGIMES = ("in_distribution", "shift_popularity", "shift_time")
+#: ridge λ grid, in units of the mean eigenvalue of XcᵀXc (so the grid is scale-free)
+DEFAULT_LAMBDAS = tuple(10.0 ** np.arange(-4, 3))
+DEFAULT_WIDTHS = (16, 64, 256)
+CURVE_COLUMNS = ["regime", "probe", "capacity", "capacity_num", "r2", "mean_cos", "overlap", "recall", "ndcg",
+                 "ceiling_recall", "ceiling_ndcg", "valid_r2", "lam", "n_train", "n_valid", "n_eval"]
+
+
+# ------------------------------------------------------------------------ inputs
+def _check_inputs(X, Y, U, split: Split, order) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    U = np.asarray(U, dtype=np.float32)
+    if X.ndim != 2 or Y.ndim != 2:
+        raise VectorError(f"probe inputs must be 2-D item matrices, got X {X.shape} and Y {Y.shape}")
+    if X.shape[0] != Y.shape[0]:
+        raise VectorError(f"semantic vectors have {X.shape[0]} rows but collaborative vectors {Y.shape[0]}")
+    if X.shape[0] != split.n_items:
+        raise VectorError(f"item vectors have {X.shape[0]} rows but the split has {split.n_items} items")
+    bad = ~np.isfinite(X).all(1)
+    if bad.any():
+        raise VectorError(f"semantic item row {int(np.argmax(bad))} has NaN/inf values ({int(bad.sum())} such rows)")
+    if U.ndim != 2 or U.shape != (split.n_users, Y.shape[1]):
+        raise VectorError(f"collaborative user vectors must have shape ({split.n_users}, {Y.shape[1]}), got {U.shape}")
+    badu = ~np.isfinite(U).all(1)
+    if badu.any():
+        raise VectorError(f"collaborative user row {int(np.argmax(badu))} has NaN/inf values")
+    if order is not None:
+        order = np.asarray(order, dtype=np.float64)
+        if order.shape != (X.shape[0],):
+            raise ConfigError(f"item order must have one entry per item ({X.shape[0]}), got shape {order.shape}")
+        if not np.isfinite(order).all():
+            raise ConfigError(f"item order has NaN/inf at item {int(np.argmax(~np.isfinite(order)))}")
+    return X, Y, U, order
+
+
+def warm_mask(Y: np.ndarray) -> np.ndarray:
+    """Items with a usable collaborative vector: finite and non-zero rows of ``Y``."""
+    Y = np.asarray(Y)
+    fin = np.isfinite(Y).all(1)
+    norm = np.linalg.norm(np.where(fin[:, None], Y, 0.0), axis=1)
+    return fin & (norm > 0)
+
+
+# ------------------------------------------------------------------------ probes
+@dataclass
+class LinearMap:
+    """f(x) = (x − x_mean) W + y_mean."""
+
+    W: np.ndarray
+    x_mean: np.ndarray
+    y_mean: np.ndarray
+    lam: float = float("nan")
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return (np.asarray(X, np.float64) - self.x_mean) @ self.W + self.y_mean
+
+
+def _r2(Y: np.ndarray, P: np.ndarray, y_mean: np.ndarray) -> float:
+    den = float(((Y - y_mean) ** 2).sum())
+    return 1.0 - float(((Y - P) ** 2).sum()) / den if den > 0 else float("nan")
+
+
+class _RidgePath:
+    """Ridge fits for a grid of λ from one SVD of the centred training X."""
+
+    def __init__(self, X: np.ndarray, Y: np.ndarray):
+        self.x_mean, self.y_mean = X.mean(0), Y.mean(0)
+        Xc = X - self.x_mean
+        self.P, self.s, Qt = np.linalg.svd(Xc, full_matrices=False)
+        self.Q = Qt.T
+        self.PtY = self.P.T @ (Y - self.y_mean)
+        self.scale = float((Xc**2).sum()) / X.shape[1]  # mean eigenvalue of XcᵀXc (over d1 directions)
+
+    def fit(self, lam_rel: float) -> LinearMap:
+        lam = lam_rel * max(self.scale, 1e-300)
+        shrink = self.s / (self.s**2 + lam)
+        return LinearMap(self.Q @ (shrink[:, None] * self.PtY), self.x_mean, self.y_mean, lam)
+
+
+def fit_ridge(X_fit, Y_fit, X_val, Y_val, lambdas: Iterable[float] = DEFAULT_LAMBDAS) -> tuple[LinearMap, float]:
+    """Ridge map with λ (relative to the mean eigenvalue of XcᵀXc) chosen by validation R².
+
+    Ties (within 1e-12) go to the larger λ. Returns (map, relative λ).
+    """
+    path = _RidgePath(X_fit, Y_fit)
+    best = None
+    for lr in sorted(lambdas, reverse=True):
+        m = path.fit(float(lr))
+        v = _r2(Y_val, m.predict(X_val), m.y_mean)
+        if best is None or v > best[0] + 1e-12:
+            best = (v, m, float(lr))
+    return best[1], best[2]
+
+
+def reduced_rank(m: LinearMap, X_fit: np.ndarray, rank: int) -> LinearMap:
+    """Reduced-rank ridge: project ``m`` onto the top-``rank`` right singular vectors of its fitted values."""
+    F = (np.asarray(X_fit, np.float64) - m.x_mean) @ m.W
+    Vt = np.linalg.svd(F, full_matrices=False)[2]
+    Vr = Vt[: int(rank)].T
+    return LinearMap(m.W @ Vr @ Vr.T, m.x_mean, m.y_mean, m.lam)
+
+
+@dataclass
+class MLPMap:
+    """One-hidden-layer ReLU map on standardised inputs / outputs (see module docstring)."""
+
+    net: Any
+    x_mean: np.ndarray
+    x_scale: float
+    y_mean: np.ndarray
+    y_scale: float
+    device: str
+    best_epoch: int = 0
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        import torch
+
+        Xs = ((np.asarray(X, np.float64) - self.x_mean) / self.x_scale).astype(np.float32)
+        with torch.no_grad():
+            out = self.net(torch.from_numpy(Xs).to(self.device)).cpu().numpy().astype(np.float64)
+        return out * self.y_scale + self.y_mean
+
+
+def fit_mlp(
+    X_fit, Y_fit, X_val, Y_val, width: int, seed: int = 0, device: str = "cpu",
+    lr: float = 3e-3, weight_decay: float = 1e-4, max_epochs: int = 600, patience: int = 40,
+) -> MLPMap:
+    """One-hidden-layer MLP (ReLU, width ``width``), full-batch AdamW, early stopping on validation MSE."""
+    import torch
+
+    from .models.validation import torch_threads
+
+    if int(width) < 1:
+        raise ConfigError(f"MLP width must be >= 1, got {width}")
+    x_mean, y_mean = X_fit.mean(0), Y_fit.mean(0)
+    x_scale = float(np.sqrt(((X_fit - x_mean) ** 2).mean())) or 1.0
+    y_scale = float(np.sqrt(((Y_fit - y_mean) ** 2).mean())) or 1.0
+
+    def tens(A, mean, scale):
+        return torch.from_numpy(((A - mean) / scale).astype(np.float32)).to(device)
+
+    Xf, Yf, Xv, Yv = tens(X_fit, x_mean, x_scale), tens(Y_fit, y_mean, y_scale), tens(X_val, x_mean, x_scale), tens(Y_val, y_mean, y_scale)
+    with torch_threads(1 if device == "cpu" else None), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        net = torch.nn.Sequential(
+            torch.nn.Linear(X_fit.shape[1], int(width)), torch.nn.ReLU(), torch.nn.Linear(int(width), Y_fit.shape[1])
+        ).to(device)
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+        best, best_state, best_epoch, bad = np.inf, None, 0, 0
+        for epoch in range(1, max_epochs + 1):
+            opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.mse_loss(net(Xf), Yf)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                v = float(torch.nn.functional.mse_loss(net(Xv), Yv))
+            if v < best - 1e-7:
+                best, best_epoch, bad = v, epoch, 0
+                best_state = [p.detach().clone() for p in net.parameters()]
+            else:
+                bad += 1
+                if bad > patience:
+                    break
+        if best_state is not None:
+            with torch.no_grad():
+                for p, b in zip(net.parameters(), best_state):
+                    p.copy_(b)
+        net.eval()
+    return MLPMap(net, x_mean, x_scale, y_mean, y_scale, device, best_epoch)
+
+
+# ------------------------------------------------------------------- evaluation
+def _unit(A: np.ndarray) -> np.ndarray:
+    A = np.asarray(A, np.float32)
+    return A / np.maximum(np.linalg.norm(A, axis=1, keepdims=True), 1e-12)
+
+
+def knn_rows(Z: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int, be: Backend, block: int = 2048) -> np.ndarray:
+    """Cosine top-``k`` neighbours (item indices, best first) of items ``rows`` among items ``cand``.
+
+    Every row item must be in ``cand``; it is excluded from its own list by index.
+    """
+    Zc = _unit(Z[cand])
+    pos = np.searchsorted(cand, rows)
+    if len(rows) and ((pos >= len(cand)).any() or not np.array_equal(cand[np.minimum(pos, len(cand) - 1)], rows)):
+        raise ConfigError("knn_rows: every query item must be a candidate")
+    out = np.empty((len(rows), k), np.int64)
+    for s in range(0, len(rows), block):
+        S = _unit(Z[rows[s : s + block]]) @ Zc.T
+        S[np.arange(S.shape[0]), pos[s : s + block]] = -np.inf
+        out[s : s + block] = cand[be.topk(S, k)[0]]
+    return out
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    k = a.shape[1]
+    cat = np.sort(np.concatenate([a, b], 1), 1)
+    return (cat[:, 1:] == cat[:, :-1]).sum(1) / k
+
+
+class _Evaluator:
+    """Metrics of a mapped-vector matrix for one set of evaluated items (true kNN and ceiling cached)."""
+
+    def __init__(self, Y, U, split: Split, warm, E, k, K, be):
+        self.Y, self.warm, self.E, self.k, self.K, self.be = Y, warm, E, k, K, be
+        self.cand = np.flatnonzero(warm)
+        self.Y0 = np.nan_to_num(Y).astype(np.float32)
+        self.true_nn = knn_rows(self.Y0, E, self.cand, k, be)
+        inE = np.zeros(split.n_items, bool)
+        inE[E] = True
+        tgt = split.test.tocsr().copy()
+        tgt.data = tgt.data * inE[tgt.indices]
+        tgt.eliminate_zeros()
+        self.target = tgt
+        self.users = np.flatnonzero(np.diff(tgt.indptr) > 0)
+        self.seen = split.seen_for("test")
+        self.U = U
+        self.ceiling = self._rec(self.Y0)
+
+    def _rec(self, V: np.ndarray) -> tuple[float, float]:
+        if len(self.users) == 0:
+            return float("nan"), float("nan")
+        model = EmbeddingRecommender("probe", self.U, V, self.warm)
+        top = rank(model, self.users, self.seen, self.K, backend=self.be)
+        m = evaluate(top, self.target, self.users, ks=(self.K,), metrics=("recall", "ndcg"))
+        return float(np.nanmean(m[f"recall@{self.K}"])), float(np.nanmean(m[f"ndcg@{self.K}"]))
+
+    def __call__(self, P: np.ndarray, y_mean: np.ndarray) -> dict[str, float]:
+        E = self.E
+        YE = self.Y[E]
+        cos = (_unit(P) * _unit(YE)).sum(1)
+        V = self.Y0.copy()
+        V[E] = P
+        nn = knn_rows(V, E, self.cand, self.k, self.be)
+        rec, ndcg = self._rec(V)
+        return {"r2": _r2(YE, P, y_mean), "mean_cos": float(cos.mean()), "overlap": float(_overlap(nn, self.true_nn).mean()),
+                "recall": rec, "ndcg": ndcg, "ceiling_recall": self.ceiling[0], "ceiling_ndcg": self.ceiling[1]}
+
+
+# ----------------------------------------------------------------------- regimes
+def _split_fit_valid(items: np.ndarray, rng: np.random.Generator, valid_share: float = 1 / 8) -> tuple[np.ndarray, np.ndarray]:
+    p = rng.permutation(items)
+    n_v = max(1, int(round(valid_share * len(p))))
+    return np.sort(p[n_v:]), np.sort(p[:n_v])
+
+
+def item_regimes(warm: np.ndarray, popularity: np.ndarray, order: np.ndarray | None, seed: int = 0) -> tuple[dict, dict]:
+    """``{regime: (fit, valid, eval) item indices}`` and ``{regime: reason}`` for skipped regimes."""
+    rng = np.random.default_rng(seed)
+    w = np.flatnonzero(warm)
+    n = len(w)
+    out, skipped = {}, {}
+    p = rng.permutation(w)
+    n_fit, n_val = int(round(0.7 * n)), int(round(0.1 * n))
+    out["in_distribution"] = (np.sort(p[:n_fit]), np.sort(p[n_fit : n_fit + n_val]), np.sort(p[n_fit + n_val :]))
+
+    def by_key(key: np.ndarray, name: str, descending: bool) -> None:
+        tie = rng.random(n)
+        k = key[w]
+        o = np.lexsort((tie, -k if descending else k))  # head first
+        head, tail = w[o[: (n + 1) // 2]], w[o[(n + 1) // 2 :]]
+        f, v = _split_fit_valid(head, rng)
+        out[name] = (f, v, np.sort(tail))
+
+    by_key(np.asarray(popularity, np.float64), "shift_popularity", descending=True)
+    if order is None:
+        skipped["shift_time"] = "no item release order given"
+    else:
+        by_key(order, "shift_time", descending=False)  # older first
+    return out, skipped
+
+
+# ------------------------------------------------------------------------- driver
+def _fit_probe(probe: str, capacity, Xf, Yf, Xv, Yv, lambdas, seed, device) -> tuple[Any, dict]:
+    """Fit one probe at one capacity (``full`` / rank / width); hyper-parameters chosen on (Xv, Yv)."""
+    if probe in ("ridge", "reduced_rank"):
+        m, lr = fit_ridge(Xf, Yf, Xv, Yv, lambdas)
+        if probe == "reduced_rank" and capacity != "full":
+            m = reduced_rank(m, Xf, int(capacity))
+        return m, {"lam": lr}
+    m = fit_mlp(Xf, Yf, Xv, Yv, int(capacity), seed=seed, device=device)
+    return m, {"best_epoch": m.best_epoch}
+
+
+def _capacities(d2: int, ranks, widths) -> list[tuple[str, Any, float]]:
+    """(probe, capacity label, capacity number) in ladder order."""
+    if ranks is None:
+        ranks = [r for r in (2**j for j in range(16)) if r < d2]
+    ranks = [int(r) for r in ranks]
+    if any(r < 1 for r in ranks):
+        raise ConfigError(f"ranks must be >= 1, got {ranks}")
+    widths = [int(w) for w in (DEFAULT_WIDTHS if widths is None else widths)]
+    caps = [("ridge", "full", float(d2))]
+    caps += [("reduced_rank", str(r), float(r)) for r in sorted(set(ranks)) if r < d2]
+    caps += [("reduced_rank", "full", float(d2))]
+    caps += [("mlp", str(w), float(w)) for w in widths]
+    return caps
+
+
+def _residual(Y: np.ndarray, P: np.ndarray, y_mean: np.ndarray) -> np.ndarray:
+    den = ((Y - y_mean) ** 2).sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return ((Y - P) ** 2).sum(1) / den
+
+
+def cross_fit(
+    X: np.ndarray, Y: np.ndarray, warm: np.ndarray, probe: str, capacity, n_folds: int = 5, seed: int = 0,
+    lambdas=DEFAULT_LAMBDAS, device: str = "cpu",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """k-fold cross-fitted predictions of one probe class/capacity for every warm item.
+
+    Returns ``(mapped (n, d2) NaN off warm, residual (n,) NaN off warm, fold (n,) -1 off warm,
+    mapped_all (n, d2))``: ``mapped_all`` adds, for non-warm items, the prediction of the probe
+    fitted on all warm items (1/8 of them held out for the choice of hyper-parameters).
+    """
+    rng = np.random.default_rng(seed + 7919)
+    w = np.flatnonzero(warm)
+    if n_folds < 2 or n_folds > len(w):
+        raise ConfigError(f"cross-fitting needs 2 <= n_folds <= {len(w)} warm items, got {n_folds}")
+    fold = np.full(len(warm), -1, np.int64)
+    fold[rng.permutation(w)] = np.arange(len(w)) % n_folds
+    mapped = np.full(Y.shape, np.nan)
+    res = np.full(len(warm), np.nan)
+    for f in range(n_folds):
+        test = np.flatnonzero(fold == f)
+        fi, vi = _split_fit_valid(np.flatnonzero((fold >= 0) & (fold != f)), rng)
+        m, _ = _fit_probe(probe, capacity, X[fi], Y[fi], X[vi], Y[vi], lambdas, seed + f, device)
+        mapped[test] = m.predict(X[test])
+        res[test] = _residual(Y[test], mapped[test], Y[fi].mean(0))
+    mapped_all = mapped.copy()
+    other = np.flatnonzero(~warm)
+    if len(other):
+        fi, vi = _split_fit_valid(w, rng)
+        m, _ = _fit_probe(probe, capacity, X[fi], Y[fi], X[vi], Y[vi], lambdas, seed + n_folds, device)
+        mapped_all[other] = m.predict(X[other])
+    return mapped, res, fold, mapped_all
+
+
+def run_probes(
+    X: np.ndarray,
+    Y: np.ndarray,
+    U: np.ndarray,
+    split: Split,
+    k_neighbors: int = 10,
+    K: int = 20,
+    order: np.ndarray | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    ranks: Iterable[int] | None = None,
+    widths: Iterable[int] | None = None,
+    lambdas: Iterable[float] = DEFAULT_LAMBDAS,
+    n_folds: int = 5,
+    backend: Backend | str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Alignment probes over regimes x capacities (see module docstring).
+
+    Returns ``dict(curves, residuals, summary, mapped, mapped_all)``:
+    ``curves`` one row per (regime, probe, capacity) with columns :data:`CURVE_COLUMNS`
+    (``capacity`` is a string: ``"full"``, a rank or a width; ``capacity_num`` its number);
+    ``residuals`` one row per item: item_idx, residual (cross-fitted), residual_heldout
+    (in-distribution evaluated items only), fold, warm, best_probe; ``mapped`` (n, d2)
+    cross-fitted vectors of the best probe, NaN for non-warm items; ``mapped_all`` the same
+    with non-warm items mapped by the probe fitted on all warm items.
+    """
+    from .models.validation import resolve_device
+
+    t0 = time.perf_counter()
+    X, Y, U, order = _check_inputs(X, Y, U, split, order)
+    be = backend if isinstance(backend, Backend) else get_backend(backend)
+    dev = resolve_device(device)
+    n, d2 = Y.shape
+    warm = warm_mask(Y)
+    n_warm = int(warm.sum())
+    k = int(k_neighbors)
+    if k < 1 or int(K) < 1:
+        raise ConfigError(f"k_neighbors and K must be >= 1, got {k_neighbors}, {K}")
+    if n_warm < max(40, 4 * (k + 1)):
+        raise ConfigError(f"alignment probes need at least {max(40, 4 * (k + 1))} warm items (finite, non-zero "
+                          f"collaborative rows), got {n_warm}")
+    popularity = np.asarray(split.train.sum(0)).ravel()
+    regimes, skipped = item_regimes(warm, popularity, order, seed)
+    caps = _capacities(d2, ranks, widths)
+    lambdas = tuple(float(x) for x in lambdas)
+    if not lambdas or min(lambdas) <= 0:
+        raise ConfigError(f"ridge lambdas must be positive, got {lambdas}")
+
+    rows, fitted = [], {}
+    for regime, (fi, vi, ei) in regimes.items():
+        ev = _Evaluator(Y, U, split, warm, ei, k, int(K), be)
+        Xf, Yf, Xv, Yv = X[fi], Y[fi], X[vi], Y[vi]
+        lam_best = None
+        for probe, cap, capn in caps:
+            if probe in ("ridge", "reduced_rank"):
+                if lam_best is None:
+                    lam_best = fit_ridge(Xf, Yf, Xv, Yv, lambdas)
+                m, lr = lam_best
+                if probe == "reduced_rank" and cap != "full":
+                    m = reduced_rank(m, Xf, int(cap))
+                extra = {"lam": lr}
+            else:
+                m = fit_mlp(Xf, Yf, Xv, Yv, int(cap), seed=seed, device=dev)
+                extra = {"lam": float("nan")}
+            P = m.predict(X[ei])
+            met = ev(P, m.y_mean)
+            rows.append({"regime": regime, "probe": probe, "capacity": cap, "capacity_num": capn, **met,
+                         "valid_r2": _r2(Yv, m.predict(Xv), m.y_mean), **extra,
+                         "n_train": len(fi), "n_valid": len(vi), "n_eval": len(ei)})
+            if regime == "in_distribution":
+                fitted[(probe, cap)] = (m, P)
+        if log:
+            log(f"  probes: {regime} done ({time.perf_counter() - t0:.1f}s)")
+    curves = pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+    # best probe: highest in-distribution validation R²; ties -> earlier (simpler) in the ladder
+    ind = curves[curves.regime == "in_distribution"].reset_index(drop=True)
+    vr = ind["valid_r2"].to_numpy(float)
+    bi = int(np.flatnonzero(vr >= np.nanmax(vr) - 1e-9)[0])
+    best_probe, best_cap = str(ind.loc[bi, "probe"]), str(ind.loc[bi, "capacity"])
+    best_label = f"{best_probe}:{best_cap}"
+    fi, vi, ei = regimes["in_distribution"]
+    m_best, P_best = fitted[(best_probe, best_cap)]
+    heldout = np.full(n, np.nan)
+    heldout[ei] = _residual(Y[ei], P_best, m_best.y_mean)
+    t1 = time.perf_counter()
+    mapped, res, fold, mapped_all = cross_fit(X, Y, warm, best_probe, best_cap, n_folds, seed, lambdas, dev)
+    residuals = pd.DataFrame({"item_idx": np.arange(n), "residual": res, "residual_heldout": heldout, "fold": fold,
+                              "warm": warm, "best_probe": best_label})
+
+    per_regime = {}
+    for regime in regimes:
+        c = curves[curves.regime == regime].reset_index(drop=True)
+        j = int(np.flatnonzero(c["valid_r2"].to_numpy(float) >= np.nanmax(c["valid_r2"].to_numpy(float)) - 1e-9)[0])
+        per_regime[regime] = {
+            "best_by_valid": f"{c.loc[j, 'probe']}:{c.loc[j, 'capacity']}",
+            **{m_: float(c.loc[j, m_]) for m_ in ("r2", "mean_cos", "overlap", "recall", "ndcg", "valid_r2")},
+            "ceiling_recall": float(c.loc[0, "ceiling_recall"]), "ceiling_ndcg": float(c.loc[0, "ceiling_ndcg"]),
+            "ridge_lambda_rel": float(c.loc[0, "lam"]),
+            "n_train": int(c.loc[0, "n_train"]), "n_valid": int(c.loc[0, "n_valid"]), "n_eval": int(c.loc[0, "n_eval"]),
+        }
+    summary = {
+        "n_items": n, "n_warm": n_warm, "n_not_warm": int(n - n_warm), "d_semantic": int(X.shape[1]), "d_collab": d2,
+        "k_neighbors": k, "K": int(K), "chance_overlap": k / (n_warm - 1),
+        "best_probe": best_probe, "best_capacity": best_cap,
+        "best_selected_by": "in-distribution validation R2",
+        "crossfit_r2": _r2(Y[warm], mapped[warm], Y[warm].mean(0)),
+        "crossfit_folds": int(n_folds),
+        "regimes": per_regime, "skipped_regimes": skipped,
+        "lambdas_rel": list(lambdas), "ranks": [c for p, c, _ in caps if p == "reduced_rank"],
+        "widths": [c for p, c, _ in caps if p == "mlp"], "device": dev, "seed": int(seed),
+        "timings": {"ladder_s": t1 - t0, "crossfit_s": time.perf_counter() - t1},
+    }
+    return {"curves": curves, "residuals": residuals, "summary": summary,
+            "mapped": mapped.astype(np.float32), "mapped_all": mapped_all.astype(np.float32)}
