@@ -27,7 +27,7 @@ def run(config: RunConfig, out=None, force: bool = False, log=print, progress: b
 
 
 def sweep(config: RunConfig, out, keep=(1.0, 0.5, 0.2, 0.1), cold=(0.2,), force: bool = False, log=print):
-    """Run a list of regimes into sibling runs; see :func:`analysis.sweep.sweep`."""
-    from .sweep import sweep as _sweep
+    """Run a list of regimes into sibling runs; see :func:`analysis.regimes.sweep`."""
+    from .regimes import sweep as _sweep
 
     return _sweep(config, out, keep=keep, cold=cold, force=force, log=log)

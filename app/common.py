@@ -331,7 +331,8 @@ def sidebar() -> Ctx:
     runs = discover_runs()
     sb = st.sidebar
     if not runs:
-        show_run_error(RunError(f"no saved run found under {runs_root().resolve()}; {HOW_TO_MAKE}"))
+        show_run_error(RunError(f"no saved run found under {runs_root().resolve()}; {HOW_TO_MAKE}, "
+                                "or open the Compute page to start one"))
         st.stop()
     labels = list(runs)
     wanted = st.query_params.get("run")

@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts only app/ on t
 import streamlit as st  # noqa: E402
 
 from analysis.errors import RunError  # noqa: E402
-from app.common import show_run_error, sidebar  # noqa: E402
+from app.common import discover_runs, show_run_error, sidebar  # noqa: E402
 
 VIEWS = Path(__file__).resolve().parent / "views"
 #: (file in app/views, title, icon, url path); the first one is the default page
@@ -38,6 +38,11 @@ def main() -> None:
     pages = [st.Page(str(VIEWS / f), title=t, icon=i, url_path=u, default=(n == 0))
              for n, (f, t, i, u) in enumerate(PAGES) if (VIEWS / f).exists()]
     page = st.navigation(pages, position="sidebar")
+    if page.url_path == "compute" and not discover_runs():
+        # a fresh install has no run yet: the Compute page is how to make the first one
+        st.sidebar.info("No saved run yet: start one on this page.")
+        page.run()
+        return
     sidebar()
     try:
         page.run()

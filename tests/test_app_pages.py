@@ -303,7 +303,7 @@ def test_random_user_button(app_test, app_run):
 def pages_sweep(tmp_path_factory) -> Path:
     """A real sweep of a tiny synthetic dataset (keep 100 % / 50 %, 20 % cold items); shared with the browser tests."""
     import analysis
-    from analysis.sweep import sweep as run_sweep  # `analysis.sweep` becomes the submodule once it is imported
+    from analysis.regimes import sweep as run_sweep
 
     out = tmp_path_factory.mktemp("sweeps") / "tiny-sweep"
     cfg = analysis.RunConfig(dataset="synthetic", synthetic={"n_users": 120, "n_items": 160, "mean_per_user": 16.0},
@@ -595,3 +595,18 @@ def test_real_tiny_run_through_the_job_runner(tmp_path):
     run = open_run(out)
     assert run.manifest["config"]["synthetic"] == {"n_users": 100, "n_items": 120, "mean_per_user": 12.0}
     assert run.manifest["dataset"]["n_users"] == 100
+
+
+def test_compute_page_works_before_any_run_exists(tmp_path, monkeypatch):
+    """A fresh install has no run: every page says how to make one, and Compute still opens."""
+    from streamlit.testing.v1 import AppTest
+
+    empty = tmp_path / "no-runs"
+    empty.mkdir()
+    monkeypatch.setenv("SEMCOLLAB_RUNS", str(empty))
+    at = AppTest.from_file(APP_MAIN, default_timeout=120).run()
+    assert not at.exception
+    assert any("Compute page" in e.value for e in at.error)
+    at.switch_page(COMPUTE).run()
+    assert not at.exception and not at.error
+    assert at.radio(key="compute_source") is not None

@@ -11,7 +11,7 @@ import streamlit as st
 from analysis.errors import SemcollabError
 from analysis.runstore import read_manifest
 from app import jobs
-from app.common import Ctx, current_ctx, md_escape, run_label, runs_root
+from app.common import CTX_KEY, Ctx, md_escape, run_label, runs_root
 
 JOB = "compute_job"
 SOURCES = {"synthetic": "Synthetic (planted shared / private factors)", "ml-100k": "MovieLens-100K (built in)",
@@ -145,7 +145,7 @@ def start(spec: jobs.JobSpec, root: Path) -> dict:
     return {"out": str(out), "label": run_label(out, root), "log": str(log), "cmd": cmd, "proc": proc, "finished": False}
 
 
-def render(ctx: Ctx) -> None:
+def render(ctx: Ctx | None) -> None:
     st.title("Compute a new run")
     root = runs_root()
     job = st.session_state.get(JOB)
@@ -204,4 +204,4 @@ def render(ctx: Ctx) -> None:
     st.rerun()
 
 
-render(current_ctx())
+render(st.session_state.get(CTX_KEY))  # works before any run exists
