@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUNS ?= runs
-RUN ?= $(RUNS)/ml-100k
+DEFAULT_RUN := $(RUNS)/ml-100k
+RUN ?= $(DEFAULT_RUN)
 PORT ?= 8501
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
@@ -25,7 +26,7 @@ fetch: $(STAMP)
 # The default run: real ml-100k; where it cannot be fetched, the synthetic dataset.
 run: $(STAMP)
 	@if $(BIN)/semcollab fetch ml-100k; then \
-	  $(BIN)/semcollab run --dataset ml-100k --out $(RUN); \
+	  $(BIN)/semcollab run --dataset ml-100k --out $(DEFAULT_RUN); \
 	else \
 	  echo "ml-100k could not be fetched: computing the synthetic run instead"; \
 	  $(BIN)/semcollab run --dataset synthetic --out $(RUNS)/synthetic; \
@@ -37,7 +38,9 @@ run-synthetic: $(STAMP)
 sweep: $(STAMP)
 	$(BIN)/semcollab sweep --dataset ml-100k --out $(RUNS)/ml-100k-sweep
 
-app: run
+# Opens $(RUN) (default: the ml-100k run, computed first when missing).
+app: $(STAMP)
+	@[ -f $(RUN)/manifest.json ] || $(MAKE) --no-print-directory run
 	@target=$(RUN); [ -f $$target/manifest.json ] || target=$(RUNS)/synthetic; \
 	echo "dashboard: http://127.0.0.1:$(PORT)  (run: $$target)"; \
 	SEMCOLLAB_RUNS=$(RUNS) $(BIN)/streamlit run app/main.py --server.address 127.0.0.1 --server.port $(PORT) \

@@ -141,20 +141,32 @@ def _r2(Y: np.ndarray, P: np.ndarray, y_mean: np.ndarray) -> float:
 
 
 class _RidgePath:
-    """Ridge fits for a grid of λ from one SVD of the centred training X."""
+    """Ridge fits for a grid of λ from one symmetric eigendecomposition of the centred training X.
+
+    n >= d: XcᵀXc = Q diag(e) Qᵀ, W(λ) = Q diag(1 / (e + λ)) Qᵀ XcᵀYc;
+    n <  d: XcXcᵀ = P diag(e) Pᵀ, W(λ) = Xcᵀ P diag(1 / (e + λ)) Pᵀ Yc (the same ridge solution).
+    """
 
     def __init__(self, X: np.ndarray, Y: np.ndarray):
         self.x_mean, self.y_mean = X.mean(0), Y.mean(0)
         Xc = X - self.x_mean
-        self.P, self.s, Qt = np.linalg.svd(Xc, full_matrices=False)
-        self.Q = Qt.T
-        self.PtY = self.P.T @ (Y - self.y_mean)
+        Yc = Y - self.y_mean
+        self.primal = Xc.shape[0] >= Xc.shape[1]
+        if self.primal:
+            self.e, self.Q = np.linalg.eigh(Xc.T @ Xc)
+            self.Z = self.Q.T @ (Xc.T @ Yc)
+        else:
+            self.e, self.Pm = np.linalg.eigh(Xc @ Xc.T)
+            self.Z = self.Pm.T @ Yc
+            self.Xc = Xc
+        self.e = np.maximum(self.e, 0.0)
         self.scale = float((Xc**2).sum()) / X.shape[1]  # mean eigenvalue of XcᵀXc (over d1 directions)
 
     def fit(self, lam_rel: float) -> LinearMap:
         lam = lam_rel * max(self.scale, 1e-300)
-        shrink = self.s / (self.s**2 + lam)
-        return LinearMap(self.Q @ (shrink[:, None] * self.PtY), self.x_mean, self.y_mean, lam)
+        inv = 1.0 / (self.e + lam)
+        W = self.Q @ (inv[:, None] * self.Z) if self.primal else self.Xc.T @ (self.Pm @ (inv[:, None] * self.Z))
+        return LinearMap(W, self.x_mean, self.y_mean, lam)
 
 
 def fit_ridge(X_fit, Y_fit, X_val, Y_val, lambdas: Iterable[float] = DEFAULT_LAMBDAS) -> tuple[LinearMap, float]:
@@ -203,7 +215,7 @@ class MLPMap:
 
 def fit_mlp(
     X_fit, Y_fit, X_val, Y_val, width: int, seed: int = 0, device: str = "cpu",
-    lr: float = 3e-3, weight_decay: float = 1e-4, max_epochs: int = 600, patience: int = 40,
+    lr: float = 1e-3, weight_decay: float = 0.1, max_epochs: int = 1000, patience: int = 40,
 ) -> MLPMap:
     """One-hidden-layer MLP (ReLU, width ``width``), full-batch AdamW, early stopping on validation MSE."""
     import torch
@@ -443,6 +455,16 @@ def run_probes(
     cross-fitted vectors of the best probe, NaN for non-warm items; ``mapped_all`` the same
     with non-warm items mapped by the probe fitted on all warm items.
     """
+    from threadpoolctl import threadpool_limits
+
+    # one BLAS thread: these are many small products, and with other processes on a small
+    # machine OpenBLAS's second thread made an SVD ~10x slower (measured)
+    with threadpool_limits(1, user_api="blas"):
+        return _run_probes(X, Y, U, split, k_neighbors, K, order, seed, device, ranks, widths, lambdas, n_folds,
+                           backend, log)
+
+
+def _run_probes(X, Y, U, split, k_neighbors, K, order, seed, device, ranks, widths, lambdas, n_folds, backend, log):
     from .models.validation import resolve_device
 
     t0 = time.perf_counter()
