@@ -63,7 +63,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -363,14 +363,14 @@ def item_regimes(warm: np.ndarray, popularity: np.ndarray, order: np.ndarray | N
 
 
 # ------------------------------------------------------------------------- driver
-def _fit_probe(probe: str, capacity, Xf, Yf, Xv, Yv, lambdas, seed, device) -> tuple[Any, dict]:
+def _fit_probe(probe: str, capacity, Xf, Yf, Xv, Yv, lambdas, seed, device, mlp_kw=None) -> tuple[Any, dict]:
     """Fit one probe at one capacity (``full`` / rank / width); hyper-parameters chosen on (Xv, Yv)."""
     if probe in ("ridge", "reduced_rank"):
         m, lr = fit_ridge(Xf, Yf, Xv, Yv, lambdas)
         if probe == "reduced_rank" and capacity != "full":
             m = reduced_rank(m, Xf, int(capacity))
         return m, {"lam": lr}
-    m = fit_mlp(Xf, Yf, Xv, Yv, int(capacity), seed=seed, device=device)
+    m = fit_mlp(Xf, Yf, Xv, Yv, int(capacity), seed=seed, device=device, **(mlp_kw or {}))
     return m, {"best_epoch": m.best_epoch}
 
 
@@ -397,7 +397,7 @@ def _residual(Y: np.ndarray, P: np.ndarray, y_mean: np.ndarray) -> np.ndarray:
 
 def cross_fit(
     X: np.ndarray, Y: np.ndarray, warm: np.ndarray, probe: str, capacity, n_folds: int = 5, seed: int = 0,
-    lambdas=DEFAULT_LAMBDAS, device: str = "cpu",
+    lambdas=DEFAULT_LAMBDAS, device: str = "cpu", mlp_kw: Mapping[str, Any] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """k-fold cross-fitted predictions of one probe class/capacity for every warm item.
 
@@ -416,14 +416,14 @@ def cross_fit(
     for f in range(n_folds):
         test = np.flatnonzero(fold == f)
         fi, vi = _split_fit_valid(np.flatnonzero((fold >= 0) & (fold != f)), rng)
-        m, _ = _fit_probe(probe, capacity, X[fi], Y[fi], X[vi], Y[vi], lambdas, seed + f, device)
+        m, _ = _fit_probe(probe, capacity, X[fi], Y[fi], X[vi], Y[vi], lambdas, seed + f, device, mlp_kw)
         mapped[test] = m.predict(X[test])
         res[test] = _residual(Y[test], mapped[test], Y[fi].mean(0))
     mapped_all = mapped.copy()
     other = np.flatnonzero(~warm)
     if len(other):
         fi, vi = _split_fit_valid(w, rng)
-        m, _ = _fit_probe(probe, capacity, X[fi], Y[fi], X[vi], Y[vi], lambdas, seed + n_folds, device)
+        m, _ = _fit_probe(probe, capacity, X[fi], Y[fi], X[vi], Y[vi], lambdas, seed + n_folds, device, mlp_kw)
         mapped_all[other] = m.predict(X[other])
     return mapped, res, fold, mapped_all
 
@@ -444,6 +444,7 @@ def run_probes(
     n_folds: int = 5,
     backend: Backend | str | None = None,
     log: Callable[[str], None] | None = None,
+    mlp_kw: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Alignment probes over regimes x capacities (see module docstring).
 
@@ -453,7 +454,8 @@ def run_probes(
     ``residuals`` one row per item: item_idx, residual (cross-fitted), residual_heldout
     (in-distribution evaluated items only), fold, warm, best_probe; ``mapped`` (n, d2)
     cross-fitted vectors of the best probe, NaN for non-warm items; ``mapped_all`` the same
-    with non-warm items mapped by the probe fitted on all warm items.
+    with non-warm items mapped by the probe fitted on all warm items. ``mlp_kw``: extra
+    arguments of :func:`fit_mlp` (lr, weight_decay, max_epochs, patience).
     """
     from threadpoolctl import threadpool_limits
 
@@ -461,10 +463,11 @@ def run_probes(
     # machine OpenBLAS's second thread made an SVD ~10x slower (measured)
     with threadpool_limits(1, user_api="blas"):
         return _run_probes(X, Y, U, split, k_neighbors, K, order, seed, device, ranks, widths, lambdas, n_folds,
-                           backend, log)
+                           backend, log, dict(mlp_kw or {}))
 
 
-def _run_probes(X, Y, U, split, k_neighbors, K, order, seed, device, ranks, widths, lambdas, n_folds, backend, log):
+def _run_probes(X, Y, U, split, k_neighbors, K, order, seed, device, ranks, widths, lambdas, n_folds, backend, log,
+                mlp_kw):
     from .models.validation import resolve_device
 
     t0 = time.perf_counter()
@@ -501,7 +504,7 @@ def _run_probes(X, Y, U, split, k_neighbors, K, order, seed, device, ranks, widt
                     m = reduced_rank(m, Xf, int(cap))
                 extra = {"lam": lr}
             else:
-                m = fit_mlp(Xf, Yf, Xv, Yv, int(cap), seed=seed, device=dev)
+                m = fit_mlp(Xf, Yf, Xv, Yv, int(cap), seed=seed, device=dev, **mlp_kw)
                 extra = {"lam": float("nan")}
             P = m.predict(X[ei])
             met = ev(P, m.y_mean)
@@ -525,7 +528,7 @@ def _run_probes(X, Y, U, split, k_neighbors, K, order, seed, device, ranks, widt
     heldout = np.full(n, np.nan)
     heldout[ei] = _residual(Y[ei], P_best, m_best.y_mean)
     t1 = time.perf_counter()
-    mapped, res, fold, mapped_all = cross_fit(X, Y, warm, best_probe, best_cap, n_folds, seed, lambdas, dev)
+    mapped, res, fold, mapped_all = cross_fit(X, Y, warm, best_probe, best_cap, n_folds, seed, lambdas, dev, mlp_kw)
     residuals = pd.DataFrame({"item_idx": np.arange(n), "residual": res, "residual_heldout": heldout, "fold": fold,
                               "warm": warm, "best_probe": best_label})
 

@@ -1,0 +1,558 @@
+"""A complementarity-aware fusion recommender, its baselines, and one honest comparison.
+
+DIAGNOSTICS.md ("Shared + private structure", "Fusion", "Fair comparison"). Plain score
+fusion blends the two views with one global weight α, so an item whose signal is mostly
+private to one view (a tail item the collaborative view barely knows, a "taste" item the
+text cannot describe) gets the same mix as every other. The model here lets the mix depend
+on the item and the user.
+
+Gated fusion (:class:`GatedFusion`)
+    a(u, i), b(u, i) = per-user min-max normalised scores of the semantic and collaborative
+    views over the whole catalogue (as :mod:`analysis.fusion`);
+    s(u, i) = b + g(u, i) · (a − b)  (= g·a + (1 − g)·b, exact when a = b)
+    g(u, i) = sigmoid(θ0 + f_i·θ_item + f_u·θ_user + f_u[0] · (f_i·θ_cross))
+    f_i: standardised log(1 + training popularity) and any extra per-item features (e.g. the
+    shared / private energies of the shared + private analysis); f_u: standardised
+    log(1 + training activity).
+    Items only one view can score (cold items: only the semantic view) get the gate forced to
+    that view (g = 1 for cold items: the collaborative view contributes nothing) and are
+    *calibrated* exactly as :mod:`analysis.fusion`'s cold-aware fusion: an item that view v
+    ranks below q of the user's unseen warm candidates W is placed right after the q-th best
+    blended warm item (its score is that blend value plus a few float spacings; below every
+    warm item when q = |W|), items sharing a slot ordered by their own score. So among
+    themselves cold items follow the semantic score, and they enter the list where the
+    semantic view would put them. Items
+    neither view can score are -inf. Hence a constant gate g ≡ α ranks exactly like cold-aware
+    score fusion at α, and when both views give identical scores every gate gives exactly that
+    single view's ranking. ``with_seen(seen)`` tells the model which items are masked (W is
+    unseen warm items, as in ``analysis.fusion``); without it W is every warm item.
+
+Training (why validation, not training interactions). The gate is a *combiner* of two
+trained views (stacking): it must be fitted on interactions the views did not see, or it
+learns to trust whichever view overfits the training data most (the collaborative view
+reproduces its training pairs almost perfectly). Without refitting both views per fold, the
+only such data is the validation part — the same data score fusion's α is chosen on, so the
+comparison is like for like. The few gate parameters (2 + 2p for p item features) are
+fitted by a listwise softmax loss: for each user, the warm validation items against a
+candidate set = each view's top-C warm items (training items masked) ∪ the targets, with a
+learned temperature; each fold starts from score fusion at the α that is best on its own fit
+users (θ0 = logit α, other weights 0). Early stopping uses the exact protocol metric (validation NDCG@20, full
+ranking, training items masked) on *other* users: validation users are split in two seeded
+folds; the gate is fitted on one fold and stopped on the other, both ways, and the two
+parameter vectors are averaged. The test part is never touched until the final evaluation.
+
+Baselines (:func:`evaluate_fusion_models`)
+- best single view: semantic or collaborative, whichever has the higher validation NDCG@K;
+- score fusion at the validation α (plain or cold-aware, whichever validates better, as the
+  pipeline does);
+- alignment baseline (:func:`alignment_baseline`): the collaborative user vectors scored
+  against the best probe's mapped semantic vectors (:func:`analysis.probes.run_probes`:
+  ``mapped`` is cross-fitted for warm items; ``mapped_all`` also maps cold items, which is
+  what a cold-start alignment baseline uses), score-fused with the collaborative view at a
+  validation α (items only one of them can score are handled cold-aware).
+Every system is ranked and evaluated on test with the same protocol (full ranking, train +
+valid masked, :func:`analysis.ranking.rank` + :func:`analysis.metrics.evaluate`), with
+bootstrap CIs over users and paired bootstraps of the gated fusion against each system.
+Whether the gated model wins is an empirical question; nothing here assumes it does.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .backend import Backend, get_backend
+from .bootstrap import bootstrap_ci, paired_bootstrap
+from .errors import ConfigError, VectorError
+from .fusion import DEFAULT_ALPHAS, choose_alpha, fuse_topk, fusion_curve, minmax_rows
+from .metrics import evaluate
+from .models.base import EmbeddingRecommender, Recommender
+from .models.validation import torch_threads, validate
+from .ranking import check_scores, mask_seen, rank
+from .split import Split
+
+SYSTEMS = ("semantic", "collaborative", "best_single", "score_fusion", "alignment", "complementarity_fusion")
+
+
+# ------------------------------------------------------------------- features
+def _standardise(F: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    F = np.asarray(F, np.float64)
+    mu = np.nanmean(F[ref], 0) if ref.any() else np.zeros(F.shape[1])
+    sd = np.nanstd(F[ref], 0) if ref.any() else np.ones(F.shape[1])
+    sd = np.where(sd > 0, sd, 1.0)
+    Z = (F - mu) / sd
+    return np.nan_to_num(Z, nan=0.0)  # a missing feature sits at the mean
+
+
+def gate_features(
+    split: Split, item_features: pd.DataFrame | np.ndarray | Mapping[str, np.ndarray] | None = None,
+    warm: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Standardised item features (n_items, p), user features (n_users, 1) and the item feature names.
+
+    Item: log(1 + training popularity) and every column of ``item_features`` (one row per
+    item; NaN = unknown, set to the mean), standardised over ``warm`` items (default: items with
+    training interactions). User: log(1 + number of training interactions).
+    """
+    n_i = split.n_items
+    pop = np.asarray(split.train.sum(0)).ravel()
+    warm = pop > 0 if warm is None else np.asarray(warm, bool)
+    cols, names = [np.log1p(pop)], ["log_popularity"]
+    if item_features is not None:
+        if isinstance(item_features, pd.DataFrame):
+            items = {str(c): item_features[c].to_numpy() for c in item_features.columns}
+        elif isinstance(item_features, Mapping):
+            items = {str(k): np.asarray(v) for k, v in item_features.items()}
+        else:
+            arr = np.asarray(item_features)
+            arr = arr[:, None] if arr.ndim == 1 else arr
+            items = {f"feature_{j}": arr[:, j] for j in range(arr.shape[1])}
+        for name, v in items.items():
+            v = np.asarray(v, dtype=np.float64)
+            if v.shape != (n_i,):
+                raise ConfigError(f"item feature {name!r} has shape {v.shape}, expected ({n_i},) (one value per item)")
+            if np.isinf(v).any():
+                raise ConfigError(f"item feature {name!r} is infinite at item {int(np.argmax(np.isinf(v)))}")
+            cols.append(v)
+            names.append(name)
+    Fi = _standardise(np.stack(cols, 1), warm)
+    act = np.log1p(np.diff(split.train.indptr)).astype(np.float64)[:, None]
+    Fu = _standardise(act, act[:, 0] > 0)
+    return Fi, Fu, names
+
+
+# ---------------------------------------------------------------------- model
+def _calibrate_row(desc: np.ndarray, nw: int, views: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Items and calibrated scores of one user's single-view items (see :class:`GatedFusion`).
+
+    ``desc``: the user's warm blends, best first (``nw`` finite). ``views``: per view,
+    (its single items, their own normalised scores, the view's warm scores ascending, the
+    view's scores of every item, the warm mask) -- ties with warm items broken by lower index.
+    """
+    items, own, slot = [], [], []
+    for it, x_it, asc, x_all, warm in views:
+        lo = np.searchsorted(asc, x_it, "left")
+        hi = np.searchsorted(asc, x_it, "right")
+        q = nw - hi  # warm items strictly above
+        for t in np.flatnonzero(hi > lo):  # exact ties with warm items (rare): lower index first
+            q[t] += np.count_nonzero(warm[: it[t]] & (x_all[: it[t]] == x_it[t]))
+        items.append(it)
+        own.append(x_it)
+        slot.append(q)
+    items, own, slot = np.concatenate(items), np.concatenate(own), np.concatenate(slot)
+    if nw == 0:
+        return items, own
+    o = np.lexsort((items, -own, slot))  # slot, then own score descending, then index
+    items, own, slot = items[o], own[o], slot[o]
+    start = np.r_[0, np.flatnonzero(slot[1:] != slot[:-1]) + 1]
+    size = np.diff(np.r_[start, len(slot)])
+    grp = np.repeat(np.arange(len(start)), size)
+    j = np.arange(len(slot)) - start[grp]
+    cnt = size[grp]
+    val = desc[np.minimum(slot, nw - 1)]
+    # a slot-q item sits just above the warm blend it copies (right after the q-th warm item),
+    # same-slot items by their own score; slot nw: just below the lowest warm blend
+    step = np.where(slot < nw, cnt - j, -(j + 1)).astype(np.float64)
+    return items, val + step * np.spacing(np.abs(val))
+
+
+@dataclass
+class GatedFusion:
+    """Recommender: s = b + g·(a − b) on warm items; single-view items calibrated (module docstring)."""
+
+    sem: Recommender
+    col: Recommender
+    item_feats: np.ndarray  # (n_items, p) standardised
+    user_feats: np.ndarray  # (n_users, 1) standardised
+    theta: np.ndarray  # [θ0, θ_item (p), θ_user (1), θ_cross (p)]
+    name: str = "complementarity_fusion"
+    feature_names: list[str] = field(default_factory=list)
+    params: dict = field(default_factory=dict)
+    #: the user's known items (masked by ``rank`` anyway); they are left out of the warm
+    #: candidates that single-view items are calibrated against. None: calibrate against all.
+    seen: sp.csr_matrix | None = None
+
+    def __post_init__(self):
+        n_s, n_c = len(self.sem.scorable), len(self.col.scorable)
+        if n_s != n_c:
+            raise ConfigError(f"views score different catalogues: {n_s} vs {n_c} items")
+        p = self.item_feats.shape[1]
+        if len(self.theta) != 2 + 2 * p:
+            raise ConfigError(f"gate has {len(self.theta)} parameters, expected {2 + 2 * p} for {p} item features")
+        self.sem_ok = np.asarray(self.sem.scorable, bool)
+        self.col_ok = np.asarray(self.col.scorable, bool)
+        self.scorable = self.sem_ok | self.col_ok
+
+    def with_seen(self, seen: sp.spmatrix | None) -> "GatedFusion":
+        """A copy that calibrates single-view items against the *unseen* warm items (as ``rank`` masks ``seen``)."""
+        return GatedFusion(self.sem, self.col, self.item_feats, self.user_feats, np.asarray(self.theta).copy(),
+                           self.name, list(self.feature_names), dict(self.params),
+                           None if seen is None else sp.csr_matrix(seen))
+
+    def gate_logits(self, users: np.ndarray) -> np.ndarray:
+        p = self.item_feats.shape[1]
+        t = np.asarray(self.theta, np.float64)
+        fu = self.user_feats[np.asarray(users, np.int64), 0]
+        item = self.item_feats @ t[1 : 1 + p]
+        cross = self.item_feats @ t[2 + p :]
+        return t[0] + item[None, :] + (t[1 + p] * fu)[:, None] + fu[:, None] * cross[None, :]
+
+    def gate(self, users: np.ndarray) -> np.ndarray:
+        """g(u, i) in [0, 1]: forced to 1 where only the semantic view scores, 0 where only the collaborative does."""
+        g = 1.0 / (1.0 + np.exp(-self.gate_logits(users)))
+        g[:, self.sem_ok & ~self.col_ok] = 1.0
+        g[:, self.col_ok & ~self.sem_ok] = 0.0
+        return g
+
+    def fuse(self, a: np.ndarray, b: np.ndarray, users: np.ndarray) -> np.ndarray:
+        """Fused float64 scores from the views' normalised scores ``a``, ``b`` of ``users``."""
+        users = np.asarray(users, np.int64)
+        g = self.gate(users)
+        s = b + g * (a - b)  # exactly a where g = 1, b where g = 0, and a when a == b
+        s[:, ~self.scorable] = -np.inf
+        only_a, only_b = self.sem_ok & ~self.col_ok, self.col_ok & ~self.sem_ok
+        if not (only_a.any() or only_b.any()):
+            return s
+        n, m = s.shape
+        unseen = np.ones((n, m), bool)
+        if self.seen is not None:
+            sub = self.seen[users]
+            unseen[np.repeat(np.arange(n), np.diff(sub.indptr)), sub.indices] = False
+        warm = (self.sem_ok & self.col_ok)[None, :] & unseen
+        sa, sb = only_a[None, :] & unseen, only_b[None, :] & unseen
+        single = sa | sb
+        rows = np.flatnonzero(single.any(1))
+        if not len(rows):
+            return s
+        nw = warm.sum(1)
+        desc = -np.sort(-np.where(warm[rows], s[rows], -np.inf), axis=1)
+        asc_a = np.sort(np.where(warm[rows], a[rows], np.inf), axis=1) if sa.any() else None
+        asc_b = np.sort(np.where(warm[rows], b[rows], np.inf), axis=1) if sb.any() else None
+        for r_, r in enumerate(rows):
+            views = []
+            for x, sv, asc in ((a, sa, asc_a), (b, sb, asc_b)):
+                it = np.flatnonzero(sv[r])
+                if len(it):
+                    views.append((it, x[r, it], asc[r_, : nw[r]], x[r], warm[r]))
+            it, val = _calibrate_row(desc[r_], int(nw[r]), views)
+            s[r, it] = val
+        return s
+
+    def score(self, users: np.ndarray) -> np.ndarray:
+        users = np.asarray(users, np.int64)
+        sa, sb = self.sem.score(users), self.col.score(users)
+        check_scores(sa, users, getattr(self.sem, "name", "semantic"))
+        check_scores(sb, users, getattr(self.col, "name", "collaborative"))
+        return self.fuse(minmax_rows(sa, fill=0.0), minmax_rows(sb, fill=0.0), users)
+
+
+# ------------------------------------------------------------------- training
+def _candidates(model: GatedFusion, users: np.ndarray, split: Split, C: int, be: Backend) -> dict[str, np.ndarray]:
+    """Per user: warm candidates (each view's top-C unseen warm items ∪ warm validation targets), -1 padded.
+
+    Only items both views score: the gate acts on them alone (single-view items are calibrated).
+    """
+    seen = split.seen_for("valid")
+    tgt = split.target("valid").tocsr()
+    warm = model.sem_ok & model.col_ok
+    sa, sb = model.sem.score(users), model.col.score(users)
+    check_scores(sa, users, "semantic")
+    check_scores(sb, users, "collaborative")
+    a, b = minmax_rows(sa, fill=0.0), minmax_rows(sb, fill=0.0)
+    ma = mask_seen(np.where(warm[None, :], a, -np.inf), seen, users)
+    mb = mask_seen(np.where(warm[None, :], b, -np.inf), seen, users)
+    ta, tb = be.topk(ma, C), be.topk(mb, C)
+    rows = []
+    for j, u in enumerate(users):
+        t = tgt.indices[tgt.indptr[u] : tgt.indptr[u + 1]]
+        t = t[warm[t]]
+        c = np.concatenate([ta[0][j][np.isfinite(ta[1][j])], tb[0][j][np.isfinite(tb[1][j])], t])
+        rows.append((np.unique(c), t))
+    width = max(1, max(len(c) for c, _ in rows))
+    cand = np.full((len(users), width), -1, np.int64)
+    is_t = np.zeros((len(users), width), bool)
+    for j, (c, t) in enumerate(rows):
+        cand[j, : len(c)] = c
+        is_t[j, : len(c)] = np.isin(c, t)
+    cz = np.maximum(cand, 0)
+    ridx = np.arange(len(users))[:, None]
+    return {"users": users, "cand": cand, "valid": cand >= 0, "target": is_t & (cand >= 0),
+            "a": a[ridx, cz], "b": b[ridx, cz]}
+
+
+def _fit_gate(
+    model: GatedFusion, data: dict, split: Split, stop_users: np.ndarray,
+    lr: float = 0.02, max_steps: int = 300, eval_every: int = 10, patience: int = 5, l2: float = 1e-3,
+) -> tuple[np.ndarray, dict]:
+    """Fit θ from ``model``'s current value on ``data`` users by the candidate softmax.
+
+    Early stopping on ``stop_users``' validation NDCG@20 (full ranking, training items
+    masked), step 0 (the initial θ) included, so the result is never worse than the start
+    on those users. ``l2`` penalises every gate weight except the bias.
+    """
+    import torch
+
+    from .models.validation import EarlyStopping
+
+    p = model.item_feats.shape[1]
+    cand = np.maximum(data["cand"], 0)
+    fi = torch.from_numpy(model.item_feats[cand])  # (n, w, p)
+    fu = torch.from_numpy(model.user_feats[data["users"], 0])[:, None]  # (n, 1)
+    a, b = torch.from_numpy(data["a"]), torch.from_numpy(data["b"])
+    excl = ~torch.from_numpy(data["valid"])
+    target = torch.from_numpy(data["target"])
+    n_t = target.sum().clamp(min=1)
+    theta = torch.nn.Parameter(torch.from_numpy(np.asarray(model.theta, np.float64).copy()))
+    log_tau = torch.nn.Parameter(torch.tensor(float(np.log(20.0)), dtype=torch.float64))
+    opt = torch.optim.Adam([theta, log_tau], lr=lr)
+    probe = model.with_seen(split.seen_for("valid"))
+    es = EarlyStopping(patience)
+    best = probe.theta.copy()
+    es.step(0, validate(probe, split, users=stop_users))
+    for step in range(1, max_steps + 1):
+        z = theta[0] + fi @ theta[1 : 1 + p] + theta[1 + p] * fu + fu * (fi @ theta[2 + p :])
+        s = b + torch.sigmoid(z) * (a - b)
+        logits = (torch.exp(log_tau) * s).masked_fill(excl, -torch.inf)
+        logp = torch.log_softmax(logits, dim=1)
+        loss = -(logp.masked_fill(~target, 0.0)).sum() / n_t + l2 * (theta[1:] ** 2).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % eval_every and step != max_steps:
+            continue
+        probe.theta = theta.detach().numpy().copy()
+        stop = es.step(step, validate(probe, split, users=stop_users))
+        if es.improved:
+            best = probe.theta.copy()
+        if stop:
+            break
+    return best, es.summary()
+
+
+def _logit(x: float, eps: float = 0.02) -> float:
+    x = min(max(float(x), eps), 1 - eps)
+    return float(np.log(x / (1 - x)))
+
+
+def train_gated_fusion(
+    sem_model: Recommender,
+    col_model: Recommender,
+    split: Split,
+    item_features: pd.DataFrame | np.ndarray | Mapping[str, np.ndarray] | None = None,
+    seed: int = 0,
+    n_candidates: int = 100,
+    max_users: int = 4000,
+    backend: Backend | None = None,
+    **fit_kw,
+) -> GatedFusion:
+    """Fit the gated fusion on the validation part (two user folds, see module docstring).
+
+    Each fold starts from the score fusion tuned on its own fit users (θ0 = logit α, the
+    other weights 0: with single-view items calibrated, that *is* cold-aware score fusion),
+    is fitted on those users and early-stopped on the other fold; the two θ are averaged.
+    ``n_candidates``: C, each view's top-C items per user in the training softmax;
+    ``max_users``: at most this many validation users (seeded sample) are used.
+    """
+    be = backend or get_backend()
+    if split.n_items != len(sem_model.scorable) or split.n_items != len(col_model.scorable):
+        raise ConfigError(f"views score {len(sem_model.scorable)} / {len(col_model.scorable)} items, split has {split.n_items}")
+    Fi, Fu, names = gate_features(split, item_features, warm=np.asarray(col_model.scorable, bool))
+    p = Fi.shape[1]
+    rng = np.random.default_rng(seed)
+    users = np.flatnonzero(np.diff(split.valid.indptr) > 0)
+    if len(users) < 4:
+        raise ConfigError(f"gated fusion needs at least 4 users with validation interactions, got {len(users)}")
+    users = rng.permutation(users)[: int(max_users)]
+    half = len(users) // 2
+    folds = (np.sort(users[:half]), np.sort(users[half:]))
+    C = int(min(max(1, n_candidates), split.n_items))
+    only_one = (np.asarray(sem_model.scorable, bool) ^ np.asarray(col_model.scorable, bool)).any()
+    t0 = time.perf_counter()
+    fits, hist, inits = [], [], []
+    with torch_threads(1):
+        for f in range(2):
+            fit_u, stop_u = folds[f], folds[1 - f]
+            alpha, _, _ = _choose_fusion(sem_model, col_model, split, fit_u, 20, be, methods=(bool(only_one),))
+            init = GatedFusion(sem_model, col_model, Fi, Fu, np.r_[_logit(alpha), np.zeros(1 + 2 * p)])
+            data = _candidates(init, fit_u, split, C, be)
+            th, h = _fit_gate(init, data, split, stop_u, **fit_kw)
+            fits.append(th)
+            hist.append(h)
+            inits.append(float(alpha))
+    theta = np.mean(fits, 0)
+    model = GatedFusion(sem_model, col_model, Fi, Fu, theta, feature_names=names)
+    model.params = {
+        "model": "gated_fusion",
+        "trained_on": "validation interactions, 2 user folds (fit on one, early-stop on the other), θ averaged",
+        "feature_names": names,
+        "theta": {"bias": float(theta[0]),
+                  **{f"item:{n}": float(v) for n, v in zip(names, theta[1 : 1 + p])},
+                  "user:log_activity": float(theta[1 + p]),
+                  **{f"cross:{n}": float(v) for n, v in zip(names, theta[2 + p :])}},
+        "folds": [{"init_alpha": i, "best_step": h["best_epoch"], "stop_fold_valid": h["valid"],
+                   "start_stop_fold_valid": {k: v for k, v in h["history"][0].items() if k != "epoch"},
+                   "theta": th.tolist()}
+                  for i, h, th in zip(inits, hist, fits)],
+        "n_candidates": C, "n_fit_users": int(len(users)), "seed": int(seed),
+        "train_s": time.perf_counter() - t0,
+    }
+    return model
+
+
+# ------------------------------------------------------------------ baselines
+def _choose_fusion(model_a, model_b, split: Split, users, K: int, be: Backend,
+                   methods: tuple[bool, ...] | None = None) -> tuple[float, bool, dict]:
+    """α and plain / cold-aware blending chosen on validation NDCG@K of ``users`` (as the pipeline does)."""
+    if methods is None:
+        only_one = np.asarray(model_a.scorable, bool) ^ np.asarray(model_b.scorable, bool)
+        methods = (False, True) if only_one.any() else (False,)
+    best = {}
+    for ca in methods:
+        c = fusion_curve(model_a, model_b, users, split.seen_for("valid"), split.target("valid"), ks=(K,),
+                         metrics=("ndcg",), cold_aware=ca, backend=be)
+        a = choose_alpha(c, "ndcg", K)
+        v = float(c[np.isclose(c.alpha, a) & (c.metric == "ndcg")]["value"].iloc[0])
+        best[ca] = (v, a)
+    ca = max(best, key=lambda m: (best[m][0], m))
+    return best[ca][1], ca, {("cold_aware" if m else "score"): {"valid_ndcg": v, "alpha": a} for m, (v, a) in best.items()}
+
+
+def alignment_baseline(
+    col_model: Recommender, mapped: np.ndarray, split: Split, K: int = 20, backend: Backend | None = None,
+) -> dict[str, Any]:
+    """Mapped semantic vectors scored with the collaborative users, fused with the collaborative view.
+
+    ``mapped`` (n_items, d): item vectors in the collaborative space (rows of NaN: the map
+    gives no vector; those items are unscorable by the mapped view). Returns dict(mapped_model,
+    alpha, cold_aware, valid) with α (and plain vs cold-aware) chosen on validation NDCG@K.
+    """
+    be = backend or get_backend()
+    U = getattr(col_model, "user_vecs", None)
+    if U is None:
+        raise ConfigError("the alignment baseline needs a collaborative model with user vectors (user_vecs)")
+    M = np.asarray(mapped, np.float32)
+    if M.ndim != 2 or M.shape[0] != split.n_items or M.shape[1] != np.shape(U)[1]:
+        raise VectorError(f"mapped vectors must have shape ({split.n_items}, {np.shape(U)[1]}), got {M.shape}")
+    ok = np.isfinite(M).all(1)
+    if not ok.any():
+        raise VectorError("mapped vectors are NaN for every item")
+    mapped_model = EmbeddingRecommender("alignment_mapped", np.asarray(U, np.float32), np.nan_to_num(M), ok,
+                                        {"model": "collaborative users x mapped semantic vectors"})
+    users = np.flatnonzero(np.diff(split.valid.indptr) > 0)
+    alpha, ca, valid = _choose_fusion(mapped_model, col_model, split, users, K, be)
+    return {"mapped_model": mapped_model, "alpha": alpha, "cold_aware": ca, "valid": valid}
+
+
+# ---------------------------------------------------------------- comparison
+def evaluate_fusion_models(
+    sem_model: Recommender,
+    col_model: Recommender,
+    split: Split,
+    mapped: np.ndarray | None = None,
+    item_features: pd.DataFrame | np.ndarray | Mapping[str, np.ndarray] | None = None,
+    ks: Iterable[int] = (10, 20),
+    seed: int = 0,
+    n_boot: int = 1000,
+    backend: Backend | None = None,
+    gated: GatedFusion | None = None,
+    gate_kw: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Gated fusion vs best single view, validation-α score fusion and the alignment baseline, on test.
+
+    Returns dict(table: DataFrame[system, metric, k, mean, lo, hi, n_users] (test, 95 % bootstrap
+    CI over users), differences: DataFrame[system_a, system_b, metric, k, diff, lo, hi, p_value,
+    n_users] (paired bootstrap, system_a = complementarity_fusion), per_user: DataFrame[user_idx,
+    "<system>_<metric>@<k>"...], valid: DataFrame[system, metric, k, mean], model: the fitted
+    :class:`GatedFusion`, summary: dict). The alignment rows are absent when ``mapped`` is None.
+    ``gated``: an already fitted model to evaluate instead of fitting one; ``gate_kw``: extra
+    arguments of :func:`train_gated_fusion` (e.g. ``n_candidates``, ``max_steps``).
+    """
+    t0 = time.perf_counter()
+    be = backend or get_backend()
+    ks = sorted({int(k) for k in ks})
+    if not ks or ks[0] < 1:
+        raise ConfigError(f"ks must be positive integers, got {ks}")
+    K = max(ks)
+    users = np.arange(split.n_users)
+    vusers = np.flatnonzero(np.diff(split.valid.indptr) > 0)
+    timings = {}
+
+    def run(model, part):
+        return rank(model, users, split.seen_for(part), K, backend=be)
+
+    def per_user(top, part):
+        return evaluate(top, split.target(part), users, ks, metrics=("recall", "ndcg"))
+
+    res: dict[str, dict[str, dict[str, np.ndarray]]] = {"valid": {}, "test": {}}
+    for name, m in (("semantic", sem_model), ("collaborative", col_model)):
+        for part in ("valid", "test"):
+            res[part][name] = per_user(run(m, part), part)
+    best_single = max(("semantic", "collaborative"), key=lambda s: (np.nanmean(res["valid"][s][f"ndcg@{K}"]), s == "collaborative"))
+    for part in ("valid", "test"):
+        res[part]["best_single"] = res[part][best_single]
+    timings["single_s"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    alpha, cold_aware, fusion_valid = _choose_fusion(sem_model, col_model, split, vusers, K, be)
+    for part in ("valid", "test"):
+        top = fuse_topk(sem_model, col_model, users, split.seen_for(part), K, alpha, cold_aware=cold_aware, backend=be)
+        res[part]["score_fusion"] = per_user(top, part)
+    timings["score_fusion_s"] = time.perf_counter() - t
+
+    align = None
+    if mapped is not None:
+        t = time.perf_counter()
+        align = alignment_baseline(col_model, mapped, split, K, be)
+        for part in ("valid", "test"):
+            top = fuse_topk(align["mapped_model"], col_model, users, split.seen_for(part), K, align["alpha"],
+                            cold_aware=align["cold_aware"], backend=be)
+            res[part]["alignment"] = per_user(top, part)
+        timings["alignment_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    model = gated or train_gated_fusion(sem_model, col_model, split, item_features, seed=seed, backend=be,
+                                        **dict(gate_kw or {}))
+    for part in ("valid", "test"):
+        res[part]["complementarity_fusion"] = per_user(run(model.with_seen(split.seen_for(part)), part), part)
+    timings["complementarity_fusion_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    systems = [s for s in SYSTEMS if s in res["test"]]
+    rows, vrows, diffs = [], [], []
+    pu = pd.DataFrame({"user_idx": users})
+    for s in systems:
+        for key, v in res["test"][s].items():
+            metric, k = key.split("@")
+            ci = bootstrap_ci(v, n_boot=n_boot, seed=seed)
+            rows.append({"system": s, "metric": metric, "k": int(k), "mean": ci["mean"], "lo": ci["lo"], "hi": ci["hi"],
+                         "n_users": ci["n"]})
+            vrows.append({"system": s, "metric": metric, "k": int(k), "mean": float(np.nanmean(res["valid"][s][key]))})
+            pu[f"{s}_{key}"] = v
+    for s in systems:
+        if s == "complementarity_fusion":
+            continue
+        for key, v in res["test"]["complementarity_fusion"].items():
+            metric, k = key.split("@")
+            d = paired_bootstrap(v, res["test"][s][key], n_boot=n_boot, seed=seed)
+            diffs.append({"system_a": "complementarity_fusion", "system_b": s, "metric": metric, "k": int(k),
+                          "diff": d["diff"], "lo": d["lo"], "hi": d["hi"], "p_value": d["p_value"], "n_users": d["n"]})
+    timings["bootstrap_s"] = time.perf_counter() - t
+    timings["total_s"] = time.perf_counter() - t0
+    summary = {
+        "K": K, "ks": ks, "best_single": best_single, "criterion": f"validation ndcg@{K}",
+        "score_fusion": {"alpha": alpha, "method": "cold_aware" if cold_aware else "score", "valid": fusion_valid},
+        "alignment": None if align is None else {"alpha": align["alpha"],
+                                                 "method": "cold_aware" if align["cold_aware"] else "score",
+                                                 "valid": align["valid"],
+                                                 "n_mapped_items": int(align["mapped_model"].scorable.sum())},
+        "complementarity_fusion": model.params,
+        "n_cold_items": int(np.asarray(split.cold_items).sum()),
+        "timings": timings,
+    }
+    return {"table": pd.DataFrame(rows), "differences": pd.DataFrame(diffs), "per_user": pu,
+            "valid": pd.DataFrame(vrows), "model": model, "summary": summary}

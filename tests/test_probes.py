@@ -1,0 +1,276 @@
+"""Alignment probes (analysis.probes): planted shared / private factors must be recovered.
+
+X and Y are built directly from planted factors (fast): X = [shared, sem_private] A + noise,
+Y = [shared, w * col_private] B + noise, with orthonormal A, B rows, so the share of Y's
+variance that X can explain is known in closed form.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.linear_model import Ridge
+
+from analysis.errors import ConfigError, VectorError
+from analysis.metrics import evaluate
+from analysis.models.base import EmbeddingRecommender
+from analysis.neighbors import knn_cosine
+from analysis.backend import get_backend
+from analysis.probes import (
+    CURVE_COLUMNS,
+    _RidgePath,
+    fit_ridge,
+    knn_rows,
+    reduced_rank,
+    run_probes,
+)
+from analysis.ranking import rank
+from analysis.split import Split
+
+
+def _orth(rng, k, d):
+    """k orthonormal rows in R^d."""
+    return np.linalg.qr(rng.standard_normal((d, k)))[0].T
+
+
+def make_split(Y, n_users=300, per_user=25, pop=None, seed=0, cold=None):
+    """Users U (n_users, d2) and a Split whose interactions follow U·Y (+ popularity)."""
+    rng = np.random.default_rng(seed)
+    n, d2 = Y.shape
+    Yf = np.nan_to_num(Y)
+    U = rng.standard_normal((n_users, d2)) / np.sqrt(d2)
+    util = U @ Yf.T + (0 if pop is None else pop[None, :])
+    if cold is not None:
+        util[:, cold] -= 0.0  # cold items keep their valid/test pairs, lose train below
+    keys = util + rng.gumbel(size=util.shape)
+    top = np.argsort(-keys, axis=1)[:, :per_user]
+    users = np.repeat(np.arange(n_users), per_user)
+    items = top.ravel()
+    part = rng.choice(3, size=len(users), p=[0.8, 0.1, 0.1])
+    if cold is not None:
+        part = np.where((part == 0) & cold[items], 2, part)
+
+    def csr(mask):
+        return sp.csr_matrix((np.ones(mask.sum(), np.float32), (users[mask], items[mask])), shape=(n_users, n))
+
+    train = csr(part == 0)
+    c = np.asarray(train.sum(0)).ravel() == 0
+    return U.astype(np.float32), Split(csr(part == 0), csr(part == 1), csr(part == 2), c)
+
+
+def planted(n=600, d_s=6, d_sem=4, d_col=6, w_col=1.0, d1=32, d2=16, noise=0.05, seed=0):
+    rng = np.random.default_rng(seed)
+    shared = rng.standard_normal((n, d_s))
+    sem_p = rng.standard_normal((n, d_sem))
+    col_p = rng.standard_normal((n, d_col))
+    X = np.hstack([shared, sem_p]) @ _orth(rng, d_s + d_sem, d1) + noise * rng.standard_normal((n, d1))
+    Y = np.hstack([shared, w_col * col_p]) @ _orth(rng, d_s + d_col, d2) + noise * rng.standard_normal((n, d2))
+    return X, Y
+
+
+def row(curves, regime, probe, capacity):
+    r = curves[(curves.regime == regime) & (curves.probe == probe) & (curves.capacity == capacity)]
+    assert len(r) == 1, (regime, probe, capacity)
+    return r.iloc[0]
+
+
+# ----------------------------------------------------------------- building blocks
+def test_ridge_matches_sklearn_primal_and_dual():
+    rng = np.random.default_rng(1)
+    for n, d in ((200, 12), (30, 50)):  # n >= d (primal) and n < d (dual)
+        X = rng.standard_normal((n, d))
+        Y = X @ rng.standard_normal((d, 5)) + rng.standard_normal((n, 5))
+        path = _RidgePath(X, Y)
+        for lr in (1e-3, 1.0, 10.0):
+            m = path.fit(lr)
+            ref = Ridge(alpha=m.lam, fit_intercept=True, solver="svd").fit(X, Y)
+            Xt = rng.standard_normal((7, d))
+            np.testing.assert_allclose(m.predict(Xt), ref.predict(Xt), rtol=1e-7, atol=1e-8)
+
+
+def test_ridge_lambda_chosen_on_validation():
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((60, 40))
+    Y = X[:, :1] + 3.0 * rng.standard_normal((60, 1))  # weak signal: heavy shrinkage must win
+    Xv = rng.standard_normal((400, 40))
+    Yv = Xv[:, :1] + 3.0 * rng.standard_normal((400, 1))
+    _, lr_noisy = fit_ridge(X, Y, Xv, Yv)
+    Y2 = X @ rng.standard_normal((40, 1))  # exactly linear: the smallest λ must win
+    _, lr_exact = fit_ridge(X, Y2, Xv, Xv @ np.linalg.lstsq(X, Y2, rcond=None)[0])
+    assert lr_noisy >= 1.0
+    assert lr_exact == pytest.approx(1e-4)
+
+
+def test_reduced_rank_is_best_rank_r_approximation_of_fitted_values():
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((150, 10))
+    Y = X @ rng.standard_normal((10, 6)) + 0.5 * rng.standard_normal((150, 6))
+    m = _RidgePath(X, Y).fit(0.1)
+    F = (X - m.x_mean) @ m.W
+    sv = np.linalg.svd(F, compute_uv=False)
+    for r in (1, 2, 4):
+        Fr = (X - m.x_mean) @ reduced_rank(m, X, r).W
+        assert np.linalg.matrix_rank(Fr, tol=1e-8) == r
+        # Eckart-Young: the error is the norm of the trailing singular values
+        assert np.linalg.norm(F - Fr) == pytest.approx(np.sqrt((sv[r:] ** 2).sum()), rel=1e-8)
+
+
+def test_knn_rows_matches_neighbors_knn_cosine():
+    rng = np.random.default_rng(4)
+    Z = rng.standard_normal((80, 6))
+    valid = np.ones(80, bool)
+    valid[[3, 17, 40]] = False
+    ref, _ = knn_cosine(Z, 5, valid=valid)
+    rows = np.array([0, 5, 22, 79])
+    got = knn_rows(Z, rows, np.flatnonzero(valid), 5, get_backend("numpy"))
+    np.testing.assert_array_equal(got, ref[rows])
+
+
+# ---------------------------------------------------------------- planted structure
+def test_exact_linear_map_is_recovered():
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((500, 24))
+    Y = X @ rng.standard_normal((24, 12))
+    U, split = make_split(Y, seed=5)
+    out = run_probes(X, Y, U, split, widths=(), seed=0)
+    r = row(out["curves"], "in_distribution", "ridge", "full")
+    assert r.r2 > 0.999 and r.mean_cos > 0.999
+    assert r.overlap > 0.97
+    assert abs(r.recall - r.ceiling_recall) < 0.01 and abs(r.ndcg - r.ceiling_ndcg) < 0.01
+    assert out["summary"]["crossfit_r2"] > 0.999
+    assert np.nanmax(out["residuals"]["residual"]) < 1e-3
+
+
+def test_r2_falls_as_collaborative_private_share_rises():
+    """R² ≈ d_s / (d_s + w² d_col) when X carries the shared factors and noise is small."""
+    r2 = []
+    for w in (0.0, 1.0, 2.0):
+        X, Y = planted(w_col=w, seed=6)
+        U, split = make_split(Y, seed=6)
+        out = run_probes(X, Y, U, split, widths=(), ranks=(), seed=0)
+        r = row(out["curves"], "in_distribution", "ridge", "full")
+        expected = 6 / (6 + w**2 * 6 + 16 * 0.05**2)
+        assert abs(r.r2 - expected) < 0.08, (w, r.r2, expected)
+        r2.append(r.r2)
+        if w == 0.0:
+            assert r.overlap > 0.8
+    assert r2[0] > r2[1] + 0.2 > r2[2] + 0.2
+
+
+def test_rank_sweep_is_monotone_and_full_rank_equals_ridge():
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((600, 20))
+    W = rng.standard_normal((20, 3)) @ rng.standard_normal((3, 16))  # a rank-3 map
+    Y = X @ W + 0.3 * rng.standard_normal((600, 16))
+    U, split = make_split(Y, seed=7)
+    out = run_probes(X, Y, U, split, widths=(), seed=0)
+    c = out["curves"]
+    rr = c[(c.regime == "in_distribution") & (c.probe == "reduced_rank")]
+    assert rr.capacity.tolist() == ["1", "2", "4", "8", "full"]
+    r2 = rr.r2.to_numpy()
+    assert (np.diff(r2) > -0.02).all(), r2
+    assert r2[0] < r2[1] - 0.05 and r2[1] < rr[rr.capacity == "4"].r2.iloc[0] - 0.05
+    assert abs(rr[rr.capacity == "4"].r2.iloc[0] - r2[-1]) < 0.01  # rank 3 already explains the map
+    ridge = row(c, "in_distribution", "ridge", "full")
+    full = row(c, "in_distribution", "reduced_rank", "full")
+    for col in ("r2", "mean_cos", "overlap", "recall", "ndcg", "valid_r2"):
+        assert full[col] == pytest.approx(ridge[col], abs=1e-9)
+
+
+def test_mlp_beats_linear_on_a_nonlinear_map():
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((700, 8))
+    Y = np.tanh(2 * X[:, :4]) @ rng.standard_normal((4, 8)) + np.abs(X[:, 4:6]) @ rng.standard_normal((2, 8))
+    U, split = make_split(Y, seed=8)
+    out = run_probes(X, Y, U, split, widths=(64,), ranks=(), seed=0, device="cpu", mlp_kw={"lr": 1e-2, "max_epochs": 300})
+    c = out["curves"]
+    mlp = row(c, "in_distribution", "mlp", "64")
+    ridge = row(c, "in_distribution", "ridge", "full")
+    assert mlp.r2 > ridge.r2 + 0.1
+    assert out["summary"]["best_probe"] == "mlp"  # chosen on validation R²
+    assert set(out["residuals"]["best_probe"]) == {"mlp:64"}
+
+
+def test_shift_regimes_are_worse_when_head_and_tail_maps_differ():
+    rng = np.random.default_rng(9)
+    n = 800
+    X = rng.standard_normal((n, 16))
+    W1 = rng.standard_normal((16, 12))
+    W2 = W1 + 1.2 * rng.standard_normal((16, 12))
+    head = np.zeros(n, bool)
+    head[rng.permutation(n)[: n // 2]] = True
+    Y = np.where(head[:, None], X @ W1, X @ W2) + 0.1 * rng.standard_normal((n, 12))
+    pop = np.where(head, 3.0, -3.0)  # head items are the popular ones
+    U, split = make_split(Y / 4, n_users=400, per_user=30, pop=pop, seed=9)
+    order = np.where(head, 0.0, 1.0) + 0.01 * rng.random(n)  # head items are also the older ones
+    out = run_probes(X, Y, U, split, order=order, widths=(), ranks=(), seed=0)
+    c = out["curves"]
+    ind = row(c, "in_distribution", "ridge", "full").r2
+    pop_shift = row(c, "shift_popularity", "ridge", "full").r2
+    time_shift = row(c, "shift_time", "ridge", "full").r2
+    assert pop_shift < ind - 0.2, (ind, pop_shift)
+    assert time_shift < ind - 0.2, (ind, time_shift)
+    n_warm = out["summary"]["n_warm"]
+    assert row(c, "shift_time", "ridge", "full").n_eval == n_warm // 2
+
+
+def test_residuals_mapped_and_curve_contract_with_cold_items():
+    X, Y = planted(n=500, w_col=1.0, seed=10)
+    rng = np.random.default_rng(10)
+    cold = np.zeros(len(Y), bool)
+    cold[rng.permutation(len(Y))[:40]] = True
+    U, split = make_split(Y, seed=10, cold=cold)
+    Yc = Y.copy()
+    Yc[split.cold_items] = np.nan
+    out = run_probes(X, Yc, U, split, widths=(16,), ranks=(2,), seed=0)
+    c, res, summ = out["curves"], out["residuals"], out["summary"]
+    assert list(c.columns) == CURVE_COLUMNS
+    assert set(c.regime) == {"in_distribution", "shift_popularity"}
+    assert summ["skipped_regimes"] == {"shift_time": "no item release order given"}
+    assert len(c) == 2 * 4  # ridge, rr 2, rr full, mlp 16 per regime
+    warm = ~split.cold_items
+    assert summ["n_warm"] == warm.sum() and (res["warm"].to_numpy() == warm).all()
+    r = res["residual"].to_numpy()
+    assert np.isfinite(r[warm]).all() and (r[warm] >= 0).all() and np.isnan(r[~warm]).all()
+    assert np.isfinite(out["mapped"][warm]).all() and np.isnan(out["mapped"][~warm]).all()
+    assert np.isfinite(out["mapped_all"]).all()
+    np.testing.assert_array_equal(out["mapped_all"][warm], out["mapped"][warm])
+    ind = c[c.regime == "in_distribution"].iloc[0]
+    assert np.isfinite(res["residual_heldout"]).sum() == ind.n_eval
+    assert ind.n_train + ind.n_valid + ind.n_eval == warm.sum()
+    assert summ["chance_overlap"] == pytest.approx(10 / (warm.sum() - 1))
+
+
+def test_ceiling_is_recall_restricted_to_evaluated_items():
+    """The ceiling equals an independent computation: true vectors, test pairs of evaluated items only."""
+    X, Y = planted(n=400, seed=11)
+    U, split = make_split(Y, seed=11)
+    out = run_probes(X, Y, U, split, widths=(), ranks=(), seed=3, K=10)
+    res = out["residuals"]
+    E = res.item_idx[np.isfinite(res.residual_heldout)].to_numpy()
+    inE = np.zeros(len(Y), bool)
+    inE[E] = True
+    tgt = split.test.multiply(sp.csr_matrix(inE.astype(np.float32))).tocsr()
+    tgt.eliminate_zeros()
+    users = np.flatnonzero(np.diff(tgt.indptr) > 0)
+    top = rank(EmbeddingRecommender("c", U, Y.astype(np.float32), np.ones(len(Y), bool)), users,
+               split.seen_for("test"), 10)
+    m = evaluate(top, tgt, users, ks=(10,))
+    r = row(out["curves"], "in_distribution", "ridge", "full")
+    assert r.ceiling_recall == pytest.approx(np.nanmean(m["recall@10"]), abs=1e-12)
+    assert r.ceiling_ndcg == pytest.approx(np.nanmean(m["ndcg@10"]), abs=1e-12)
+
+
+def test_bad_inputs_raise_specific_errors():
+    X, Y = planted(n=200, seed=12)
+    U, split = make_split(Y, seed=12)
+    Xb = X.copy()
+    Xb[7, 0] = np.nan
+    with pytest.raises(VectorError, match="row 7"):
+        run_probes(Xb, Y, U, split)
+    with pytest.raises(VectorError, match="user vectors"):
+        run_probes(X, Y, U[:, :3], split)
+    with pytest.raises(ConfigError, match="order"):
+        run_probes(X, Y, U, split, order=np.arange(5))
+    with pytest.raises(VectorError, match="rows"):
+        run_probes(X[:50], Y, U, split)
