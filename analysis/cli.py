@@ -110,6 +110,18 @@ def summary_text(run) -> str:
               f"item neighbourhood overlap@{run.manifest['k_neighbors']}: {s['mean_overlap']:.3f} "
               f"(chance {s['chance_overlap']:.4f})",
               f"fusion headroom realised: {s['fusion_headroom_ndcg']:.1%} of the oracle gain over the best single view"]
+    if "similarity" in s:
+        sim, st = s["similarity"], s["structure"]
+
+        def g(key):
+            d = sim[key]
+            return f"{d['raw']:.3f} (null {d['null_mean']:.3f}, p={d['p_value']:.3f})"
+
+        lines += [f"global similarity: CKA {g('cka/raw')}, debiased CKA {g('debiased_cka/raw')}, "
+                  f"without top PC {g('debiased_cka/top_pc_removed')}",
+                  f"shared dimension: held-out CCA {st['shared_dim_cca']}, AJIVE joint rank {st['joint_rank_ajive']}; "
+                  f"variance in the shared subspace: semantic {st['shared_var_sem']:.1%}, "
+                  f"collaborative {st['shared_var_col']:.1%}"]
     return "\n".join(lines)
 
 

@@ -44,6 +44,8 @@ class RunConfig:
     n_alphas: int = 21
     rrf_k: int = 60
     umap: bool = True
+    #: permutations of the item pairing for the null of every global similarity score
+    n_perm: int = 200
     #: per-kind overrides of the tuning grids / budgets, e.g.
     #: ``{"ials": {"grid": {"factors": [32]}, "fixed": {"iterations": 10}}}`` (kinds: ials,
     #: bpr, ease, semantic_trained). Default: the recorded grids of analysis.models.tuning.

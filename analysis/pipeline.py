@@ -343,6 +343,17 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
                           ignore_index=True).rename(columns={"neighbour_idx": "neighbor_idx"})
         pcos = procrustes_cosine(sem_vecs, col_items, valid=warm)
 
+    with timer.stage("global similarity"):
+        from .similarity import global_similarity
+
+        sim_df = global_similarity(sem_vecs, col_items, valid=warm, n_perm=cfg.n_perm, seed=cfg.seed)
+
+    with timer.stage("shared/private structure"):
+        from .structure import structure_tables
+
+        st_tables, st_summary = structure_tables(sem_vecs, col_items, valid=warm, seed=cfg.seed)
+        energy = st_tables["item_energy"].set_index("item_idx").reindex(np.arange(n_i))
+
     with timer.stage("projection"):
         if cfg.umap:
             from .projection import umap_layouts
@@ -370,6 +381,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
             "hits_shared": item_hits["shared"], "hits_sem_only": item_hits["sem"], "hits_col_only": item_hits["col"],
             "hits_missed_by_both": n_test_item - item_hits["shared"] - item_hits["sem"] - item_hits["col"],
             "n_test": n_test_item,
+            **{c: energy[c].to_numpy() for c in ("sem_shared", "sem_private", "col_shared", "col_private")},
         })
         users_df = pd.DataFrame({
             "user_idx": users, "user_id": ix.user_ids.astype(str), "n_train": n_train,
@@ -420,6 +432,9 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
             "fusion_headroom_ndcg": headroom(m("fusion", "ndcg")["mean"], best_test[best_single], oracle),
             "complementarity": comp_summary, "control": ctrl_summary,
             "mean_overlap": float(np.nanmean(agree["overlap"])), "chance_overlap": chance,
+            "structure": st_summary,
+            "similarity": {f"{r.statistic}/{r.variant}": {"raw": r.raw, "null_mean": r.null_mean, "p_value": r.p_value}
+                           for r in sim_df.itertuples()},
         }
     manifest = {
         "config": cfg.to_dict(), "config_hash": cfg.key(), "regime": sp_.regime,
@@ -441,7 +456,8 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
     with timer.stage("write"):
         tables = {"items": items_df, "users": users_df, "topk": topk_df, "interactions": inter_df,
                   "metrics": metrics_df, "differences": diff_df, "fusion": fusion_df, "neighbors": neigh,
-                  "agreement_deciles": deciles, "tuning": tuning_df}
+                  "agreement_deciles": deciles, "tuning": tuning_df, "similarity": sim_df,
+                  "cca": st_tables["cca"], "ajive": st_tables["ajive"], "variance": st_tables["variance"]}
         sem_rec_users = np.asarray(sem_tr.user_vecs, np.float32)
         vectors = {"semantic_items": sem_vecs, "semantic_rec_items": np.asarray(sem_tr.item_vecs, np.float32),
                    "semantic_rec_users": sem_rec_users, "collab_items": col_items,

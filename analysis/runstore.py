@@ -12,7 +12,8 @@ are the dense indices used everywhere, ``K`` is the largest cut-off of the run:
                    overlap, jaccard, disagreement (at the run's neighbourhood k; NaN if cold),
                    procrustes_cos, hits_shared, hits_sem_only, hits_col_only, hits_missed_by_both
                    (test-set hit counts at K for the compared semantic view vs collaborative),
-                   n_test (times the item is a test item)
+                   n_test (times the item is a test item), sem_shared, sem_private, col_shared,
+                   col_private (per-item share of energy in the AJIVE joint subspace / the rest)
 ``users``          user_idx, user_id, n_train, n_valid, n_test, activity_bucket,
                    <system>_recall@k / <system>_ndcg@k / <system>_hit@k for every system and k
                    (test split), list_jaccard, rbo, hits_sem, hits_col, shared, only_sem, only_col,
@@ -32,6 +33,12 @@ are the dense indices used everywhere, ``K`` is the largest cut-off of the run:
                    the stored overlap uses the items both views can place)
 ``agreement_deciles`` decile, n_items, mean_overlap, mean_jaccard, mean_disagreement, chance
 ``tuning``         model, params (JSON), valid_ndcg@20, valid_recall@20, best_epoch, chosen
+``similarity``     statistic (cka / debiased_cka / procrustes_distance), variant (raw / top_pc_removed),
+                   raw, null_mean, null_std, null_lo, null_hi, p_value, n_items, n_perm
+``cca``            component, train_corr, heldout_corr, null_q95, significant (held-out canonical
+                   correlations, PCA-regularised, fit on 2/3 of the items, permutation null)
+``ajive``          component, sigma2, wedin_bound, random_bound, joint
+``variance``       view, shared, private, joint_rank (fractions of each view's variance)
 vectors/           semantic_items.npy (frozen encoder vectors), semantic_rec_items.npy,
                    semantic_rec_users.npy (trained semantic recommender), collab_items.npy,
                    collab_users.npy (cold rows are NaN), all float32.
@@ -57,9 +64,9 @@ import pandas as pd
 
 from .errors import RunError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 TABLES = ["items", "users", "topk", "interactions", "metrics", "differences", "fusion", "neighbors",
-          "agreement_deciles", "tuning"]
+          "agreement_deciles", "tuning", "similarity", "cca", "ajive", "variance"]
 VECTORS = ["semantic_items", "semantic_rec_items", "semantic_rec_users", "collab_items", "collab_users"]
 HOW_TO_MAKE = "make one with `semcollab run --dataset synthetic --out runs/synthetic` (or --dataset ml-100k)"
 

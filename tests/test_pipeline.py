@@ -130,6 +130,10 @@ def test_identical_views_agree_everywhere(tmp_path):
     items = r.items
     assert np.allclose(items["overlap"], 1.0)
     assert np.allclose(items["procrustes_cos"], 1.0, atol=1e-5)
+    sim = r.table("similarity").set_index(["statistic", "variant"])
+    assert sim.loc[("cka", "raw"), "raw"] == pytest.approx(1.0) and sim.loc[("debiased_cka", "raw"), "raw"] == pytest.approx(1.0)
+    assert sim.loc[("cka", "raw"), "p_value"] == pytest.approx(1 / 201)
+    assert r.manifest["summary"]["structure"]["top_heldout_corr"] > 0.999
 
 
 def test_independent_views_overlap_near_chance(tmp_path):
@@ -140,6 +144,9 @@ def test_independent_views_overlap_near_chance(tmp_path):
     a = _unit_vectors(tmp_path / "a.npz", ds.items, rng)
     b = _unit_vectors(tmp_path / "b.npz", ds.items, rng)
     r = analysis.run(_cfg(semantic=str(a), collab=str(b), umap=False), out=tmp_path / "indep", log=lambda m: None)
+    sim = r.table("similarity").set_index(["statistic", "variant"])
+    assert abs(sim.loc[("debiased_cka", "raw"), "raw"]) < 0.05 and sim.loc[("debiased_cka", "raw"), "p_value"] > 0.01
+    assert r.manifest["summary"]["structure"]["shared_dim_cca"] == 0
     chance = r.manifest["chance_overlap"]
     ov = r.items["overlap"].dropna()
     se = ov.std() / np.sqrt(len(ov))
