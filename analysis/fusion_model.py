@@ -71,7 +71,7 @@ import scipy.sparse as sp
 from .backend import Backend, get_backend
 from .bootstrap import bootstrap_ci, paired_bootstrap
 from .errors import ConfigError, VectorError
-from .fusion import DEFAULT_ALPHAS, choose_alpha, fuse_topk, fusion_curve, minmax_rows
+from .fusion import choose_alpha, fuse_topk, fusion_curve, minmax_rows
 from .metrics import evaluate
 from .models.base import EmbeddingRecommender, Recommender
 from .models.validation import torch_threads, validate
@@ -129,8 +129,7 @@ def gate_features(
 
 
 # ---------------------------------------------------------------------- model
-def _calibrate_row(desc: np.ndarray, nw: int, views: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
-                   ) -> tuple[np.ndarray, np.ndarray]:
+def _calibrate_row(desc: np.ndarray, nw: int, views: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, np.ndarray]:
     """Items and calibrated scores of one user's single-view items (see :class:`GatedFusion`).
 
     ``desc``: the user's warm blends, best first (``nw`` finite). ``views``: per view,

@@ -67,7 +67,6 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from .backend import Backend, get_backend
 from .errors import ConfigError, VectorError
@@ -454,8 +453,12 @@ def run_probes(
     ``residuals`` one row per item: item_idx, residual (cross-fitted), residual_heldout
     (in-distribution evaluated items only), fold, warm, best_probe; ``mapped`` (n, d2)
     cross-fitted vectors of the best probe, NaN for non-warm items; ``mapped_all`` the same
-    with non-warm items mapped by the probe fitted on all warm items. ``mlp_kw``: extra
-    arguments of :func:`fit_mlp` (lr, weight_decay, max_epochs, patience).
+    with non-warm items mapped by the probe fitted on all warm items. ``summary``: counts,
+    chance_overlap = k / (n_warm − 1), best_probe / best_capacity, crossfit_r2 (R² of the
+    cross-fitted vectors over all warm items, relative to their overall mean), per regime the
+    best-by-validation capacity with its test metrics and the ceiling, skipped_regimes
+    {regime: reason}, the grids, device, timings. ``mlp_kw``: extra arguments of
+    :func:`fit_mlp` (lr, weight_decay, max_epochs, patience).
     """
     from threadpoolctl import threadpool_limits
 
@@ -473,7 +476,6 @@ def _run_probes(X, Y, U, split, k_neighbors, K, order, seed, device, ranks, widt
     t0 = time.perf_counter()
     X, Y, U, order = _check_inputs(X, Y, U, split, order)
     be = backend if isinstance(backend, Backend) else get_backend(backend)
-    dev = resolve_device(device)
     n, d2 = Y.shape
     warm = warm_mask(Y)
     n_warm = int(warm.sum())
@@ -486,6 +488,7 @@ def _run_probes(X, Y, U, split, k_neighbors, K, order, seed, device, ranks, widt
     popularity = np.asarray(split.train.sum(0)).ravel()
     regimes, skipped = item_regimes(warm, popularity, order, seed)
     caps = _capacities(d2, ranks, widths)
+    dev = resolve_device(device) if any(p == "mlp" for p, _, _ in caps) else "cpu"  # torch only when needed
     lambdas = tuple(float(x) for x in lambdas)
     if not lambdas or min(lambdas) <= 0:
         raise ConfigError(f"ridge lambdas must be positive, got {lambdas}")
