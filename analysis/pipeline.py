@@ -354,6 +354,25 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
         st_tables, st_summary = structure_tables(sem_vecs, col_items, valid=warm, seed=cfg.seed)
         energy = st_tables["item_energy"].set_index("item_idx").reindex(np.arange(n_i))
 
+    with timer.stage("alignment probes"):
+        from .probes import run_probes
+
+        years = pd.to_numeric(ds.items["year"], errors="coerce").to_numpy(float)
+        order = years if np.isfinite(years).mean() > 0.9 else None  # "old vs new items" shift needs dates
+        if order is not None:
+            order = np.where(np.isfinite(order), order, np.nanmedian(order))
+        probes = run_probes(sem_vecs, col_items, np.asarray(collab.user_vecs, np.float32), sp_,
+                            k_neighbors=cfg.k_neighbors, K=K, order=order, seed=cfg.seed, device=cfg.device, backend=be)
+        residuals = probes["residuals"].set_index("item_idx").reindex(np.arange(n_i))
+
+    with timer.stage("fusion models"):
+        from .fusion_model import evaluate_fusion_models
+
+        feats = {"shared_energy": np.nan_to_num(energy["sem_shared"].to_numpy(float)),
+                 "col_private_energy": np.nan_to_num(energy["col_private"].to_numpy(float))}
+        fmodels = evaluate_fusion_models(sem_cmp, collab, sp_, mapped=probes["mapped_all"], item_features=feats,
+                                         ks=ks, seed=cfg.seed, n_boot=cfg.n_boot, backend=be)
+
     with timer.stage("projection"):
         if cfg.umap:
             from .projection import umap_layouts
@@ -382,6 +401,8 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
             "hits_missed_by_both": n_test_item - item_hits["shared"] - item_hits["sem"] - item_hits["col"],
             "n_test": n_test_item,
             **{c: energy[c].to_numpy() for c in ("sem_shared", "sem_private", "col_shared", "col_private")},
+            "probe_residual": residuals["residual"].to_numpy(float),
+            "probe_best": residuals["best_probe"].astype(object).where(residuals["best_probe"].notna(), "").astype(str).to_numpy(),
         })
         users_df = pd.DataFrame({
             "user_idx": users, "user_id": ix.user_ids.astype(str), "n_train": n_train,
@@ -432,7 +453,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
             "fusion_headroom_ndcg": headroom(m("fusion", "ndcg")["mean"], best_test[best_single], oracle),
             "complementarity": comp_summary, "control": ctrl_summary,
             "mean_overlap": float(np.nanmean(agree["overlap"])), "chance_overlap": chance,
-            "structure": st_summary,
+            "structure": st_summary, "probes": probes["summary"], "fusion_models": fmodels["summary"],
             "similarity": {f"{r.statistic}/{r.variant}": {"raw": r.raw, "null_mean": r.null_mean, "p_value": r.p_value}
                            for r in sim_df.itertuples()},
         }
@@ -457,7 +478,9 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
         tables = {"items": items_df, "users": users_df, "topk": topk_df, "interactions": inter_df,
                   "metrics": metrics_df, "differences": diff_df, "fusion": fusion_df, "neighbors": neigh,
                   "agreement_deciles": deciles, "tuning": tuning_df, "similarity": sim_df,
-                  "cca": st_tables["cca"], "ajive": st_tables["ajive"], "variance": st_tables["variance"]}
+                  "cca": st_tables["cca"], "ajive": st_tables["ajive"], "variance": st_tables["variance"],
+                  "probes": probes["curves"], "fusion_models": fmodels["table"],
+                  "fusion_model_differences": fmodels["differences"]}
         sem_rec_users = np.asarray(sem_tr.user_vecs, np.float32)
         vectors = {"semantic_items": sem_vecs, "semantic_rec_items": np.asarray(sem_tr.item_vecs, np.float32),
                    "semantic_rec_users": sem_rec_users, "collab_items": col_items,

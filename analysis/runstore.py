@@ -39,6 +39,13 @@ are the dense indices used everywhere, ``K`` is the largest cut-off of the run:
                    correlations, PCA-regularised, fit on 2/3 of the items, permutation null)
 ``ajive``          component, sigma2, wedin_bound, random_bound, joint
 ``variance``       view, shared, private, joint_rank (fractions of each view's variance)
+``probes``         regime (in_distribution / shift_popularity / shift_time), probe (ridge /
+                   reduced_rank / mlp), capacity (str), r2, mean_cos, overlap, recall, ndcg,
+                   ceiling_recall, ceiling_ndcg, n_train, n_eval (+ capacity_num, valid_r2, lam, n_valid);
+                   items.probe_residual / items.probe_best: the best probe's cross-fitted residual
+``fusion_models``  system, metric, k, mean, lo, hi, n_users: best single view, score fusion at the
+                   validation alpha, alignment baseline, gated complementarity-aware fusion (test)
+``fusion_model_differences`` system_a, system_b, metric, k, diff, lo, hi, p_value (paired bootstrap)
 vectors/           semantic_items.npy (frozen encoder vectors), semantic_rec_items.npy,
                    semantic_rec_users.npy (trained semantic recommender), collab_items.npy,
                    collab_users.npy (cold rows are NaN), all float32.
@@ -66,7 +73,8 @@ from .errors import RunError
 
 SCHEMA_VERSION = 2
 TABLES = ["items", "users", "topk", "interactions", "metrics", "differences", "fusion", "neighbors",
-          "agreement_deciles", "tuning", "similarity", "cca", "ajive", "variance"]
+          "agreement_deciles", "tuning", "similarity", "cca", "ajive", "variance", "probes", "fusion_models",
+          "fusion_model_differences"]
 VECTORS = ["semantic_items", "semantic_rec_items", "semantic_rec_users", "collab_items", "collab_users"]
 HOW_TO_MAKE = "make one with `semcollab run --dataset synthetic --out runs/synthetic` (or --dataset ml-100k)"
 

@@ -377,3 +377,315 @@ def sweep_folders(root: str) -> list[str]:
         return []
     cands = [r, *r.glob("*"), *r.glob("*/*")]
     return sorted(str(p) for p in cands if p.is_dir() and (p / "sweep.parquet").is_file())
+
+
+# ----------------------------------------------------------------------------- structure & alignment
+# Frames of the Structure and Alignment pages (DIAGNOSTICS.md: "Global similarity of the two
+# spaces", "Shared + private structure", "Alignment probes"). The structure tables (similarity,
+# cca, ajive, variance) are in every schema-2 run; the alignment tables (probes, fusion_models,
+# fusion_model_differences) only in runs made once the pipeline computes them, so the pages ask
+# :func:`has_probes` / :func:`has_fusion_models` first.
+
+SIM_LABELS = {"cka": "linear CKA", "debiased_cka": "debiased CKA", "procrustes_distance": "Procrustes distance"}
+SIM_VARIANTS = {"raw": "as is", "top_pc_removed": "top principal component removed"}
+PROBE_REGIMES = {"in_distribution": "in-distribution (random held-out items)",
+                 "shift_popularity": "shift: fit on popular, test on tail items",
+                 "shift_time": "shift: fit on older, test on newer items"}
+PROBE_SHORT = {"in_distribution": "in-distribution", "shift_popularity": "popularity shift", "shift_time": "time shift"}
+PROBE_LABELS = {"ridge": "ridge (full rank)", "reduced_rank": "reduced-rank linear", "mlp": "one-hidden-layer MLP"}
+FUSION_MODEL_LABELS = {"semantic": "Semantic view", "collaborative": "Collaborative view",
+                       "best_single": "Best single view", "score_fusion": "Score fusion (validation α)",
+                       "alignment": "Alignment baseline", "complementarity_fusion": "Complementarity-aware fusion"}
+#: the comparisons the complementarity-aware fusion is judged by, in the order they are read
+FUSION_MODEL_BASELINES = ("best_single", "score_fusion", "alignment")
+NO_PROBES = ("This run has no alignment probes; recompute it with `semcollab run ... --force` "
+             "(runs made before the probes stage lack the probes table).")
+
+
+def _p_text(p: float, n_perm: int | None) -> str:
+    """'p = 0.005' plus, at the floor 1 / (1 + n_perm), that no shuffled pairing reached the value."""
+    if not np.isfinite(p):
+        return "p n/a"
+    txt = f"p = {p:.2g}"
+    if n_perm and p <= 1.0 / (1 + n_perm) + 1e-12:
+        txt += f" (none of {n_perm} shuffles reached it: the smallest p this test can give)"
+    return txt
+
+
+def similarity_frame(run: Run) -> pd.DataFrame:
+    """The ``similarity`` table, readable: measure, variant labels and one plain sentence per row.
+
+    Columns: statistic, variant, measure, variant_label, raw, null_mean, null_lo, null_hi, p_value,
+    n_items, n_perm, higher_is_similar, beyond_null (raw outside the null's 95 % interval on the
+    similar side and p ≤ 0.05), reading.
+    """
+    t = run.table("similarity")
+    require_columns(t, ["statistic", "variant", "raw", "null_mean", "null_lo", "null_hi", "p_value", "n_items",
+                        "n_perm"], "similarity", run)
+    rows = []
+    for r in t.itertuples(index=False):
+        stat, var = str(r.statistic), str(r.variant)
+        up = stat != "procrustes_distance"
+        raw, lo, hi, p = float(r.raw), float(r.null_lo), float(r.null_hi), float(r.p_value)
+        beyond = bool((raw > hi if up else raw < lo) and p <= 0.05)
+        name = f"{SIM_LABELS.get(stat, stat)} ({SIM_VARIANTS.get(var, var)})"
+        scale = "higher = more similar, 1 = identical up to rotation and scale" if up else \
+            "lower = more similar, 0 = identical up to rotation and scale, 2 = maximally different"
+        if beyond:
+            verdict = ("more similar than any pairing-free chance would make them: the two spaces share structure"
+                       if up else "closer than chance: the two spaces share structure")
+        else:
+            verdict = "within what shuffled pairings give: no evidence of shared structure"
+        rows.append({
+            "statistic": stat, "variant": var, "measure": SIM_LABELS.get(stat, stat),
+            "variant_label": SIM_VARIANTS.get(var, var), "raw": raw, "null_mean": float(r.null_mean),
+            "null_lo": lo, "null_hi": hi, "p_value": p, "n_items": int(r.n_items), "n_perm": int(r.n_perm),
+            "higher_is_similar": up, "beyond_null": beyond,
+            "reading": (f"{name} = {raw:.3f} ({scale}); with the item pairing shuffled it averages {r.null_mean:.3f} "
+                        f"(95 % of shuffles {lo:.3f} to {hi:.3f}), {_p_text(p, int(r.n_perm))}: {verdict}."),
+        })
+    order = {s: i for i, s in enumerate(("debiased_cka", "cka", "procrustes_distance"))}
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["_o"] = [order.get(s, 9) * 2 + (v != "raw") for s, v in zip(out["statistic"], out["variant"])]
+    return out.sort_values("_o").drop(columns="_o").reset_index(drop=True)
+
+
+def cca_summary(run: Run) -> dict[str, Any]:
+    """Held-out CCA: the ``cca`` table and its counts.
+
+    shared_dim (leading components whose held-out correlation beats the null's 95th percentile,
+    the engine's ``shared_dim_cca``), n_significant (all such components), top_heldout / top_train
+    (component 1), n_train / n_test (items the CCA was fitted / scored on, from the summary).
+    """
+    t = run.table("cca")
+    require_columns(t, ["component", "train_corr", "heldout_corr", "null_q95", "significant"], "cca", run)
+    t = t.sort_values("component").reset_index(drop=True)
+    sig = t["significant"].astype(bool).to_numpy()
+    lead = int(np.argmin(sig)) if (~sig).any() else int(len(sig))
+    st_ = ((run.manifest.get("summary") or {}).get("structure") or {})
+    return {"table": t, "shared_dim": lead, "n_significant": int(sig.sum()),
+            "top_heldout": float(t["heldout_corr"].iloc[0]) if len(t) else math.nan,
+            "top_train": float(t["train_corr"].iloc[0]) if len(t) else math.nan,
+            "n_train": st_.get("n_train"), "n_test": st_.get("n_test"), "n_perm": st_.get("n_perm"),
+            "stored_shared_dim": st_.get("shared_dim_cca")}
+
+
+def ajive_summary(run: Run) -> dict[str, Any]:
+    """AJIVE: the ``ajive`` table, joint_rank (components marked joint), the two bounds, signal ranks."""
+    t = run.table("ajive")
+    require_columns(t, ["component", "sigma2", "wedin_bound", "random_bound", "joint"], "ajive", run)
+    t = t.sort_values("component").reset_index(drop=True)
+    st_ = ((run.manifest.get("summary") or {}).get("structure") or {})
+    first = (lambda c: float(t[c].iloc[0]) if len(t) else float(st_.get(c, math.nan)))
+    return {"table": t, "joint_rank": int(t["joint"].astype(bool).sum()), "wedin_bound": first("wedin_bound"),
+            "random_bound": first("random_bound"), "signal_rank_sem": st_.get("signal_rank_sem"),
+            "signal_rank_col": st_.get("signal_rank_col"), "stored_joint_rank": st_.get("joint_rank_ajive")}
+
+
+def variance_frame(run: Run) -> pd.DataFrame:
+    """The ``variance`` table (view, shared, private, joint_rank), semantic first."""
+    t = run.table("variance")
+    require_columns(t, ["view", "shared", "private", "joint_rank"], "variance", run)
+    t = t.copy()
+    t["view"] = t["view"].astype(str)
+    rank = {"semantic": 0, "collaborative": 1}
+    return t.sort_values("view", key=lambda s: s.map(lambda v: rank.get(v, 2))).reset_index(drop=True)
+
+
+def has_probes(run: Run) -> bool:
+    """Whether the run holds the alignment-probe table (runs made before that stage do not)."""
+    return (Path(run.path) / "probes.parquet").exists()
+
+
+def has_fusion_models(run: Run) -> bool:
+    return (Path(run.path) / "fusion_models.parquet").exists()
+
+
+def probe_x(probe: str, capacity: str) -> str:
+    """Category of a probe capacity on the capacity axis: 'rank r', 'full rank' (ridge and
+    reduced-rank at full rank are the same map) or 'MLP w'."""
+    cap = str(capacity)
+    if probe in ("ridge", "reduced_rank"):
+        return "full rank" if cap == "full" else f"rank {cap}"
+    return f"MLP {cap}" if probe == "mlp" else f"{probe} {cap}"
+
+
+def _cap_num(cap: str) -> float:
+    try:
+        return float(cap)
+    except ValueError:
+        return math.inf
+
+
+def probe_curves(run: Run) -> pd.DataFrame:
+    """The ``probes`` table with regime / probe labels and the capacity category ``x``.
+
+    Rows are ordered regime, probe (ridge, reduced-rank, MLP), capacity ascending ("full" last);
+    ``.attrs["x_order"]`` is the order of the capacity axis: reduced-rank ranks ascending, full
+    rank, then the MLP widths ascending.
+    """
+    if not has_probes(run):
+        raise RunError(f"run {run.path}: {NO_PROBES}")
+    t = run.table("probes")
+    require_columns(t, ["regime", "probe", "capacity", "r2", "mean_cos", "overlap", "recall", "ndcg",
+                        "ceiling_recall", "ceiling_ndcg", "n_train", "n_eval"], "probes", run)
+    d = t.copy()
+    for c in ("regime", "probe", "capacity"):
+        d[c] = d[c].astype(str)
+    d["x"] = [probe_x(p, c) for p, c in zip(d["probe"], d["capacity"])]
+    d["regime_label"] = d["regime"].map(lambda r: PROBE_REGIMES.get(r, r))
+    d["probe_label"] = d["probe"].map(lambda p: PROBE_LABELS.get(p, p))
+    reg = {r: i for i, r in enumerate(PROBE_REGIMES)}
+    prb = {p: i for i, p in enumerate(PROBE_LABELS)}
+    d["_r"] = d["regime"].map(lambda r: reg.get(r, 9))
+    d["_p"] = d["probe"].map(lambda p: prb.get(p, 9))
+    d["_c"] = d["capacity"].map(_cap_num)
+    d = d.sort_values(["_r", "regime", "_p", "_c"]).drop(columns=["_r", "_p", "_c"]).reset_index(drop=True)
+    lin = d[d["probe"].isin(["ridge", "reduced_rank"])]
+    order = sorted(set(lin["x"]), key=lambda x: math.inf if x == "full rank" else _cap_num(x.split(" ", 1)[1]))
+    rest = d[~d["probe"].isin(["ridge", "reduced_rank"])]
+    order += list(dict.fromkeys(rest.sort_values(["probe"], key=lambda s: s.map(lambda p: prb.get(p, 9)),
+                                                 kind="stable")["x"]))
+    d.attrs["x_order"] = order
+    return d
+
+
+def probe_best(run: Run) -> dict[str, dict[str, Any]]:
+    """Per regime, the best map: highest validation R² (``valid_r2``) when the table has it — the
+    honest choice, test values are never used to pick — else highest held-out R² (said so in
+    ``selected_by``). {regime: {probe, capacity, x, r2, mean_cos, overlap, recall, ceiling_recall,
+    selected_by, n_eval}}."""
+    d = probe_curves(run)
+    by = "valid_r2" if "valid_r2" in d.columns and d["valid_r2"].notna().any() else "r2"
+    out = {}
+    for regime, g in d.groupby("regime", sort=False):
+        v = g[by].to_numpy(float)
+        if not np.isfinite(v).any():
+            continue
+        r = g.iloc[int(np.flatnonzero(v >= np.nanmax(v) - 1e-9)[0])]  # ties -> the simpler (earlier) probe
+        out[str(regime)] = {"probe": r["probe"], "capacity": r["capacity"], "x": r["x"], "r2": float(r["r2"]),
+                            "mean_cos": float(r["mean_cos"]), "overlap": float(r["overlap"]),
+                            "recall": float(r["recall"]), "ceiling_recall": float(r["ceiling_recall"]),
+                            "n_eval": int(r["n_eval"]),
+                            "selected_by": "validation R²" if by == "valid_r2" else "held-out R² (no validation R² stored)"}
+    return out
+
+
+def probe_worst_items(run: Run, n: int = 20, items: tuple[int, ...] | None = None) -> pd.DataFrame:
+    """The ``n`` items the best probe explains worst: highest ``probe_residual`` (cold items have
+    none). Columns item_idx, item_id, title, probe_residual, probe_best, popularity, pop_bucket,
+    col_private, sem_private, disagreement (where the items table has them)."""
+    it = run.items
+    require_columns(it, ["item_idx", "item_id", "title", "probe_residual"], "items", run)
+    d = it[it["probe_residual"].notna()]
+    if items is not None:
+        d = d[d["item_idx"].isin(items)]
+    d = d.sort_values(["probe_residual", "item_idx"], ascending=[False, True]).head(int(n))
+    cols = ["item_idx", "item_id", "title", "probe_residual", "probe_best", "popularity", "pop_bucket", "col_private",
+            "sem_private", "disagreement"]
+    out = d[[c for c in cols if c in d.columns]].reset_index(drop=True)
+    out["item_id"] = out["item_id"].astype(str)
+    return out
+
+
+def fusion_model_verdicts(diffs: pd.DataFrame, metric: str, k: int, labels: dict[str, str] | None = None,
+                          model: str = "complementarity_fusion") -> list[dict[str, Any]]:
+    """Read the paired differences of ``model`` against each baseline at ``metric@k``.
+
+    One dict per baseline present (order of :data:`FUSION_MODEL_BASELINES`): baseline, label, diff,
+    lo, hi, p_value and verdict: "better" (95 % interval above 0), "worse" (below 0), "identical"
+    (difference and interval exactly 0: the same rankings) or "no clear difference" (interval
+    covers 0), with a plain sentence ``text``.
+    """
+    labels = {**FUSION_MODEL_LABELS, **(labels or {})}
+    d = diffs[(diffs["system_a"].astype(str) == model) & (diffs["metric"].astype(str) == metric)
+              & (diffs["k"].astype(int) == int(k))]
+    out = []
+    for base in FUSION_MODEL_BASELINES:
+        r = d[d["system_b"].astype(str) == base]
+        if r.empty:
+            continue
+        r = r.iloc[0]
+        diff, lo, hi, p = float(r["diff"]), float(r["lo"]), float(r["hi"]), float(r["p_value"])
+        if diff == 0 and lo == 0 and hi == 0:
+            verdict, word = "identical", "ranks exactly like"
+        elif lo > 0:
+            verdict, word = "better", "beats"
+        elif hi < 0:
+            verdict, word = "worse", "is worse than"
+        else:
+            verdict, word = "no clear difference", "is not distinguishable from"
+        name = metric_label(metric, k)
+        lab = labels.get(base, base)
+        tail = "" if verdict == "identical" else f" (difference {diff:+.4f}, 95 % interval {lo:+.4f} to {hi:+.4f}, p = {p:.2g})"
+        out.append({"baseline": base, "label": lab, "diff": diff, "lo": lo, "hi": hi, "p_value": p, "verdict": verdict,
+                    "text": f"On {name} the complementarity-aware fusion {word} the {lab[0].lower() + lab[1:]}{tail}."})
+    return out
+
+
+def fusion_model_results(run: Run) -> dict[str, Any]:
+    """The complementarity-aware fusion against its baselines (tables ``fusion_models`` and
+    ``fusion_model_differences``): table (system, label, metric, k, mean, lo, hi), differences
+    (readable, with ``significant``), best_single (the view the best-single row equals, when
+    found), verdicts {metric: list of :func:`fusion_model_verdicts`} at the run's K."""
+    if not has_fusion_models(run):
+        raise RunError(f"run {run.path}: no fusion_models table; recompute it with `semcollab run ... --force`")
+    t = run.table("fusion_models")
+    require_columns(t, ["system", "metric", "k", "mean", "lo", "hi"], "fusion_models", run)
+    t = t.copy()
+    t["system"] = t["system"].astype(str)
+    best = None
+    if "best_single" in set(t["system"]):
+        key = ["metric", "k"]
+        b = t[t["system"] == "best_single"].set_index(key)["mean"]
+        for view in ("collaborative", "semantic"):
+            v = t[t["system"] == view].set_index(key)["mean"]
+            if len(v) and v.reindex(b.index).to_numpy().tolist() == b.to_numpy().tolist():
+                best = view
+                break
+    labels = dict(FUSION_MODEL_LABELS)
+    if best:
+        labels["best_single"] = f"Best single view ({FUSION_MODEL_LABELS[best].split()[0].lower()})"
+    t["label"] = t["system"].map(lambda s: labels.get(s, s))
+    sys_rank = {s: i for i, s in enumerate(FUSION_MODEL_LABELS)}
+    t = t.sort_values(["metric", "k", "system"], key=lambda s: s.map(lambda v: sys_rank.get(v, 99))
+                      if s.name == "system" else s).reset_index(drop=True)
+    K = int(run.manifest.get("K", t["k"].max()))
+    diffs = pd.DataFrame(columns=["system_a", "system_b", "metric", "k", "diff", "lo", "hi", "p_value"])
+    if (Path(run.path) / "fusion_model_differences.parquet").exists():
+        diffs = run.table("fusion_model_differences")
+        require_columns(diffs, ["system_a", "system_b", "metric", "k", "diff", "lo", "hi", "p_value"],
+                        "fusion_model_differences", run)
+    readable = pd.DataFrame({
+        "comparison": [f"{labels.get(str(a), a)} − {labels.get(str(b), b)}" for a, b in zip(diffs["system_a"], diffs["system_b"])],
+        "metric": [metric_label(str(m), int(k)) for m, k in zip(diffs["metric"], diffs["k"])],
+        "difference": diffs["diff"].to_numpy(float), "lo": diffs["lo"].to_numpy(float), "hi": diffs["hi"].to_numpy(float),
+        "p_value": diffs["p_value"].to_numpy(float),
+        "significant": ((diffs["lo"] > 0) | (diffs["hi"] < 0)).to_numpy(bool),
+        "system_a": diffs["system_a"].astype(str).to_numpy(), "system_b": diffs["system_b"].astype(str).to_numpy()})
+    verdicts = {m: fusion_model_verdicts(diffs, m, K, labels) for m in ("ndcg", "recall")} if len(diffs) else {}
+    return {"table": t, "differences": readable, "best_single": best, "K": K, "verdicts": verdicts, "labels": labels}
+
+
+def structure_lines(run: Run) -> list[str]:
+    """Overview sentences: the shared dimension, the debiased CKA against its null and, when the
+    run has probes, what the best semantic → collaborative map recovers in and out of distribution."""
+    out = []
+    cca, aj = cca_summary(run), ajive_summary(run)
+    out.append(f"Shared dimension ≈ {cca['shared_dim']} (held-out CCA) / {aj['joint_rank']} (AJIVE): canonical "
+               f"components that beat their permutation null on held-out items, and the AJIVE joint rank.")
+    sim = similarity_frame(run)
+    d = sim[(sim["statistic"] == "debiased_cka") & (sim["variant"] == "raw")]
+    if len(d):
+        r = d.iloc[0]
+        out.append(f"Debiased CKA {r['raw']:.3f} (null {r['null_mean']:.3f}, p = {r['p_value']:.2g}).")
+    if has_probes(run):
+        best = probe_best(run)
+        if "in_distribution" in best:
+            shifts = [f"{best[r]['r2']:.2f} under {PROBE_SHORT[r]}" for r in ("shift_popularity", "shift_time")
+                      if r in best]
+            out.append(f"The best map from semantic to collaborative recovers R² = {best['in_distribution']['r2']:.2f} "
+                       f"in-distribution" + (", " + ", ".join(shifts) if shifts else "") + " (held-out items).")
+    return out
