@@ -122,6 +122,16 @@ def summary_text(run) -> str:
                   f"shared dimension: held-out CCA {st['shared_dim_cca']}, AJIVE joint rank {st['joint_rank_ajive']}; "
                   f"variance in the shared subspace: semantic {st['shared_var_sem']:.1%}, "
                   f"collaborative {st['shared_var_col']:.1%}"]
+    if "probes" in s:
+        reg = s["probes"]["regimes"]
+        parts = [f"{name.replace('_', ' ')} R2 {d['r2']:.3f} (Recall@{K} {d['recall']:.3f} vs {d['ceiling_recall']:.3f} "
+                 f"with the true vectors)" for name, d in reg.items()]
+        lines.append(f"alignment probe (best: {s['probes']['best_probe']} {s['probes']['best_capacity']}): " + "; ".join(parts))
+        fm = run.table("fusion_models")
+        row = lambda sys_: fm[(fm.system == sys_) & (fm.metric == "ndcg") & (fm.k == K)]  # noqa: E731
+        parts = [f"{name} {row(name)['mean'].iloc[0]:.4f}" for name in ("best_single", "score_fusion", "alignment",
+                                                                        "complementarity_fusion") if len(row(name))]
+        lines.append(f"fusion models, NDCG@{K} on test: " + ", ".join(parts))
     return "\n".join(lines)
 
 

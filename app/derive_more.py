@@ -432,10 +432,10 @@ def similarity_frame(run: Run) -> pd.DataFrame:
         scale = "higher = more similar, 1 = identical up to rotation and scale" if up else \
             "lower = more similar, 0 = identical up to rotation and scale, 2 = maximally different"
         if beyond:
-            verdict = ("more similar than any pairing-free chance would make them: the two spaces share structure"
-                       if up else "closer than chance: the two spaces share structure")
+            verdict = (("above" if up else "below") + " the range of shuffled pairings: the two spaces share "
+                       "structure beyond chance")
         else:
-            verdict = "within what shuffled pairings give: no evidence of shared structure"
+            verdict = "inside the range of shuffled pairings: no evidence of shared structure beyond chance"
         rows.append({
             "statistic": stat, "variant": var, "measure": SIM_LABELS.get(stat, stat),
             "variant_label": SIM_VARIANTS.get(var, var), "raw": raw, "null_mean": float(r.null_mean),
@@ -666,7 +666,30 @@ def fusion_model_results(run: Run) -> dict[str, Any]:
         "significant": ((diffs["lo"] > 0) | (diffs["hi"] < 0)).to_numpy(bool),
         "system_a": diffs["system_a"].astype(str).to_numpy(), "system_b": diffs["system_b"].astype(str).to_numpy()})
     verdicts = {m: fusion_model_verdicts(diffs, m, K, labels) for m in ("ndcg", "recall")} if len(diffs) else {}
-    return {"table": t, "differences": readable, "best_single": best, "K": K, "verdicts": verdicts, "labels": labels}
+    return {"table": t, "differences": readable, "best_single": best, "K": K, "verdicts": verdicts, "labels": labels,
+            "summary": fusion_model_summary(verdicts, labels)}
+
+
+def fusion_model_summary(verdicts: dict[str, list[dict[str, Any]]], labels: dict[str, str]) -> str:
+    """One sentence over the metrics of :func:`fusion_model_verdicts`: per baseline, "better" /
+    "worse" / "identical rankings" when every metric agrees, else "no clear difference"."""
+    per: dict[str, set[str]] = {}
+    for rows in verdicts.values():
+        for v in rows:
+            per.setdefault(v["baseline"], set()).add(v["verdict"])
+    if not per:
+        return ""
+    words = {"better": "better on every metric", "worse": "worse on every metric",
+             "identical": "identical rankings (no gain)"}
+    parts = []
+    for base in FUSION_MODEL_BASELINES:
+        if base in per:
+            vs = per[base]
+            word = words[next(iter(vs))] if len(vs) == 1 and next(iter(vs)) in words else "no clear difference"
+            lab = labels.get(base, base)
+            parts.append(f"against the {lab[0].lower() + lab[1:]}: {word}")
+    s = "; ".join(parts)
+    return s[0].upper() + s[1:] + "."
 
 
 def structure_lines(run: Run) -> list[str]:

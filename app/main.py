@@ -29,6 +29,8 @@ PAGES = [
     ("fusion.py", "Fusion", ":material/merge:", "fusion"),
     ("users.py", "Users", ":material/person:", "users"),
     ("regimes.py", "Regimes", ":material/stacked_line_chart:", "regimes"),
+    ("alignment.py", "Alignment", ":material/compare_arrows:", "alignment"),
+    ("structure.py", "Structure", ":material/hub:", "structure"),
     ("compute.py", "Compute", ":material/play_circle:", "compute"),
 ]
 

@@ -221,3 +221,14 @@ def test_sweep_writes_sibling_runs_and_one_table(tmp_path):
     assert len(keys) == 3
     full, sparse = open_run(tmp_path / "sw" / "keep-100"), open_run(tmp_path / "sw" / "keep-20")
     assert sparse.table("interactions").query("part == 'train'").shape[0] < 0.3 * full.table("interactions").query("part == 'train'").shape[0]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_shared_dimension_recovers_the_planted_one_from_learned_vectors(tmp_path, seed):
+    """With users indifferent to text-only factors (w_sem = 0), what the text vectors and the
+    *trained* collaborative vectors share is exactly the planted shared block (d_shared = 8)."""
+    r = analysis.run(_cfg(seed=seed, synthetic={"n_users": 600, "n_items": 800, "w_sem": 0.0}, umap=False, n_boot=100),
+                     out=tmp_path / "r", log=lambda m: None)
+    st = r.manifest["summary"]["structure"]
+    assert abs(st["shared_dim_cca"] - 8) <= 1
+    assert r.manifest["planted"]["d_shared"] == 8

@@ -100,6 +100,29 @@ def render(ctx: Ctx) -> None:
     drill_down(ctx, row)
 
 
+def _share(v) -> str:
+    return "n/a" if v is None or pd.isna(v) else f"{float(v):.0%}"
+
+
+def structure_facts(row: pd.Series) -> None:
+    """The item's alignment-probe residual (when the run has probes) and its shared / private energy per view."""
+    m = st.columns(3)
+    res = row.get("probe_residual", None)
+    if "probe_residual" in row.index:
+        best = str(row.get("probe_best", "") or "").replace(":", " at ")
+        m[0].metric("Probe residual", "n/a (cold)" if pd.isna(res) else f"{float(res):.3f}",
+                    help="‖y − f(x)‖² / ‖y − ȳ‖²: share of the item's collaborative vector that the best map from its "
+                         f"semantic vector ({best or 'best probe'}, cross-fitted) cannot explain; 1 = no better than "
+                         "the mean vector")
+    else:
+        m[0].metric("Probe residual", "n/a", help="this run has no alignment probes; recompute it with --force")
+    for holder, tag, view in ((m[1], "sem", "semantic"), (m[2], "col", "collaborative")):
+        holder.metric(f"{view.capitalize()} energy · shared / private",
+                      f"{_share(row.get(f'{tag}_shared'))} / {_share(row.get(f'{tag}_private'))}",
+                      help=f"share of the item's centred {view} vector in the AJIVE joint subspace / in the rest "
+                           "(n/a for cold items)")
+
+
 def drill_down(ctx: Ctx, row: pd.Series) -> None:
     k, K = ctx.k, ctx.K
     item = int(row["item_idx"])
@@ -119,6 +142,8 @@ def drill_down(ctx: Ctx, row: pd.Series) -> None:
     m[2].metric("Procrustes cos", "n/a" if pd.isna(pc) else f"{pc:.3f}")
     m[3].metric(f"test hits at K={K} (sem / col / both)",
                 f"{int(row['hits_sem_only'])} / {int(row['hits_col_only'])} / {int(row['hits_shared'])}")
+
+    structure_facts(row)
 
     nb = ctx.derived("item_neighbours", item, k)
     st.markdown(f"**Neighbours** (k={k}, cosine in each view's original vectors)")

@@ -105,7 +105,7 @@ def render(ctx: Ctx) -> None:
         m2.metric(f"Chance overlap@{k}", f"{overlap['chance']:.4f}", help="k / (N − 1)")
 
     st.subheader("Reading")
-    sentences = reading(K, k, head, shares, gains, overlap)
+    sentences = reading(K, k, head, shares, gains, overlap) + ctx.derived("structure_lines")
     st.markdown("\n".join(f"- {md_escape(s)}" for s in sentences))
 
 
