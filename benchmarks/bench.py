@@ -136,7 +136,9 @@ def main() -> None:
              "Cold: empty vector and tuning caches (dataset copied in, no network). Warm: caches kept, run recomputed.", "",
              "| stage | cold | warm |", "|---|---:|---:|"]
     order = ["load", "split", "semantic vectors", "semantic recommenders", "collaborative", "rank and evaluate",
-             "fusion", "complementarity", "bootstrap", "item geometry", "projection", "assemble", "total (process)"]
+             "fusion", "complementarity", "bootstrap", "item geometry", "global similarity",
+             "shared/private structure", "alignment probes", "fusion models", "projection", "assemble",
+             "total (process)"]
     for stage in sorted(e2e["cold"], key=lambda s: order.index(s) if s in order else len(order) - 1):
         lines.append(f"| {stage} | {e2e['cold'][stage]:.2f} | {e2e['warm'].get(stage, float('nan')):.2f} |")
     lines += ["", "## Full-ranking top-K throughput vs float32 GEMM peak", "",
