@@ -402,13 +402,19 @@ NO_PROBES = ("This run has no alignment probes; recompute it with `semcollab run
              "(runs made before the probes stage lack the probes table).")
 
 
+def _f3(x: float) -> str:
+    """Three decimals without a negative zero."""
+    t = f"{float(x):.3f}"
+    return "0.000" if t == "-0.000" else t
+
+
 def _p_text(p: float, n_perm: int | None) -> str:
     """'p = 0.005' plus, at the floor 1 / (1 + n_perm), that no shuffled pairing reached the value."""
     if not np.isfinite(p):
         return "p n/a"
     txt = f"p = {p:.2g}"
     if n_perm and p <= 1.0 / (1 + n_perm) + 1e-12:
-        txt += f" (none of {n_perm} shuffles reached it: the smallest p this test can give)"
+        txt += f", the smallest {n_perm} shuffles can give"
     return txt
 
 
@@ -417,7 +423,7 @@ def similarity_frame(run: Run) -> pd.DataFrame:
 
     Columns: statistic, variant, measure, variant_label, raw, null_mean, null_lo, null_hi, p_value,
     n_items, n_perm, higher_is_similar, beyond_null (raw outside the null's 95 % interval on the
-    similar side and p ≤ 0.05), reading.
+    similar side and p ≤ 0.05), verdict, reading (one plain sentence).
     """
     t = run.table("similarity")
     require_columns(t, ["statistic", "variant", "raw", "null_mean", "null_lo", "null_hi", "p_value", "n_items",
@@ -428,21 +434,18 @@ def similarity_frame(run: Run) -> pd.DataFrame:
         up = stat != "procrustes_distance"
         raw, lo, hi, p = float(r.raw), float(r.null_lo), float(r.null_hi), float(r.p_value)
         beyond = bool((raw > hi if up else raw < lo) and p <= 0.05)
-        name = f"{SIM_LABELS.get(stat, stat)} ({SIM_VARIANTS.get(var, var)})"
-        scale = "higher = more similar, 1 = identical up to rotation and scale" if up else \
-            "lower = more similar, 0 = identical up to rotation and scale, 2 = maximally different"
+        name = SIM_LABELS.get(stat, stat) + ("" if var == "raw" else f" ({SIM_VARIANTS.get(var, var)})")
         if beyond:
-            verdict = (("above" if up else "below") + " the range of shuffled pairings: the two spaces share "
-                       "structure beyond chance")
+            verdict = ("above" if up else "below") + " chance: the spaces share structure"
         else:
-            verdict = "inside the range of shuffled pairings: no evidence of shared structure beyond chance"
+            verdict = "within chance: no evidence of shared structure"
         rows.append({
             "statistic": stat, "variant": var, "measure": SIM_LABELS.get(stat, stat),
             "variant_label": SIM_VARIANTS.get(var, var), "raw": raw, "null_mean": float(r.null_mean),
             "null_lo": lo, "null_hi": hi, "p_value": p, "n_items": int(r.n_items), "n_perm": int(r.n_perm),
-            "higher_is_similar": up, "beyond_null": beyond,
-            "reading": (f"{name} = {raw:.3f} ({scale}); with the item pairing shuffled it averages {r.null_mean:.3f} "
-                        f"(95 % of shuffles {lo:.3f} to {hi:.3f}), {_p_text(p, int(r.n_perm))}: {verdict}."),
+            "higher_is_similar": up, "beyond_null": beyond, "verdict": verdict,
+            "reading": (f"{name} = {_f3(raw)} against {_f3(r.null_mean)} with the item pairing shuffled "
+                        f"(95 % of shuffles {_f3(lo)} to {_f3(hi)}; {_p_text(p, int(r.n_perm))}): {verdict}."),
         })
     order = {s: i for i, s in enumerate(("debiased_cka", "cka", "procrustes_distance"))}
     out = pd.DataFrame(rows)
@@ -510,6 +513,14 @@ def probe_x(probe: str, capacity: str) -> str:
     if probe in ("ridge", "reduced_rank"):
         return "full rank" if cap == "full" else f"rank {cap}"
     return f"MLP {cap}" if probe == "mlp" else f"{probe} {cap}"
+
+
+def probe_name(best: str) -> str:
+    """Readable name of a stored ``probe:capacity`` label (items.probe_best), e.g. 'reduced-rank linear, rank 16'."""
+    probe, _, cap = str(best).partition(":")
+    if not probe:
+        return "the best probe"
+    return f"{PROBE_LABELS.get(probe, probe)}, {probe_x(probe, cap)}" if cap else PROBE_LABELS.get(probe, probe)
 
 
 def _cap_num(cap: str) -> float:
@@ -703,7 +714,7 @@ def structure_lines(run: Run) -> list[str]:
     d = sim[(sim["statistic"] == "debiased_cka") & (sim["variant"] == "raw")]
     if len(d):
         r = d.iloc[0]
-        out.append(f"Debiased CKA {r['raw']:.3f} (null {r['null_mean']:.3f}, p = {r['p_value']:.2g}).")
+        out.append(f"Debiased CKA {_f3(r['raw'])} (null {_f3(r['null_mean'])}, p = {r['p_value']:.2g}).")
     if has_probes(run):
         best = probe_best(run)
         if "in_distribution" in best:

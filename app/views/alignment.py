@@ -20,7 +20,7 @@ import streamlit as st
 from app import charts
 from app.charts import GREY, OKABE_ITO, style
 from app.common import Ctx, current_ctx, md_escape, safe_label
-from app.derive_more import NO_PROBES, PROBE_LABELS, PROBE_REGIMES, PROBE_SHORT, metric_label
+from app.derive_more import NO_PROBES, PROBE_LABELS, PROBE_REGIMES, PROBE_SHORT, metric_label, probe_name
 
 ITEMS_PAGE = "views/items.py"
 #: colour of each probe regime (not a view colour: the regimes are the lines of one chart)
@@ -99,7 +99,7 @@ def probe_section(ctx: Ctx) -> None:
                 for r, g in curves.groupby("regime", sort=False)]
     tabs = st.tabs(["R²", f"Neighbourhood overlap@{k}", f"Recall@{K}"])
     with tabs[0]:
-        charts.show(curve_chart(curves, "r2", "R² of the mapped vectors", "R² on held-out items (1 = exact, 0 = mean)",
+        charts.show(curve_chart(curves, "r2", "R² of the mapped vectors", "R² on held-out items",
                                 [("predicting the fitted items' mean", 0.0, GREY, "dot")],
                                 "share of the collaborative vectors' variance the map explains"),
                     key="alignment_r2", filename="probe_r2")
@@ -122,7 +122,7 @@ def probe_section(ctx: Ctx) -> None:
     if worst.empty:
         st.info("No item has a probe residual (every item in the filter is cold).")
         return
-    probe = md_escape(str(worst["probe_best"].iloc[0]).replace(":", " at ")) if "probe_best" in worst else "the best probe"
+    probe = md_escape(probe_name(worst["probe_best"].iloc[0]) if "probe_best" in worst else "the best probe")
     st.caption(f"Top {len(worst)} by probe residual ‖y − f(x)‖² / ‖y − ȳ‖² of {probe} (cross-fitted, so every warm item "
                f"is held out once; 1 = no better than the mean vector). Click a row or pick an item, then open it. "
                f"{md_escape(ctx.segment_note())}.")

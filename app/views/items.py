@@ -14,6 +14,7 @@ import streamlit as st
 
 from app.common import Ctx, current_ctx, md_escape
 from app.derive import genre_long
+from app.derive_more import probe_name
 
 ITEM_KEY = "items_item"
 QP = "item"
@@ -109,10 +110,10 @@ def structure_facts(row: pd.Series) -> None:
     m = st.columns(3)
     res = row.get("probe_residual", None)
     if "probe_residual" in row.index:
-        best = str(row.get("probe_best", "") or "").replace(":", " at ")
+        best = probe_name(row.get("probe_best", "") or "")
         m[0].metric("Probe residual", "n/a (cold)" if pd.isna(res) else f"{float(res):.3f}",
                     help="‖y − f(x)‖² / ‖y − ȳ‖²: share of the item's collaborative vector that the best map from its "
-                         f"semantic vector ({best or 'best probe'}, cross-fitted) cannot explain; 1 = no better than "
+                         f"semantic vector ({best}, cross-fitted) cannot explain; 1 = no better than "
                          "the mean vector")
     else:
         m[0].metric("Probe residual", "n/a", help="this run has no alignment probes; recompute it with --force")

@@ -44,7 +44,7 @@ def cca_chart(t: pd.DataFrame) -> go.Figure:
                              marker={"color": LIGHT_GREY, "size": 5},
                              hovertemplate="component %{x}<br>in-sample correlation %{y:.3f}<extra></extra>"))
     style(fig, "Held-out canonical correlations", "canonical component (1 = strongest)",
-          "canonical correlation (Pearson, −1 to 1)", "", height=420,
+          "canonical correlation (−1 to 1)", "", height=420,
           subtitle="fitted on training items, scored on held-out items, against a permutation null")
     fig.update_layout(barmode="overlay", legend={"orientation": "h", "y": -0.25})
     return fig
@@ -79,11 +79,12 @@ def variance_chart(v: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     fig.add_trace(go.Bar(y=v["view"], x=v["shared"], orientation="h", name="shared (joint subspace)",
                          marker_color=SHARED, hovertemplate="%{y}: %{x:.1%} shared<extra></extra>"))
-    fig.add_trace(go.Bar(y=v["view"], x=v["private"], orientation="h", name="private (rest, incl. noise)",
-                         marker_color=[VIEW_COLORS.get(str(w), GREY) for w in v["view"]],
-                         hovertemplate="%{y}: %{x:.1%} private<extra></extra>"))
+    for view, row in v.set_index("view").iterrows():
+        fig.add_trace(go.Bar(y=[view], x=[row["private"]], orientation="h", name=f"private to the {view} view",
+                             marker_color=VIEW_COLORS.get(str(view), GREY),
+                             hovertemplate="%{y}: %{x:.1%} private (rest, incl. noise)<extra></extra>"))
     style(fig, "Shared and private variance", "share of the view's variance (%)", "view", "part", height=260,
-          subtitle=f"AJIVE joint rank {int(v['joint_rank'].iloc[0])}; private colour = the view's colour")
+          subtitle=f"AJIVE joint rank {int(v['joint_rank'].iloc[0])}; private part includes noise")
     fig.update_layout(barmode="stack", legend={"orientation": "h", "y": -0.45})
     fig.update_xaxes(tickformat=".0%", range=[0, 1])
     return fig
@@ -101,13 +102,13 @@ def render(ctx: Ctx) -> None:
     vv = var.set_index("view")
     dc = sim[(sim["statistic"] == "debiased_cka") & (sim["variant"] == "raw")]
     m = st.columns(5)
-    m[0].metric("Shared dimension · held-out CCA", f"{cca['shared_dim']}",
+    m[0].metric("Shared dim. · CCA", f"{cca['shared_dim']}",
                 help="leading canonical components whose held-out correlation beats the permutation null's 95th "
                      f"percentile ({cca['n_significant']} components beat it in all)")
-    m[1].metric("Shared dimension · AJIVE joint rank", f"{aj['joint_rank']}",
+    m[1].metric("Joint rank · AJIVE", f"{aj['joint_rank']}",
                 help="directions of the stacked score bases with σ² above the Wedin and random-direction bounds")
     for col, view in zip(m[2:4], ("semantic", "collaborative")):
-        col.metric(f"Shared variance · {view}", f"{vv.loc[view, 'shared']:.1%}" if view in vv.index else "n/a",
+        col.metric(f"Shared var. · {view[:3]}.", f"{vv.loc[view, 'shared']:.1%}" if view in vv.index else "n/a",
                    help=f"share of the {view} view's variance in the AJIVE joint subspace")
     if len(dc):
         r = dc.iloc[0]
@@ -141,16 +142,20 @@ def render(ctx: Ctx) -> None:
 
     st.subheader("Global similarity of the two spaces")
     st.markdown("\n".join(f"- {md_escape(s)}" for s in sim["reading"]))
-    table = sim[["measure", "variant_label", "raw", "null_mean", "null_lo", "null_hi", "p_value", "n_items", "n_perm"]]
+    table = sim[["measure", "variant_label", "raw", "null_mean", "null_lo", "null_hi", "p_value", "verdict", "n_items",
+                 "n_perm"]]
     st.dataframe(table.rename(columns={"variant_label": "variant", "raw": "value", "null_mean": "null mean",
                                        "null_lo": "null 2.5 %", "null_hi": "null 97.5 %", "p_value": "p-value",
                                        "n_items": "items", "n_perm": "shuffles"}),
                  hide_index=True, width="stretch", key="structure_similarity",
                  column_config={c: st.column_config.NumberColumn(format="%.4f")
                                 for c in ("value", "null mean", "null 2.5 %", "null 97.5 %", "p-value")})
-    st.caption("Debiased CKA is the one to read: biased CKA is inflated when the dimension is large next to the number "
-               "of items. Removing each view's top principal component (often popularity) checks that one shared "
-               "heavy-tailed factor is not the whole story.")
+    st.caption("CKA: 0 = unrelated, 1 = identical up to rotation and scale; Procrustes distance: 0 = identical up to "
+               "rotation and scale, 2 = maximally different. The null is the same statistic with the item pairing "
+               "shuffled; p = (1 + shuffles at least as extreme) / (1 + shuffles). Debiased CKA is the one to read: "
+               "biased CKA is inflated when the dimension is large next to the number of items. Removing each view's "
+               "top principal component (often popularity) checks that one shared heavy-tailed factor is not the "
+               "whole story.")
 
     st.subheader("Where the shared part lives")
     view = st.radio("Map", ["semantic", "collaborative"], horizontal=True, key="structure_view",
