@@ -299,7 +299,7 @@ def show_run_error(exc: BaseException) -> None:
 
 
 #: session-state prefixes of page state that refers to one run (item indices, selections)
-PAGE_PREFIXES = ("maps_", "items_")
+PAGE_PREFIXES = ("maps_", "items_", "alignment_", "structure_")
 
 
 def reset_page_state() -> None:

@@ -268,7 +268,7 @@ def test_alignment_worst_items_open_the_items_drilldown(app_test, app_run):
     np.testing.assert_allclose(shown["probe_residual"].to_numpy(float), worst["probe_residual"].head(20).to_numpy())
     assert items.loc[items.cold, "probe_residual"].isna().all()
     target = worst.iloc[2]
-    at.selectbox(key=f"alignment_item::{app_run_path_of(app_run)}").set_value(int(target["item_idx"])).run()
+    at.selectbox(key=f"alignment_item::{app_run.path}").set_value(int(target["item_idx"])).run()
     at.button(key="alignment_open").click().run()
     assert_clean(at)
     assert at.session_state["items_item"] == int(target["item_idx"])
@@ -276,10 +276,6 @@ def test_alignment_worst_items_open_the_items_drilldown(app_test, app_run):
     assert plain(at.subheader[0].value) == target["title"]  # the Items page's drill-down heading
     cards = {m.label: m.value for m in at.metric}
     assert cards["Probe residual"] == f"{target['probe_residual']:.3f}"
-
-
-def app_run_path_of(run) -> str:
-    return str(run.path)
 
 
 def test_alignment_fusion_models_read_from_the_intervals(app_test, app_run):

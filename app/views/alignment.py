@@ -60,7 +60,7 @@ def curve_chart(curves: pd.DataFrame, metric: str, title: str, y_title: str,
     style(fig, title, "probe capacity (reduced-rank rank → full-rank linear map → MLP hidden width)", y_title,
           "regime · probe", height=460, subtitle=subtitle)
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=order)
-    fig.update_layout(legend={"orientation": "h", "y": -0.28})
+    fig.update_layout(legend={"orientation": "v", "x": 1.02, "y": 1.0, "xanchor": "left", "font": {"size": 11}})
     return fig
 
 
@@ -94,7 +94,7 @@ def probe_section(ctx: Ctx) -> None:
 
     chance = psum.get("chance_overlap", run.manifest.get("chance_overlap", np.nan))
     k = int(psum.get("k_neighbors", run.manifest.get("k_neighbors", ctx.k)))
-    ceilings = [(f"ceiling ({PROBE_SHORT.get(r, r)}): the collaborative view's own vectors",
+    ceilings = [(f"ceiling ({PROBE_SHORT.get(r, r)}): true collaborative vectors",
                  float(g["ceiling_recall"].iloc[0]), REGIME_COLORS.get(str(r), GREY), "dot")
                 for r, g in curves.groupby("regime", sort=False)]
     tabs = st.tabs(["R²", f"Neighbourhood overlap@{k}", f"Recall@{K}"])

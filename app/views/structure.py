@@ -11,7 +11,6 @@ collaborative) map coloured by each item's shared energy.
 """
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
