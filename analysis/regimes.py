@@ -51,8 +51,27 @@ def sweep_row(name: str, r: Run) -> dict:
         "collab_unique_share": comp["unique_hit_share_b"],
         "control_pop_unique_share": ctrl["unique_hit_share_a"],
         "alpha_valid": r.manifest["fusion"]["alpha_valid"],
+        **_issue4_columns(r, K),
         "path": str(r.path),
     }
+
+
+def _issue4_columns(r: Run, K: int) -> dict:
+    """Structure, probes and fusion-model numbers of one run (absent in runs without them)."""
+    s = r.manifest["summary"]
+    out = {}
+    if "structure" in s:
+        out["shared_dim_cca"] = s["structure"]["shared_dim_cca"]
+        out["joint_rank_ajive"] = s["structure"]["joint_rank_ajive"]
+    if "probes" in s:
+        for name, d in s["probes"]["regimes"].items():
+            out[f"probe_r2_{name}"] = d["r2"]
+        fm = r.table("fusion_models")
+        for system in ("score_fusion", "alignment", "complementarity_fusion"):
+            row = fm[(fm.system == system) & (fm.metric == "ndcg") & (fm.k == K)]
+            if len(row):
+                out[f"{system}_ndcg"] = float(row["mean"].iloc[0])
+    return out
 
 
 def sweep(

@@ -208,6 +208,9 @@ def test_sweep_writes_sibling_runs_and_one_table(tmp_path):
     table = analysis.sweep(_cfg(umap=False, n_boot=100), tmp_path / "sw", keep=(1.0, 0.2), cold=(0.2,),
                            log=lambda m: None)
     assert table["regime"].tolist() == ["keep-100", "keep-20", "cold-20"]
+    # every regime evaluates the structure, the probes and the fusion models too
+    assert {"shared_dim_cca", "probe_r2_in_distribution", "complementarity_fusion_ndcg", "alignment_ndcg"} <= set(table)
+    assert table["complementarity_fusion_ndcg"].notna().all()
     assert (tmp_path / "sw" / "sweep.md").exists()
     assert pd.read_parquet(tmp_path / "sw" / "sweep.parquet")["regime"].tolist() == table["regime"].tolist()
     cold = open_run(tmp_path / "sw" / "cold-20")
