@@ -10,8 +10,13 @@ Import the fixtures by name from this module.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -115,14 +120,6 @@ def app_chromium() -> str | None:
     return p if os.path.exists(p) and os.access(p, os.X_OK) else None
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def app_umap_run(app_umap_run_path):
     """The small UMAP run, opened."""
@@ -131,21 +128,19 @@ def app_umap_run(app_umap_run_path):
     return open_run(app_umap_run_path)
 
 
-@pytest.fixture(scope="module")
-def app_server(app_umap_run_path, tmp_path_factory):
-    """A real ``streamlit run app/main.py`` on a free 127.0.0.1 port over the small UMAP run; yields its URL."""
-    import subprocess
-    import time
-    import urllib.request
-
-    port = _free_port()
-    log = tmp_path_factory.mktemp("app_server") / "streamlit.log"
-    env = {**os.environ, "SEMCOLLAB_RUNS": str(app_umap_run_path.parent)}
-    cmd = [sys.executable, "-m", "streamlit", "run", APP_MAIN, "--server.address", "127.0.0.1",
-           "--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none",
-           "--browser.gatherUsageStats", "false"]
+@contextlib.contextmanager
+def app_serve(runs_root: Path, *args: str):
+    """``streamlit run app/main.py`` over ``runs_root`` on a free port; yields its URL."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = runs_root.parent / f"streamlit-{port}.log"
+    cmd = [sys.executable, "-m", "streamlit", "run", APP_MAIN, "--server.address", "127.0.0.1", "--server.port",
+           str(port), "--server.headless", "true", "--server.fileWatcherType", "none",
+           "--browser.gatherUsageStats", "false", "--", *args]
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "SEMCOLLAB_RUNS": str(runs_root)}, stdout=fh,
+                                stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -166,6 +161,14 @@ def app_server(app_umap_run_path, tmp_path_factory):
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+
+@pytest.fixture(scope="module")
+def app_server(app_umap_run_path):
+    """A real ``streamlit run app/main.py`` on a free 127.0.0.1 port over the small UMAP run; yields its URL."""
+    with app_serve(app_umap_run_path.parent) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,6 @@ second server). Skipped cleanly when Chromium is not installed.
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,6 +15,7 @@ import pytest
 from app_fixtures import (  # noqa: F401  (fixtures)
     APP_MAIN,
     ROOT,
+    app_serve as serve,
     app_browser,
     app_chromium,
     app_server,
@@ -70,41 +64,6 @@ def shoot(page, name: str) -> Path:
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 10_000
     return path
-
-
-@contextlib.contextmanager
-def serve(runs_root: Path, *args: str):
-    """``streamlit run app/main.py`` over ``runs_root`` on a free port; yields its URL."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = runs_root.parent / f"streamlit-{port}.log"
-    cmd = [sys.executable, "-m", "streamlit", "run", APP_MAIN, "--server.address", "127.0.0.1", "--server.port",
-           str(port), "--server.headless", "true", "--server.fileWatcherType", "none",
-           "--browser.gatherUsageStats", "false", "--", *args]
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "SEMCOLLAB_RUNS": str(runs_root)}, stdout=fh,
-                                stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"streamlit did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def fused_titles(page) -> list[str]:
