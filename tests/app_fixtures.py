@@ -10,7 +10,9 @@ Import the fixtures by name from this module.
 """
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -187,3 +189,36 @@ def app_browser():
             yield browser
         finally:
             browser.close()
+
+
+# ----------------------------------------------------------------------------- page-test helpers
+def assert_clean(at) -> None:
+    """No exception and no st.error on the page."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def plain(md: str) -> str:
+    """Markdown with the backslash escapes of app.common.md_escape removed."""
+    return md.replace("\\", "")
+
+
+def arr(v) -> np.ndarray:
+    """A Plotly JSON array: a plain list, or Plotly's typed-array form {"dtype", "bdata"[, "shape"]}."""
+    if isinstance(v, dict) and "bdata" in v:
+        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
+        if "shape" in v:
+            a = a.reshape([int(x) for x in str(v["shape"]).split(",")])
+        return a
+    return np.asarray(v, dtype=object)
+
+
+def figure(at, key: str) -> dict:
+    """The Plotly figure (as JSON) of the chart drawn with ``key``."""
+    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}"))
+    return json.loads(chart.proto.spec)
+
+
+#: browser-test constants
+SHOTS = ROOT / "tests" / "output" / "screenshots"
+TIMEOUT = 90_000

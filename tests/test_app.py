@@ -8,7 +8,6 @@ missing or broken run gives an ``st.error`` instead of a stack trace.
 """
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 import sys
@@ -18,6 +17,9 @@ import pandas as pd
 import pytest
 
 from app_fixtures import (  # noqa: F401  (fixtures)
+    arr,
+    assert_clean,
+    figure,
     APP_HTML_ITEM,
     APP_HTML_TITLE,
     APP_MAIN,
@@ -48,26 +50,6 @@ def simulate_plotly_selection(at, key: str, item_idx: list[int]):
     states = at._tree.get_widget_states()
     states.widgets.append(WidgetState(id=chart.proto.id, string_value=json.dumps(event)))
     return at._run(states)
-
-
-def assert_clean(at) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
-
-def arr(v) -> np.ndarray:
-    """A Plotly JSON array: a plain list, or Plotly's typed-array form {"dtype", "bdata"[, "shape"]}."""
-    if isinstance(v, dict) and "bdata" in v:
-        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-        if "shape" in v:
-            a = a.reshape([int(x) for x in str(v["shape"]).split(",")])
-        return a
-    return np.asarray(v, dtype=object)
-
-
-def figure(at, key: str) -> dict:
-    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}"))
-    return json.loads(chart.proto.spec)
 
 
 def system_of(run, role: str) -> str:

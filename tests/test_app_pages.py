@@ -20,6 +20,10 @@ import pytest
 from conftest import QUICK_TUNING
 
 from app_fixtures import (  # noqa: F401  (fixtures)
+    arr,
+    assert_clean,
+    figure,
+    plain,
     APP_MAIN,
     app_env,
     app_make_data,
@@ -32,29 +36,6 @@ FUSION, USERS, REGIMES, COMPUTE = "views/fusion.py", "views/users.py", "views/re
 
 
 # ----------------------------------------------------------------------------- helpers
-def assert_clean(at) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
-
-def plain(md: str) -> str:
-    """Markdown text with the backslash escapes of app.common.md_escape removed."""
-    return md.replace("\\", "")
-
-
-def figure(at, key: str) -> dict:
-    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}"))
-    return json.loads(chart.proto.spec)
-
-
-def arr(v) -> np.ndarray:
-    import base64
-
-    if isinstance(v, dict) and "bdata" in v:
-        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-    return np.asarray(v, dtype=object)
-
-
 def trace(fig: dict, prefix: str) -> dict:
     found = [t for t in fig["data"] if str(t.get("name", "")).startswith(prefix)]
     assert len(found) == 1, (prefix, [t.get("name") for t in fig["data"]])

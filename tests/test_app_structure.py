@@ -11,8 +11,6 @@ drill-down. The verdict and similarity readings are also checked on hand-made to
 """
 from __future__ import annotations
 
-import base64
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -22,6 +20,10 @@ import pandas as pd
 import pytest
 
 from app_fixtures import (  # noqa: F401  (fixtures)
+    arr,
+    assert_clean,
+    figure,
+    plain,
     APP_MAIN,
     app_env,
     app_run,
@@ -35,30 +37,6 @@ PROBE_TABLES = ("probes", "fusion_models", "fusion_model_differences")
 
 
 # ----------------------------------------------------------------------------- helpers
-def assert_clean(at) -> None:
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
-
-
-def plain(md: str) -> str:
-    """Markdown with the backslash escapes of app.common.md_escape removed."""
-    return md.replace("\\", "")
-
-
-def arr(v) -> np.ndarray:
-    if isinstance(v, dict) and "bdata" in v:
-        a = np.frombuffer(base64.b64decode(v["bdata"]), dtype=np.dtype(v["dtype"]))
-        if "shape" in v:
-            a = a.reshape([int(x) for x in str(v["shape"]).split(",")])
-        return a
-    return np.asarray(v, dtype=object)
-
-
-def figure(at, key: str) -> dict:
-    chart = next(c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}"))
-    return json.loads(chart.proto.spec)
-
-
 def trace(fig: dict, prefix: str) -> dict:
     found = [t for t in fig["data"] if str(t.get("name", "")).startswith(prefix)]
     assert len(found) == 1, (prefix, [t.get("name") for t in fig["data"]])

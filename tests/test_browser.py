@@ -16,6 +16,8 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from app_fixtures import (  # noqa: F401  (fixtures)
+    SHOTS,
+    TIMEOUT,
     APP_HTML_ITEM,
     APP_HTML_TITLE,
     ROOT,
@@ -29,8 +31,6 @@ from app_fixtures import (  # noqa: F401  (fixtures)
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(app_chromium() is None, reason="Debian chromium (/usr/bin/chromium) is not installed")]
 
-SHOTS = ROOT / "tests" / "output" / "screenshots"
-TIMEOUT = 90_000
 JS_PLOT = ("(name) => Array.from(document.querySelectorAll('.js-plotly-plot'))"
            ".find(g => g.layout && g.layout.title && String(g.layout.title.text).startsWith(name))")
 JS_MAPS_READY = ("() => Array.from(document.querySelectorAll('.js-plotly-plot')).filter(g => g._fullLayout && g._fullData"

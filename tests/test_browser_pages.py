@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from app_fixtures import (  # noqa: F401  (fixtures)
+    SHOTS,
+    TIMEOUT,
     APP_MAIN,
     ROOT,
     app_serve as serve,
@@ -27,8 +29,6 @@ from test_app_pages import pages_sweep  # noqa: F401  (fixture)
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(app_chromium() is None, reason="Debian chromium (/usr/bin/chromium) is not installed")]
 
-SHOTS = ROOT / "tests" / "output" / "screenshots"
-TIMEOUT = 90_000
 JS_GRID_COLUMN = """([n, col]) => { const g = document.querySelectorAll('[data-testid="stDataFrame"]')[n];
     if (!g) return null; return Array.from(g.querySelectorAll('td[data-testid^="glide-cell-' + col + '-"]'))
         .map(td => td.textContent); }"""
