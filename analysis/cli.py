@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from .config import BUILTIN_DATASETS, RunConfig
@@ -82,9 +84,11 @@ def summary_text(run) -> str:
     """The end-of-run table: each view, best fusion, oracle, overlap and unique-hit shares."""
     s = run.manifest["summary"]
     K = s["K"]
+    reg = run.manifest["regime"]
     lines = [f"run: {run.path}  ({run.manifest['dataset']['name']}, {run.manifest['dataset']['source']})",
-             f"regime: keep {run.manifest['regime']['keep_fraction']:.0%} of training data, "
-             f"{run.manifest['regime']['n_cold_items']} cold items", "",
+             f"regime: keep {reg['keep_fraction']:.0%} of training data, {reg['n_cold_items']} cold items "
+             f"({reg.get('n_held_out_items', 0)} held out entirely; {reg.get('cold_test_share', 0):.1%} of test pairs "
+             f"are on cold items)", "",
              f"{'system':<40}{'Recall@' + str(K):>24}{'NDCG@' + str(K):>24}"]
 
     def fmt(d):
@@ -101,6 +105,14 @@ def summary_text(run) -> str:
     lines.append(f"{'oracle: union of hits':<40}{fmt(s['oracle_union_recall']):>24}{fmt(s['oracle_union_ndcg']):>24}")
     lines.append(f"{'control oracle: pop + collab':<40}{fmt(s['control_oracle_select_recall']):>24}"
                  f"{fmt(s['control_oracle_select_ndcg']):>24}")
+    ug = s["union_oracle_gain"]
+    lines.append(f"union pool NDCG gain from the other view: {ug['gain_other_view']:+.4f} [{ug['lo']:+.4f},{ug['hi']:+.4f}] "
+                 f"(vs the {ug['better_view']} view's own hits first, {ug['best_hits_first_ndcg']:.4f}; raw gain "
+                 f"{ug['gain_raw']:+.4f} is mostly re-ordering)")
+    for seg, d in s.get("segments", {}).items():
+        lines.append(f"{seg} items only (own ranking), Recall@{K}: " + ", ".join(
+            f"{names[k].split(' (')[0] if k != 'collab' else 'collaborative'} {d[k]['recall']['mean']:.4f}"
+            for k in ("semantic", "collab", "fusion") if k in d))
     c = s["complementarity"]
     lines += ["",
               f"top-{K} list overlap (Jaccard): {c['list_jaccard']:.3f}   RBO: {c['rbo']:.3f}",
@@ -124,8 +136,10 @@ def summary_text(run) -> str:
                   f"collaborative {st['shared_var_col']:.1%}"]
     if "probes" in s:
         reg = s["probes"]["regimes"]
-        parts = [f"{name.replace('_', ' ')} R2 {d['r2']:.3f} (Recall@{K} {d['recall']:.3f} vs {d['ceiling_recall']:.3f} "
-                 f"with the true vectors)" for name, d in reg.items()]
+        parts = [f"{name.replace('_', ' ')} R2 {d['r2']:.3f} (shared part {d['r2_shared']:.3f}, private part "
+                 f"{d['r2_private']:.3f}; Recall@{K} within the held-out items {d['recall']:.3f}, true vectors "
+                 f"{d['ceiling_recall']:.3f}, random {d['floor_recall']:.3f}"
+                 f"{'' if d['readable'] else ', unreadable'})" for name, d in s["probes"]["regimes"].items()]
         lines.append(f"alignment probe (best: {s['probes']['best_probe']} {s['probes']['best_capacity']}): " + "; ".join(parts))
         fm = run.table("fusion_models")
         row = lambda sys_: fm[(fm.system == sys_) & (fm.metric == "ndcg") & (fm.k == K)]  # noqa: E731
@@ -135,7 +149,26 @@ def summary_text(run) -> str:
     return "\n".join(lines)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that ``finally`` blocks remove temporary folders."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command line; SIGTERM is handled like Ctrl-C while it runs (exit status 143)."""
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="semcollab", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("datasets", help="list the built-in datasets")
@@ -167,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
             import analysis
 
             cfg = config_from_args(a)
+            from .runstore import prepare_out
+
             out = a.out or str(Path("runs") / (Path(a.data).stem if a.data else a.dataset))
+            prepare_out(out, log=print)  # refuse a bad --out before computing anything
             run = analysis.run(cfg, out=out, force=a.force)
             print()
             print(summary_text(run))
@@ -196,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     except SemcollabError as e:
         print(f"semcollab: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("semcollab: interrupted; nothing was written", file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
     return 1

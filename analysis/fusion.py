@@ -641,6 +641,25 @@ def choose_alpha(
     return float(a[best][order[0]])
 
 
+def fusion_methods(split, model_a: Recommender, model_b: Recommender) -> tuple[str, ...]:
+    """The blending methods to choose from on validation: ``("cold_aware", "score")`` or one.
+
+    - No item that only one view can score: plain ``score`` fusion (the two are equal).
+    - Items held out by the standard cold-start protocol: ``cold_aware`` only. Validation
+      never sees those items, so it cannot judge how to rank them, and plain fusion buries
+      them at the bottom of a view's range (DIAGNOSTICS.md "Fusion"); α is still chosen on
+      validation.
+    - Otherwise (e.g. items a sparsity regime left without training pairs, present in
+      validation): both, chosen on validation NDCG@K (ties: cold-aware).
+    """
+    only_one = np.asarray(model_a.scorable, bool) ^ np.asarray(model_b.scorable, bool)
+    if not only_one.any():
+        return ("score",)
+    if np.asarray(split.held_out_items, bool).any():
+        return ("cold_aware",)
+    return ("cold_aware", "score")
+
+
 def headroom(m_fused, m_best_single, m_oracle):
     """Share of the oracle headroom a fusion realises: (M_f − M_best) / (M_oracle − M_best).
 

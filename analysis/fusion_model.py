@@ -39,7 +39,7 @@ comparison is like for like. The few gate parameters (2 + 2p for p item features
 fitted by a listwise softmax loss: for each user, the warm validation items against a
 candidate set = each view's top-C warm items (training items masked) ∪ the targets, with a
 learned temperature; each fold starts from score fusion at the α that is best on its own fit
-users (θ0 = logit α, other weights 0). Early stopping uses the exact protocol metric (validation NDCG@20, full
+users (θ0 = logit α, other weights 0). Early stopping uses the exact protocol metric (validation NDCG@K, full
 ranking, training items masked) on *other* users: validation users are split in two seeded
 folds; the gate is fitted on one fold and stopped on the other, both ways, and the two
 parameter vectors are averaged. The test part is never touched until the final evaluation.
@@ -71,7 +71,7 @@ import scipy.sparse as sp
 from .backend import Backend, get_backend
 from .bootstrap import bootstrap_ci, paired_bootstrap
 from .errors import ConfigError, VectorError
-from .fusion import choose_alpha, fuse_topk, fusion_curve, minmax_rows
+from .fusion import choose_alpha, fuse_topk, fusion_curve, fusion_methods, minmax_rows
 from .metrics import evaluate
 from .models.base import EmbeddingRecommender, Recommender
 from .models.validation import torch_threads, validate
@@ -293,10 +293,11 @@ def _candidates(model: GatedFusion, users: np.ndarray, split: Split, C: int, be:
 def _fit_gate(
     model: GatedFusion, data: dict, split: Split, stop_users: np.ndarray,
     lr: float = 0.02, max_steps: int = 300, eval_every: int = 10, patience: int = 5, l2: float = 1e-3,
+    K: int = 20,
 ) -> tuple[np.ndarray, dict]:
     """Fit θ from ``model``'s current value on ``data`` users by the candidate softmax.
 
-    Early stopping on ``stop_users``' validation NDCG@20 (full ranking, training items
+    Early stopping on ``stop_users``' validation NDCG@K (full ranking, training items
     masked), step 0 (the initial θ) included, so the result is never worse than the start
     on those users. ``l2`` penalises every gate weight except the bias.
     """
@@ -316,9 +317,9 @@ def _fit_gate(
     log_tau = torch.nn.Parameter(torch.tensor(float(np.log(20.0)), dtype=torch.float64))
     opt = torch.optim.Adam([theta, log_tau], lr=lr)
     probe = model.with_seen(split.seen_for("valid"))
-    es = EarlyStopping(patience)
+    es = EarlyStopping(patience, k=K)
     best = probe.theta.copy()
-    es.step(0, validate(probe, split, users=stop_users))
+    es.step(0, validate(probe, split, K, users=stop_users))
     for step in range(1, max_steps + 1):
         z = theta[0] + fi @ theta[1 : 1 + p] + theta[1 + p] * fu + fu * (fi @ theta[2 + p :])
         s = b + torch.sigmoid(z) * (a - b)
@@ -331,7 +332,7 @@ def _fit_gate(
         if step % eval_every and step != max_steps:
             continue
         probe.theta = theta.detach().numpy().copy()
-        stop = es.step(step, validate(probe, split, users=stop_users))
+        stop = es.step(step, validate(probe, split, K, users=stop_users))
         if es.improved:
             best = probe.theta.copy()
         if stop:
@@ -354,6 +355,7 @@ def train_gated_fusion(
     max_users: int = 4000,
     cold_scales: Iterable[float] = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0),
     backend: Backend | None = None,
+    K: int = 20,
     **fit_kw,
 ) -> GatedFusion:
     """Fit the gated fusion on the validation part (two user folds, see module docstring).
@@ -363,8 +365,10 @@ def train_gated_fusion(
     is fitted on those users and early-stopped on the other fold; the two θ are averaged.
     ``n_candidates``: C, each view's top-C items per user in the training softmax;
     ``max_users``: at most this many validation users (seeded sample) are used;
-    ``cold_scales``: the grid for ρ (single-view items only), chosen on validation NDCG@20 of
-    those users after θ (ties: the larger ρ).
+    ``cold_scales``: the grid for ρ (single-view items only), chosen on validation NDCG@K of
+    those users after θ (ties: the larger ρ); under the standard cold-start protocol (held-out
+    items, never in validation) ρ = 1, as :func:`analysis.fusion.fusion_methods` fixes cold-aware
+    blending; ``K``: the run's list length (α, early stopping, ρ).
     """
     be = backend or get_backend()
     if split.n_items != len(sem_model.scorable) or split.n_items != len(col_model.scorable):
@@ -385,20 +389,22 @@ def train_gated_fusion(
     with torch_threads(1):
         for f in range(2):
             fit_u, stop_u = folds[f], folds[1 - f]
-            alpha, _, _ = _choose_fusion(sem_model, col_model, split, fit_u, 20, be, methods=(bool(only_one),))
+            alpha, _, _ = _choose_fusion(sem_model, col_model, split, fit_u, K, be, methods=(bool(only_one),))
             init = GatedFusion(sem_model, col_model, Fi, Fu, np.r_[_logit(alpha), np.zeros(1 + 2 * p)])
             data = _candidates(init, fit_u, split, C, be)
-            th, h = _fit_gate(init, data, split, stop_u, **fit_kw)
+            th, h = _fit_gate(init, data, split, stop_u, K=K, **fit_kw)
             fits.append(th)
             hist.append(h)
             inits.append(float(alpha))
     theta = np.mean(fits, 0)
     model = GatedFusion(sem_model, col_model, Fi, Fu, theta, feature_names=names)
     cold_grid = {}
+    if only_one and np.asarray(split.held_out_items, bool).any():
+        cold_scales = (1.0,)  # validation never sees held-out items: calibrated as cold-aware fusion (ρ = 1)
     if only_one:  # ρ for single-view items, on the validation users (like α for score fusion)
         for rho in cold_scales:
             model.cold_scale = float(rho)
-            cold_grid[float(rho)] = validate(model.with_seen(split.seen_for("valid")), split, users=users)["ndcg@20"]
+            cold_grid[float(rho)] = validate(model.with_seen(split.seen_for("valid")), split, K, users=users)[f"ndcg@{K}"]
         best = max(cold_grid.values())
         model.cold_scale = max(r for r, v in cold_grid.items() if v >= best - 1e-12)  # ties: the larger ρ
     model.params = {
@@ -423,10 +429,10 @@ def train_gated_fusion(
 # ------------------------------------------------------------------ baselines
 def _choose_fusion(model_a, model_b, split: Split, users, K: int, be: Backend,
                    methods: tuple[bool, ...] | None = None) -> tuple[float, bool, dict]:
-    """α and plain / cold-aware blending chosen on validation NDCG@K of ``users`` (as the pipeline does)."""
+    """α and plain / cold-aware blending chosen on validation NDCG@K of ``users`` (as the pipeline does;
+    the candidate methods come from :func:`analysis.fusion.fusion_methods`)."""
     if methods is None:
-        only_one = np.asarray(model_a.scorable, bool) ^ np.asarray(model_b.scorable, bool)
-        methods = (False, True) if only_one.any() else (False,)
+        methods = tuple(m == "cold_aware" for m in fusion_methods(split, model_a, model_b))
     best = {}
     for ca in methods:
         c = fusion_curve(model_a, model_b, users, split.seen_for("valid"), split.target("valid"), ks=(K,),
@@ -532,7 +538,7 @@ def evaluate_fusion_models(
 
     t = time.perf_counter()
     model = gated or train_gated_fusion(sem_model, col_model, split, item_features, seed=seed, backend=be,
-                                        **dict(gate_kw or {}))
+                                        **{"K": K, **dict(gate_kw or {})})
     for part in ("valid", "test"):
         res[part]["complementarity_fusion"] = per_user(run(model.with_seen(split.seen_for(part)), part), part)
     timings["complementarity_fusion_s"] = time.perf_counter() - t

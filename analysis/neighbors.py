@@ -104,13 +104,30 @@ def chance_overlap(n: int, k: int) -> float:
     return k / (n - 1)
 
 
+def chance_jaccard(n: int, k: int) -> float:
+    """Expected Jaccard@k of two unrelated neighbourhoods among ``n`` valid items.
+
+    The overlap m of two independent uniform k-subsets of the n − 1 other items is
+    hypergeometric(n − 1, k, k), so the chance level is E[m / (2k − m)] (exact sum over m);
+    for k ≪ n it is ≈ k / (2(n − 1)), half the overlap's chance level k / (n − 1).
+    """
+    from scipy.stats import hypergeom
+
+    if n < 2:
+        raise ConfigError(f"chance Jaccard needs at least 2 valid items, got {n}")
+    k = min(int(k), n - 1)
+    m = np.arange(0, k + 1)
+    return float(np.sum(hypergeom(n - 1, k, k).pmf(m) * m / (2 * k - m)))
+
+
 def neighbourhood_agreement(idx_a: np.ndarray, idx_b: np.ndarray, k: int | None = None) -> pd.DataFrame:
     """Per-item overlap@k, Jaccard@k and disagreement of two kNN graphs (index = item_idx).
 
     Uses the first ``k`` columns of each graph (default: all; both must have at least ``k``).
     Items invalid in either view (row of -1) get NaN.  Columns: ``overlap`` = m / k,
     ``jaccard`` = m / (2k − m), ``disagreement`` = 1 − overlap, ``chance`` = k / (N − 1) with
-    N = number of items valid in both views (also in ``.attrs``: k, n_valid, chance).
+    N = number of items valid in both views, and Jaccard's own chance level ``chance_jaccard``
+    (:func:`chance_jaccard`) (also in ``.attrs``: k, n_valid, chance, chance_jaccard).
     """
     idx_a = np.asarray(idx_a)
     idx_b = np.asarray(idx_b)
@@ -140,11 +157,13 @@ def neighbourhood_agreement(idx_a: np.ndarray, idx_b: np.ndarray, k: int | None 
         m[both] = (cat[:, 1:] == cat[:, :-1]).sum(axis=1)  # each graph row holds distinct items
     overlap = m / k
     chance = chance_overlap(n_valid, k) if n_valid >= 2 else np.nan
+    chance_j = chance_jaccard(n_valid, k) if n_valid >= 2 else np.nan
     df = pd.DataFrame(
-        {"overlap": overlap, "jaccard": m / (2 * k - m), "disagreement": 1.0 - overlap, "chance": chance},
+        {"overlap": overlap, "jaccard": m / (2 * k - m), "disagreement": 1.0 - overlap, "chance": chance,
+         "chance_jaccard": chance_j},
         index=pd.RangeIndex(n, name="item_idx"),
     )
-    df.attrs.update(k=k, n_valid=n_valid, chance=chance)
+    df.attrs.update(k=k, n_valid=n_valid, chance=chance, chance_jaccard=chance_j)
     return df
 
 

@@ -26,7 +26,7 @@ from .complementarity import compare_lists, summarise
 from .config import RunConfig
 from .data import Dataset, index, preprocess, validate
 from .errors import ConfigError
-from .fusion import choose_alpha, fuse_topk, fusion_curve, headroom, rrf_topk
+from .fusion import choose_alpha, fuse_topk, fusion_curve, fusion_methods, headroom, rrf_topk
 from .metrics import evaluate, hits_matrix
 from .models.base import EmbeddingRecommender
 from .neighbors import (
@@ -38,7 +38,7 @@ from .neighbors import (
     procrustes_cosine,
 )
 from .ranking import rank
-from .split import Split, split
+from .split import SEGMENTS, Split, split
 
 SYSTEM_DESCRIPTIONS = {
     "semantic": "semantic view: trained linear map over frozen text vectors",
@@ -164,16 +164,14 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
     A complete run at ``out`` with the same config hash and dataset checksum is a cache
     hit; ``force`` recomputes. Nothing is written unless every stage succeeded.
     """
-    out = Path(out or Path("runs") / cfg.dataset)
+    out = runstore.prepare_out(Path(out or Path("runs") / cfg.dataset), log=log)  # before any computing
     timer = _Timer(log)
     with timer.stage("load"):
         ds = load_dataset(cfg, log)
         checksum = ds.checksum()
-    old = runstore.read_manifest(out)
-    if old and not force and old.get("config_hash") == cfg.key() and old.get("dataset", {}).get("checksum") == checksum \
-            and old.get("schema_version") == runstore.SCHEMA_VERSION:
-        log(f"cache hit: {out} already holds this run (use --force to recompute)")
-        return runstore.open_run(out)
+    hit = None if force else runstore.cached_run(out, cfg.key(), checksum, runstore.SCHEMA_VERSION, log=log)
+    if hit is not None:  # same config, dataset and schema, every file verified
+        return hit
     be = get_backend(cfg.backend)
     K, ks = cfg.K, cfg.ks
     with timer.stage("split"):
@@ -184,7 +182,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
         pop = np.asarray(sp_.train.sum(0)).ravel()
         n_train = np.diff(sp_.train.indptr)
         log(f"  {n_u} users, {n_i} items, train/valid/test = {sp_.train.nnz}/{sp_.valid.nnz}/{sp_.test.nnz}, "
-            f"{int(sp_.cold_items.sum())} cold items")
+            f"{int(sp_.cold_items.sum())} cold items ({sp_.regime['cold_test_share']:.1%} of test pairs on them)")
     with timer.stage("semantic vectors"):
         sem_vecs, sem_source = _semantic_vectors(cfg, ds, ix.item_ids, log, progress)
     from .models.semantic import ZeroShotSemantic
@@ -192,7 +190,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
 
     tuning_tables: list[pd.DataFrame] = []
 
-    def record(name: str, t) -> None:
+    def record(name: str, t, system: str) -> None:
         """One tuning table row per grid point: params as JSON, validation scores, the chosen one."""
         metric_cols = [c for c in t.table.columns if c not in t.grid]
         params = t.table[list(t.grid)].to_dict("records")
@@ -202,40 +200,39 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
         df["chosen"] = [all(p.get(k) == v for k, v in t.best_params.items() if k in p) for p in params]
         df["cache_hit"] = t.cache_hit
         tuning_tables.append(df)
-        budgets[name] = {"grid": t.grid, "fixed": t.fixed, "budget": t.budget, "best": t.best_params,
-                         "cache_key": t.key, "cache_hit": t.cache_hit}
+        budgets[name] = {"system": system, "grid": t.grid, "fixed": t.fixed, "budget": t.budget,
+                         "best": t.best_params, "cache_key": t.key, "cache_hit": t.cache_hit}
 
     budgets: dict[str, dict] = {}
 
     def _tune(kind: str, **kw):
         o = cfg.tuning.get(kind, {})
         return tune(kind, sp_, grid=o.get("grid"), fixed=o.get("fixed"), seed=cfg.seed, device=cfg.device,
-                    progress=progress, **kw)
+                    progress=progress, k=K, **kw)
     with timer.stage("semantic recommenders"):
         sem_zs = ZeroShotSemantic(sem_vecs, sp_.train)
         sem_zs.name = "semantic_zs"
         t = _tune("semantic_trained", vectors=sem_vecs)
         sem_tr = t.model
         sem_tr.name = "semantic"
-        record("semantic", t)
+        record("semantic", t, "semantic")
     with timer.stage("collaborative"):
         if cfg.collab in {"ials", "bpr"}:
             t = _tune(cfg.collab)
             collab = t.model
-            record(f"collab ({cfg.collab})", t)
+            record(f"collab ({cfg.collab})", t, "collab")
         else:
             collab = _precomputed_collab(cfg, sp_, ix.item_ids)
         collab.name = "collab"
         t = _tune("ease")
         ease = t.model
         ease.name = "ease"
-        record("ease", t)
+        record("ease", t, "ease")
         from .models.reference import MostPop
 
         popm = MostPop(sp_.train)
         popm.name = "pop"
     sem_cmp = sem_tr if cfg.compare_semantic == "trained" else sem_zs
-    cold_aware = bool(sp_.cold_items.any())
 
     users = np.arange(n_u)
     tops: dict[str, dict[str, np.ndarray]] = {"valid": {}, "test": {}}
@@ -253,7 +250,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
         pop_bucket = _pop_buckets(pop, sp_.cold_items)
         act_bucket = _activity_buckets(n_train)
         curves = []
-        methods = ["cold_aware", "score"] if cold_aware else ["score"]
+        methods = list(fusion_methods(sp_, sem_cmp, collab))
         jobs = [(part, meth) for part in ("valid", "test") for meth in methods]
         for part, meth in tqdm(jobs, desc="fusion curves", unit="curve", disable=not progress):
             seen, target = sp_.seen_for(part), sp_.target(part)
@@ -286,6 +283,11 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
                                  "value": float(np.nanmean(v)), "segment_type": "all", "segment": "all"})
         fusion_df = pd.concat([fusion_df, pd.DataFrame(rrf_rows)], ignore_index=True)
 
+    with timer.stage("warm / cold segments"):
+        seg_systems = {**systems, "fusion": _Fused(sem_cmp, collab, alpha, cold_aware, be),
+                       "rrf": _Fused(sem_cmp, collab, None, False, be, rrf_k=cfg.rrf_k)}
+        per_segment = _segment_metrics(sp_, seg_systems, users, K, ks, be) if sp_.cold_items.any() else {}
+
     with timer.stage("complementarity"):
         cmp_name = "semantic" if cfg.compare_semantic == "trained" else "semantic_zs"
         target = sp_.target("test")
@@ -296,19 +298,21 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
 
     with timer.stage("bootstrap"):
         rows = []
-        for part in ("valid", "test"):
-            for name, d in per_user[part].items():
+        evaluated = [("valid", "all", per_user["valid"]), ("test", "all", per_user["test"])]
+        evaluated += [("test", seg, d) for seg, d in per_segment.items()]
+        for part, seg, systems_pu in evaluated:
+            for name, d in systems_pu.items():
                 for key, v in d.items():
                     metric, k = key.split("@")
                     ci = bootstrap_ci(v, n_boot=cfg.n_boot, seed=cfg.seed)
-                    rows.append({"system": name, "part": part, "metric": metric, "k": int(k), "mean": ci["mean"],
-                                 "lo": ci["lo"], "hi": ci["hi"], "n_users": ci["n"]})
+                    rows.append({"system": name, "part": part, "segment": seg, "metric": metric, "k": int(k),
+                                 "mean": ci["mean"], "lo": ci["lo"], "hi": ci["hi"], "n_users": ci["n"]})
         for col, label in (("oracle_select", "oracle_select"), ("oracle_union", "oracle_union")):
             for metric in ("recall", "ndcg"):
                 for src, prefix in ((comp, ""), (ctrl, "control_")):
                     ci = bootstrap_ci(src[f"{col}_{metric}"].to_numpy(float), n_boot=cfg.n_boot, seed=cfg.seed)
-                    rows.append({"system": prefix + label, "part": "test", "metric": metric, "k": K, "mean": ci["mean"],
-                                 "lo": ci["lo"], "hi": ci["hi"], "n_users": ci["n"]})
+                    rows.append({"system": prefix + label, "part": "test", "segment": "all", "metric": metric, "k": K,
+                                 "mean": ci["mean"], "lo": ci["lo"], "hi": ci["hi"], "n_users": ci["n"]})
         metrics_df = pd.DataFrame(rows)
         best_single = max(("semantic", "semantic_zs", "collab"),
                           key=lambda s: float(np.nanmean(per_user["valid"][s][f"ndcg@{K}"])))
@@ -351,7 +355,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
     with timer.stage("shared/private structure"):
         from .structure import structure_tables
 
-        st_tables, st_summary = structure_tables(sem_vecs, col_items, valid=warm, seed=cfg.seed)
+        st_tables, st_summary = structure_tables(sem_vecs, col_items, valid=warm, seed=cfg.seed, n_perm=cfg.n_perm)
         energy = st_tables["item_energy"].set_index("item_idx").reindex(np.arange(n_i))
 
     with timer.stage("alignment probes"):
@@ -394,6 +398,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
             "genres": ds.items["genres"].to_numpy(), "description": ds.items["description"].to_numpy(),
             "text": item_texts(ds.items), "popularity": pop.astype(np.int64),
             "pop_decile": _deciles(pop), "pop_bucket": pop_bucket, "cold": sp_.cold_items,
+            "held_out": sp_.held_out_items,
             "sem_x": sem_xy[:, 0], "sem_y": sem_xy[:, 1], "col_x": col_xy[:, 0], "col_y": col_xy[:, 1],
             "overlap": agree["overlap"].to_numpy(), "jaccard": agree["jaccard"].to_numpy(),
             "disagreement": agree["disagreement"].to_numpy(), "procrustes_cos": pcos,
@@ -427,16 +432,16 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
         topk_df = pd.concat(topk_rows, ignore_index=True)
         topk_df = topk_df[topk_df.item_idx >= 0]
         inter_rows = []
-        for part, m in (("train", sp_.train), ("valid", sp_.valid), ("test", sp_.test)):
+        for part, m in (("train", sp_.train), ("valid", sp_.valid), ("test", sp_.test), ("removed", sp_.removed)):
             coo = m.tocoo()
             inter_rows.append(pd.DataFrame({"user_idx": coo.row.astype(np.int32), "item_idx": coo.col.astype(np.int32),
                                             "part": part}))
         inter_df = pd.concat(inter_rows, ignore_index=True)
         tuning_df = pd.concat(tuning_tables, ignore_index=True)
 
-        def m(system, metric, k=K, part="test"):
+        def m(system, metric, k=K, part="test", segment="all"):
             r = metrics_df[(metrics_df.system == system) & (metrics_df.metric == metric) & (metrics_df.k == k)
-                           & (metrics_df.part == part)].iloc[0]
+                           & (metrics_df.part == part) & (metrics_df.segment == segment)].iloc[0]
             return {"mean": r["mean"], "lo": r["lo"], "hi": r["hi"]}
 
         best_test = {s: m(s, "ndcg")["mean"] for s in ("semantic", "semantic_zs", "collab")}
@@ -452,7 +457,11 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
             "best_single": best_single,
             "fusion_headroom_ndcg": headroom(m("fusion", "ndcg")["mean"], best_test[best_single], oracle),
             "complementarity": comp_summary, "control": ctrl_summary,
+            "union_oracle_gain": _union_gain(comp, cfg),
+            "segments": {seg: {s: {"recall": m(s, "recall", segment=seg), "ndcg": m(s, "ndcg", segment=seg)}
+                               for s in seg_systems} for seg in per_segment},
             "mean_overlap": float(np.nanmean(agree["overlap"])), "chance_overlap": chance,
+            "mean_jaccard": float(np.nanmean(agree["jaccard"])), "chance_jaccard": agree.attrs["chance_jaccard"],
             "structure": st_summary, "probes": probes["summary"], "fusion_models": fmodels["summary"],
             "similarity": {f"{r.statistic}/{r.variant}": {"raw": r.raw, "null_mean": r.null_mean, "p_value": r.p_value}
                            for r in sim_df.itertuples()},
@@ -465,6 +474,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
         "semantic_source": sem_source,
         "compared": {"semantic": cmp_name, "collaborative": "collab"},
         "K": K, "ks": list(ks), "k_neighbors": cfg.k_neighbors, "neighbor_depth": depth, "chance_overlap": chance,
+        "chance_jaccard": agree.attrs["chance_jaccard"],
         "fusion": {"alpha_valid": alpha, "metric": f"ndcg@{K}", "method": main_method, "alphas": alphas.tolist(),
                    "valid_best": {m_: {"value": v, "alpha": a_} for m_, (v, a_) in best_valid.items()},
                    "rrf_k": cfg.rrf_k},
@@ -489,6 +499,48 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
         runstore.write_run(out, tables, vectors, manifest)
     log(f"run written to {out}")
     return runstore.open_run(out)
+
+
+class _Fused:
+    """The run's score fusion (α, plain / cold-aware) or RRF as one object for segment ranking."""
+
+    def __init__(self, a, b, alpha: float | None, cold_aware: bool, be, rrf_k: int = 60):
+        self.a, self.b, self.alpha, self.cold_aware, self.be, self.rrf_k = a, b, alpha, cold_aware, be, rrf_k
+
+    def topk(self, users: np.ndarray, seen, K: int) -> np.ndarray:
+        if self.alpha is None:
+            return rrf_topk(self.a, self.b, users, seen, K, rrf_k=self.rrf_k, backend=self.be)
+        return fuse_topk(self.a, self.b, users, seen, K, self.alpha, cold_aware=self.cold_aware, backend=self.be)
+
+
+def _segment_metrics(sp_: Split, systems: dict, users: np.ndarray, K: int, ks, be) -> dict[str, dict]:
+    """Per-user test metrics on the warm and cold item segments (DIAGNOSTICS.md "Regimes").
+
+    Each segment is its own ranking: candidates are the segment's items (the others are
+    masked with the user's history) and relevant pairs are the test pairs on those items.
+    """
+    out: dict[str, dict] = {}
+    for seg in SEGMENTS[1:]:
+        seen, target = sp_.seen_for("test", seg), sp_.target("test", seg)
+        out[seg] = {}
+        for name, m in systems.items():
+            top = m.topk(users, seen, K) if isinstance(m, _Fused) else rank(m, users, seen, K, backend=be)
+            out[seg][name] = evaluate(top, target, users, ks)
+    return out
+
+
+def _union_gain(comp: pd.DataFrame, cfg: RunConfig) -> dict:
+    """Union-pool NDCG gain: raw (vs the better view as ranked) and from the other view only
+    (vs the better view's own hits placed first), the latter with a paired bootstrap interval."""
+    better = "a" if np.nanmean(comp["ndcg_a"]) >= np.nanmean(comp["ndcg_b"]) else "b"
+    union = comp["oracle_union_ndcg"].to_numpy(float)
+    d = paired_bootstrap(union, comp[f"hits_first_ndcg_{better}"].to_numpy(float), n_boot=cfg.n_boot, seed=cfg.seed)
+    return {"better_view": "semantic" if better == "a" else "collaborative",
+            "union_ndcg": float(np.nanmean(union)),
+            "best_ndcg": float(np.nanmean(comp[f"ndcg_{better}"])),
+            "best_hits_first_ndcg": float(np.nanmean(comp[f"hits_first_ndcg_{better}"])),
+            "gain_raw": float(np.nanmean(union) - np.nanmean(comp[f"ndcg_{better}"])),
+            "gain_other_view": d["diff"], "lo": d["lo"], "hi": d["hi"], "p_value": d["p_value"]}
 
 
 def _item_hit_counts(top_sem: np.ndarray, top_col: np.ndarray, target, users: np.ndarray) -> dict[str, np.ndarray]:

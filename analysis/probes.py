@@ -34,20 +34,43 @@ Metrics, per regime and capacity, on the evaluated (held-out) items E
   relative to the *fit* items' mean (so predicting that mean scores 0, and a map can score < 0
   under shift).
 - ``mean_cos``: mean over E of cos(f(X_i), Y_i).
-- ``overlap``: mean over E of overlap@k between N_k(i) in the true collaborative space and
-  N_k(i) in the space where **every** evaluated item's vector is replaced by its mapped
-  vector, neighbours taken among ALL warm items by cosine (self excluded by index). Choice:
-  this is the deployment scenario where the evaluated items have no collaborative vectors and
-  the map supplies them together, while the fitted items keep their true vectors; it answers
-  "would the mapped item land among its true collaborative neighbours?". Chance level
-  k / (n_warm − 1) is in the summary.
-- ``recall`` / ``ndcg`` @K: the collaborative recommender with user vectors ``U`` and item
-  vectors ``Y`` whose evaluated rows are replaced by the mapped ones (cold items unscorable),
-  full ranking on the split's test part with train + valid masked; the metric counts only
-  test interactions whose item is in E ("recall restricted to relevant items in the evaluated
-  set", as the fusion segments do; the top-K list itself is over the whole catalogue); users
-  without such an item are skipped. ``ceiling_recall`` / ``ceiling_ndcg``: the same with the
-  true collaborative vectors. The gap to the ceiling is what the map loses for recommendation.
+- ``overlap``: mean over i ∈ E of overlap@k, leave one out against the TRUE vectors: N_k(i) =
+  the k nearest (cosine) true vectors Y_j of the other warm items, versus the k nearest true
+  vectors Y_j (j ≠ i, j warm) to the mapped vector f(X_i). Mapped vectors never meet each other,
+  so a map that shrinks every output toward the same mean cannot make evaluated items each
+  other's neighbours (under the old "all evaluated items replaced together" definition 97 % of a
+  mapped item's neighbours on ml-100k were other mapped items). Chance level k / (n_warm − 1)
+  is in the summary.
+- ``recall`` / ``ndcg`` @K, ranking **within the evaluated items only**: candidates = E, users =
+  those with at least one test interaction on an item of E, targets = those interactions, the
+  user's known history ``split.seen_for("test")`` (restricted to E) masked; scores = the
+  collaborative user vectors U times the item vectors of E. Mapped, true and random vectors are
+  judged in exactly this way and never mixed in one list: shrinkage (ridge, low rank) lowers
+  the mapped norms, and next to true vectors of other items the inner product would bury the
+  mapped items whatever their direction (on ml-100k: Recall@20 0.006 against a ceiling of
+  0.341, where ranking within E gives 0.325 against 0.672). Scaling all of E's vectors by the
+  same factor leaves every list unchanged. ``ceiling_recall`` / ``ceiling_ndcg``: E's true
+  vectors; ``floor_recall`` / ``floor_ndcg``: seeded standard Gaussian vectors of E (same shape;
+  the mean over ``N_FLOOR`` draws), i.e. a random ranking of E. ``n_eval_users``: the users.
+- ``readable`` / ``reason``: a regime's Recall is *unreadable* (``readable`` False and a
+  ``reason`` string; the Alignment page prints the reason instead of the curve) when fewer
+  than MIN_EVAL_USERS = 20 users are evaluated, when the ceiling is below MIN_CEILING = 0.01
+  (true vectors cannot put E's items into a top-K: nothing to recover), or when the ceiling
+  exceeds the floor by less than max(0.01, 4 · SE), SE the standard error over users of the
+  per-user difference ceiling_u − floor_u (true vectors rank E no better than chance). A gap
+  rule rather than a ratio (ceiling ≥ 2 × floor): with a short candidate list the floor
+  K / |E| is itself large, and a ceiling of 0.6 over a floor of 0.3 is perfectly readable.
+- ``r2_shared`` / ``r2_private``: the paper's claim measured directly. Q (d2 × m, orthonormal)
+  spans the shared subspace of the collaborative space, estimated on the regime's FIT items
+  only (never on E; :func:`shared_basis`): CCA between X and Y on the fit items, m = the
+  number of leading held-out canonical correlations above their permutation null (CCA fitted
+  on a seeded 2/3 of the fit items, scored on the other 1/3, 200 shuffles), at least 1, and Q
+  = the QR basis of the collaborative canonical loadings Y_cᵀ b_j (j ≤ m) of the CCA refitted
+  on all fit items. With Π = Q Qᵀ: r2_shared = 1 − Σ_E ||Π(Y_i − f(X_i))||² / Σ_E ||Π(Y_i −
+  ȳ_fit)||², r2_private the same with I − Π. Π is orthogonal, so ``r2`` is their average
+  weighted by the parts' shares of Σ_E ||Y_i − ȳ_fit||² (``shared_var_eval`` = the shared
+  share). A low-capacity map that captures only the shared part scores r2_shared ≫ 0 and
+  r2_private ≈ 0. ``shared_dim`` = m (0 with NaN R² parts when the CCA is undefined there).
 - ``valid_r2``: R² on the validation items (what λ, rank, width and the best probe are
   chosen by; test values are never used for a choice).
 
@@ -67,6 +90,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from .backend import Backend, get_backend
 from .errors import ConfigError, VectorError
@@ -81,7 +105,26 @@ REGIMES = ("in_distribution", "shift_popularity", "shift_time")
 DEFAULT_LAMBDAS = tuple(10.0 ** np.arange(-4, 3))
 DEFAULT_WIDTHS = (16, 64, 256)
 CURVE_COLUMNS = ["regime", "probe", "capacity", "capacity_num", "r2", "mean_cos", "overlap", "recall", "ndcg",
-                 "ceiling_recall", "ceiling_ndcg", "valid_r2", "lam", "n_train", "n_valid", "n_eval"]
+                 "ceiling_recall", "ceiling_ndcg", "valid_r2", "lam", "n_train", "n_valid", "n_eval",
+                 "floor_recall", "floor_ndcg", "n_eval_users", "readable", "reason", "r2_shared", "r2_private",
+                 "shared_dim"]
+#: random-vector draws averaged into the floor
+N_FLOOR = 10
+#: readability of a regime's Recall@K (module docstring): users needed, smallest ceiling / gap, gap in SEs
+MIN_EVAL_USERS = 20
+MIN_CEILING = 0.01
+READABLE_SE = 4.0
+#: held-out CCA that picks the shared subspace on the fit items
+SHARED_PCA_DIMS = 32
+SHARED_N_PERM = 200
+RECALL_PROTOCOL = ("candidates = the evaluated items only; users with a test interaction on one of them; "
+                   "train + valid history masked; ceiling = true vectors, floor = random Gaussian vectors")
+READABLE_RULE = (f"readable when at least {MIN_EVAL_USERS} users are evaluated, the ceiling Recall is at least "
+                 f"{MIN_CEILING} and the ceiling exceeds the random floor by at least max({MIN_CEILING}, "
+                 f"{READABLE_SE:g} standard errors of the per-user difference)")
+SHARED_SUBSPACE = ("span of the collaborative canonical loadings of the CCA fitted on the fit items; dimension = "
+                   "leading held-out canonical correlations above their permutation null (2/3 : 1/3 of the fit "
+                   f"items, {SHARED_N_PERM} shuffles), at least 1")
 
 
 # ------------------------------------------------------------------------ inputs
@@ -266,18 +309,25 @@ def _unit(A: np.ndarray) -> np.ndarray:
     return A / np.maximum(np.linalg.norm(A, axis=1, keepdims=True), 1e-12)
 
 
-def knn_rows(Z: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int, be: Backend, block: int = 2048) -> np.ndarray:
+def knn_rows(Z: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int, be: Backend, block: int = 2048,
+             queries: np.ndarray | None = None) -> np.ndarray:
     """Cosine top-``k`` neighbours (item indices, best first) of items ``rows`` among items ``cand``.
 
-    Every row item must be in ``cand``; it is excluded from its own list by index.
+    Every row item must be in ``cand``; it is excluded from its own list by index. The query
+    vectors are ``Z[rows]`` unless ``queries`` (one row per item of ``rows``) is given: then
+    the neighbours of ``queries[j]`` are searched among ``Z[cand]`` with item ``rows[j]``
+    left out (leave one out).
     """
     Zc = _unit(Z[cand])
     pos = np.searchsorted(cand, rows)
     if len(rows) and ((pos >= len(cand)).any() or not np.array_equal(cand[np.minimum(pos, len(cand) - 1)], rows)):
         raise ConfigError("knn_rows: every query item must be a candidate")
+    Q = Z[rows] if queries is None else np.asarray(queries)
+    if Q.shape != (len(rows), Z.shape[1]):
+        raise ConfigError(f"knn_rows: queries must have shape {(len(rows), Z.shape[1])}, got {Q.shape}")
     out = np.empty((len(rows), k), np.int64)
     for s in range(0, len(rows), block):
-        S = _unit(Z[rows[s : s + block]]) @ Zc.T
+        S = _unit(Q[s : s + block]) @ Zc.T
         S[np.arange(S.shape[0]), pos[s : s + block]] = -np.inf
         out[s : s + block] = cand[be.topk(S, k)[0]]
     return out
@@ -289,43 +339,133 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (cat[:, 1:] == cat[:, :-1]).sum(1) / k
 
 
-class _Evaluator:
-    """Metrics of a mapped-vector matrix for one set of evaluated items (true kNN and ceiling cached)."""
+def readability(n_users: int, ceiling: float, floor: float, se_gap: float) -> tuple[bool, str]:
+    """Whether a regime's Recall@K can be read, and why not (see the module docstring).
 
-    def __init__(self, Y, U, split: Split, warm, E, k, K, be):
-        self.Y, self.warm, self.E, self.k, self.K, self.be = Y, warm, E, k, K, be
+    Readable ⇔ n_users ≥ MIN_EVAL_USERS, ceiling ≥ MIN_CEILING and
+    ceiling − floor ≥ max(MIN_CEILING, READABLE_SE · se_gap).
+    """
+    if n_users < MIN_EVAL_USERS:
+        return False, (f"only {n_users} users have a test interaction with the evaluated items "
+                       f"(at least {MIN_EVAL_USERS} are needed)")
+    if not ceiling >= MIN_CEILING:
+        return False, (f"even the true collaborative vectors reach only Recall = {ceiling:.4f} on the evaluated "
+                       f"items (below {MIN_CEILING}): there is nothing to recover")
+    need = max(MIN_CEILING, READABLE_SE * se_gap)
+    if not ceiling - floor >= need:
+        return False, (f"the true collaborative vectors (Recall = {ceiling:.4f}) rank the evaluated items hardly "
+                       f"better than random vectors ({floor:.4f}); the gap is below {need:.4f}")
+    return True, ""
+
+
+class _Evaluator:
+    """Metrics of mapped vectors ``P`` (rows = evaluated items ``E``, in order) for one regime.
+
+    Recall / NDCG @K rank the evaluated items only (see the module docstring): the ceiling
+    (true vectors of E) and the floor (seeded Gaussian vectors of E, mean over ``n_floor``
+    draws) are computed once here, with the same users, masks and targets as the map.
+    ``Q``: orthonormal basis (d2 × m) of the shared subspace for ``r2_shared`` / ``r2_private``
+    (NaN without one); ``shared``: what :func:`shared_basis` says about it (for the summary).
+    """
+
+    def __init__(self, Y, U, split: Split, warm, E, k, K, be, seed: int = 0, n_floor: int = N_FLOOR,
+                 Q: np.ndarray | None = None, shared: Mapping[str, Any] | None = None):
+        self.Y, self.E, self.k, self.K, self.be, self.Q = Y, np.asarray(E), k, K, be, Q
+        self.shared = dict(shared or {})
         self.cand = np.flatnonzero(warm)
         self.Y0 = np.nan_to_num(Y).astype(np.float32)
-        self.true_nn = knn_rows(self.Y0, E, self.cand, k, be)
-        inE = np.zeros(split.n_items, bool)
-        inE[E] = True
-        tgt = split.test.tocsr().copy()
-        tgt.data = tgt.data * inE[tgt.indices]
+        self.true_nn = knn_rows(self.Y0, self.E, self.cand, k, be)
+        tgt = sp.csr_matrix(split.test.tocsr()[:, self.E])
         tgt.eliminate_zeros()
-        self.target = tgt
         self.users = np.flatnonzero(np.diff(tgt.indptr) > 0)
-        self.seen = split.seen_for("test")
-        self.U = U
-        self.ceiling = self._rec(self.Y0)
+        self.target = tgt
+        self.seen = sp.csr_matrix(split.seen_for("test").tocsr()[:, self.E])
+        self.U = np.asarray(U, np.float32)
+        ceil_u = self._per_user(self.Y0[self.E])
+        rng = np.random.default_rng([int(seed), 104729])
+        draws = [self._per_user(rng.standard_normal((len(self.E), Y.shape[1]))) for _ in range(int(n_floor))]
+        floor_u = tuple(np.mean([d[j] for d in draws], axis=0) for j in (0, 1))
+        gap = ceil_u[0] - floor_u[0]
+        se = float(gap.std(ddof=1) / np.sqrt(len(gap))) if len(gap) > 1 else float("nan")
+        self.base = {"ceiling_recall": _mean(ceil_u[0]), "ceiling_ndcg": _mean(ceil_u[1]),
+                     "floor_recall": _mean(floor_u[0]), "floor_ndcg": _mean(floor_u[1]),
+                     "n_eval_users": int(len(self.users))}
+        self.readable, self.reason = readability(len(self.users), self.base["ceiling_recall"],
+                                                 self.base["floor_recall"], se)
 
-    def _rec(self, V: np.ndarray) -> tuple[float, float]:
+    def _per_user(self, VE: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-user Recall@K and NDCG@K when the evaluated items carry the vectors ``VE``."""
         if len(self.users) == 0:
-            return float("nan"), float("nan")
-        model = EmbeddingRecommender("probe", self.U, V, self.warm)
+            return np.empty(0), np.empty(0)
+        model = EmbeddingRecommender("probe", self.U, np.asarray(VE, np.float32), np.ones(len(self.E), bool))
         top = rank(model, self.users, self.seen, self.K, backend=self.be)
         m = evaluate(top, self.target, self.users, ks=(self.K,), metrics=("recall", "ndcg"))
-        return float(np.nanmean(m[f"recall@{self.K}"])), float(np.nanmean(m[f"ndcg@{self.K}"]))
+        return np.asarray(m[f"recall@{self.K}"], float), np.asarray(m[f"ndcg@{self.K}"], float)
+
+    def recall(self, P: np.ndarray) -> tuple[float, float]:
+        """(Recall@K, NDCG@K) of the evaluated items ranked by the vectors ``P``."""
+        r, n = self._per_user(P)
+        return _mean(r), _mean(n)
+
+    def overlap_items(self, P: np.ndarray) -> np.ndarray:
+        """Per evaluated item i: overlap@k of N_k(i) (true space) and the neighbours of P_i among
+        the true vectors of all other warm items (leave one out)."""
+        nn = knn_rows(self.Y0, self.E, self.cand, self.k, self.be, queries=np.asarray(P, np.float32))
+        return _overlap(nn, self.true_nn)
 
     def __call__(self, P: np.ndarray, y_mean: np.ndarray) -> dict[str, float]:
-        E = self.E
-        YE = self.Y[E]
+        YE = self.Y[self.E]
         cos = (_unit(P) * _unit(YE)).sum(1)
-        V = self.Y0.copy()
-        V[E] = P
-        nn = knn_rows(V, E, self.cand, self.k, self.be)
-        rec, ndcg = self._rec(V)
-        return {"r2": _r2(YE, P, y_mean), "mean_cos": float(cos.mean()), "overlap": float(_overlap(nn, self.true_nn).mean()),
-                "recall": rec, "ndcg": ndcg, "ceiling_recall": self.ceiling[0], "ceiling_ndcg": self.ceiling[1]}
+        rec, ndcg = self.recall(P)
+        r2s, r2p = r2_parts(YE, P, y_mean, self.Q) if self.Q is not None else (float("nan"), float("nan"))
+        return {"r2": _r2(YE, P, y_mean), "mean_cos": float(cos.mean()), "overlap": float(self.overlap_items(P).mean()),
+                "recall": rec, "ndcg": ndcg, **self.base, "r2_shared": r2s, "r2_private": r2p}
+
+
+def _mean(v: np.ndarray) -> float:
+    return float(np.nanmean(v)) if len(v) and np.isfinite(v).any() else float("nan")
+
+
+# ------------------------------------------------------------- shared / private
+def shared_basis(X_fit: np.ndarray, Y_fit: np.ndarray, seed: int = 0, pca_dims: int = SHARED_PCA_DIMS,
+                 n_perm: int = SHARED_N_PERM) -> tuple[np.ndarray, dict]:
+    """Orthonormal basis Q (d2 × m) of the shared subspace in the collaborative space, from FIT items only.
+
+    m = number of leading canonical correlations that beat their permutation null on held-out
+    items (:func:`analysis.structure.heldout_cca` fitted on a seeded 2/3 of the fit items,
+    scored on the other 1/3, ``n_perm`` shuffles), at least 1. The CCA is then refitted on all
+    fit items (:func:`analysis.structure.fit_cca`, same PCA size) and Q spans the
+    collaborative canonical loadings Y_cᵀ b_j = n Σ_yy w_j, j ≤ m (the directions of Y that
+    the shared canonical variates b_j = Y_c w_j explain), orthonormalised by QR.
+    """
+    from .structure import fit_cca, heldout_cca
+
+    n = len(X_fit)
+    tr = np.zeros(n, bool)
+    tr[np.random.default_rng([int(seed), 7907]).permutation(n)[: int(round(2 * n / 3))]] = True
+    p = min(int(pca_dims), (int(tr.sum()) - 1) // 2)
+    res = heldout_cca(X_fit, Y_fit, tr, pca_dims=p, n_perm=int(n_perm), seed=seed)
+    m = max(1, int(res["shared_dim"]))
+    fit = fit_cca(X_fit, Y_fit, n_components=min(m, len(res["heldout_corr"])), pca_dims=p)
+    Yc = np.asarray(Y_fit, np.float64) - fit.y_mean
+    Q = np.linalg.qr(Yc.T @ (Yc @ fit.y_weights))[0]
+    return Q, {"shared_dim": int(Q.shape[1]), "shared_dim_cca": int(res["shared_dim"]), "cca_pca_dims": p,
+               "cca_n_perm": int(n_perm)}
+
+
+def r2_parts(Y: np.ndarray, P: np.ndarray, y_mean: np.ndarray, Q: np.ndarray) -> tuple[float, float]:
+    """(R² on the shared part, R² on the private part) with the orthogonal projector Π = Q Qᵀ.
+
+    r2_shared = 1 − Σ_E ||(Y_i − P_i) Q||² / Σ_E ||(Y_i − ȳ) Q||²; r2_private the same with
+    I − Π. Π is orthogonal, so the pooled R² is their average weighted by each part's share
+    of Σ_E ||Y_i − ȳ||².
+    """
+    R, T = np.asarray(Y, np.float64) - P, np.asarray(Y, np.float64) - y_mean
+    rs, ts = float(((R @ Q) ** 2).sum()), float(((T @ Q) ** 2).sum())
+    tot = float((T**2).sum())
+    rp, tp = float((R**2).sum()) - rs, tot - ts
+    tiny = 1e-12 * tot  # a part with no variance (Q spans nothing / everything) has no R²
+    return (1.0 - rs / ts if ts > tiny else float("nan")), (1.0 - rp / tp if tp > tiny else float("nan"))
 
 
 # ----------------------------------------------------------------------- regimes
@@ -362,6 +502,56 @@ def item_regimes(warm: np.ndarray, popularity: np.ndarray, order: np.ndarray | N
 
 
 # ------------------------------------------------------------------------- driver
+def _regime_ladder(regime: str, idx, X, Y, caps, ev: _Evaluator, lambdas, seed, dev, mlp_kw) -> tuple[list, dict]:
+    """Fit every capacity of the ladder on one regime's fit items; one curve row each."""
+    fi, vi, ei = idx
+    Xf, Yf, Xv, Yv = X[fi], Y[fi], X[vi], Y[vi]
+    rows, fitted, lam_best = [], {}, None
+    for probe, cap, capn in caps:
+        if probe in ("ridge", "reduced_rank"):
+            if lam_best is None:
+                lam_best = fit_ridge(Xf, Yf, Xv, Yv, lambdas)
+            m, lr = lam_best
+            if probe == "reduced_rank" and cap != "full":
+                m = reduced_rank(m, Xf, int(cap))
+        else:
+            m, lr = fit_mlp(Xf, Yf, Xv, Yv, int(cap), seed=seed, device=dev, **mlp_kw), float("nan")
+        P = m.predict(X[ei])
+        rows.append({"regime": regime, "probe": probe, "capacity": cap, "capacity_num": capn, **ev(P, m.y_mean),
+                     "valid_r2": _r2(Yv, m.predict(Xv), m.y_mean), "lam": lr,
+                     "n_train": len(fi), "n_valid": len(vi), "n_eval": len(ei),
+                     "readable": ev.readable, "reason": ev.reason, "shared_dim": ev.shared.get("shared_dim", 0)})
+        fitted[(probe, cap)] = (m, P)
+    return rows, fitted
+
+
+def _shared_for(X, Y, fi, ei, seed) -> tuple[np.ndarray | None, dict]:
+    """:func:`shared_basis` on the fit items ``fi`` (or None and the reason when the CCA is undefined
+    there), plus ``shared_var_eval``: the share of the evaluated items' variance around the fit
+    mean, Σ_E ||(Y_i − ȳ_fit) Q||² / Σ_E ||Y_i − ȳ_fit||², that lies in the shared subspace."""
+    try:
+        Q, info = shared_basis(X[fi], Y[fi], seed=seed)
+    except (ConfigError, VectorError, np.linalg.LinAlgError) as e:
+        return None, {"shared_dim": 0, "shared_var_eval": float("nan"), "shared_error": str(e)}
+    T = Y[ei] - Y[fi].mean(0)
+    return Q, {**info, "shared_var_eval": float(((T @ Q) ** 2).sum() / max((T**2).sum(), 1e-300))}
+
+
+def _regime_summary(c: pd.DataFrame, ev: _Evaluator) -> dict[str, Any]:
+    """Summary of one regime: the best-by-validation capacity's test metrics, ceiling, floor, readability."""
+    c = c.reset_index(drop=True)
+    v = c["valid_r2"].to_numpy(float)
+    j = int(np.flatnonzero(v >= np.nanmax(v) - 1e-9)[0])
+    return {
+        "best_by_valid": f"{c.loc[j, 'probe']}:{c.loc[j, 'capacity']}",
+        **{m_: float(c.loc[j, m_]) for m_ in ("r2", "mean_cos", "overlap", "recall", "ndcg", "valid_r2",
+                                              "r2_shared", "r2_private")},
+        **ev.base, "readable": bool(ev.readable), "reason": ev.reason, **ev.shared,
+        "ridge_lambda_rel": float(c.loc[0, "lam"]),
+        "n_train": int(c.loc[0, "n_train"]), "n_valid": int(c.loc[0, "n_valid"]), "n_eval": int(c.loc[0, "n_eval"]),
+    }
+
+
 def _fit_probe(probe: str, capacity, Xf, Yf, Xv, Yv, lambdas, seed, device, mlp_kw=None) -> tuple[Any, dict]:
     """Fit one probe at one capacity (``full`` / rank / width); hyper-parameters chosen on (Xv, Yv)."""
     if probe in ("ridge", "reduced_rank"):
@@ -427,6 +617,23 @@ def cross_fit(
     return mapped, res, fold, mapped_all
 
 
+def _best_and_residuals(curves, fitted, ei, X, Y, warm, n_folds, seed, lambdas, dev, mlp_kw):
+    """The best probe (highest in-distribution validation R²; ties -> earlier, simpler, in the
+    ladder), its held-out residuals on the in-distribution items ``ei`` and its cross-fit."""
+    ind = curves[curves.regime == "in_distribution"].reset_index(drop=True)
+    vr = ind["valid_r2"].to_numpy(float)
+    bi = int(np.flatnonzero(vr >= np.nanmax(vr) - 1e-9)[0])
+    best_probe, best_cap = str(ind.loc[bi, "probe"]), str(ind.loc[bi, "capacity"])
+    m_best, P_best = fitted[(best_probe, best_cap)]
+    n = len(Y)
+    heldout = np.full(n, np.nan)
+    heldout[ei] = _residual(Y[ei], P_best, m_best.y_mean)
+    mapped, res, fold, mapped_all = cross_fit(X, Y, warm, best_probe, best_cap, n_folds, seed, lambdas, dev, mlp_kw)
+    residuals = pd.DataFrame({"item_idx": np.arange(n), "residual": res, "residual_heldout": heldout, "fold": fold,
+                              "warm": warm, "best_probe": f"{best_probe}:{best_cap}"})
+    return best_probe, best_cap, residuals, mapped, mapped_all
+
+
 def run_probes(
     X: np.ndarray,
     Y: np.ndarray,
@@ -449,15 +656,20 @@ def run_probes(
 
     Returns ``dict(curves, residuals, summary, mapped, mapped_all)``:
     ``curves`` one row per (regime, probe, capacity) with columns :data:`CURVE_COLUMNS`
-    (``capacity`` is a string: ``"full"``, a rank or a width; ``capacity_num`` its number);
+    (``capacity`` is a string: ``"full"``, a rank or a width; ``capacity_num`` its number; the
+    regime-level ``ceiling_*``, ``floor_*``, ``n_eval_users``, ``readable``, ``reason`` and
+    ``shared_dim`` repeat on each of its rows);
     ``residuals`` one row per item: item_idx, residual (cross-fitted), residual_heldout
     (in-distribution evaluated items only), fold, warm, best_probe; ``mapped`` (n, d2)
     cross-fitted vectors of the best probe, NaN for non-warm items; ``mapped_all`` the same
     with non-warm items mapped by the probe fitted on all warm items. ``summary``: counts,
     chance_overlap = k / (n_warm − 1), best_probe / best_capacity, crossfit_r2 (R² of the
     cross-fitted vectors over all warm items, relative to their overall mean), per regime the
-    best-by-validation capacity with its test metrics and the ceiling, skipped_regimes
-    {regime: reason}, the grids, device, timings. ``mlp_kw``: extra arguments of
+    best-by-validation capacity with its test metrics (r2, r2_shared, r2_private, recall, ...),
+    the ceiling, the floor, n_eval_users, readable / reason, shared_dim (+ shared_dim_cca,
+    cca_pca_dims, cca_n_perm, shared_var_eval), skipped_regimes {regime: reason},
+    unreadable_regimes {regime: reason}, the protocol texts (recall_protocol, readable_rule,
+    shared_subspace), the grids, device, timings. ``mlp_kw``: extra arguments of
     :func:`fit_mlp` (lr, weight_decay, max_epochs, patience).
     """
     from threadpoolctl import threadpool_limits
@@ -493,59 +705,23 @@ def _run_probes(X, Y, U, split, k_neighbors, K, order, seed, device, ranks, widt
     if not lambdas or min(lambdas) <= 0:
         raise ConfigError(f"ridge lambdas must be positive, got {lambdas}")
 
-    rows, fitted = [], {}
-    for regime, (fi, vi, ei) in regimes.items():
-        ev = _Evaluator(Y, U, split, warm, ei, k, int(K), be)
-        Xf, Yf, Xv, Yv = X[fi], Y[fi], X[vi], Y[vi]
-        lam_best = None
-        for probe, cap, capn in caps:
-            if probe in ("ridge", "reduced_rank"):
-                if lam_best is None:
-                    lam_best = fit_ridge(Xf, Yf, Xv, Yv, lambdas)
-                m, lr = lam_best
-                if probe == "reduced_rank" and cap != "full":
-                    m = reduced_rank(m, Xf, int(cap))
-                extra = {"lam": lr}
-            else:
-                m = fit_mlp(Xf, Yf, Xv, Yv, int(cap), seed=seed, device=dev, **mlp_kw)
-                extra = {"lam": float("nan")}
-            P = m.predict(X[ei])
-            met = ev(P, m.y_mean)
-            rows.append({"regime": regime, "probe": probe, "capacity": cap, "capacity_num": capn, **met,
-                         "valid_r2": _r2(Yv, m.predict(Xv), m.y_mean), **extra,
-                         "n_train": len(fi), "n_valid": len(vi), "n_eval": len(ei)})
-            if regime == "in_distribution":
-                fitted[(probe, cap)] = (m, P)
+    rows, fitted, evals = [], {}, {}
+    for regime, idx in regimes.items():
+        Q, shared = _shared_for(X, Y, idx[0], idx[2], seed)
+        evals[regime] = ev = _Evaluator(Y, U, split, warm, idx[2], k, int(K), be, seed=seed, Q=Q, shared=shared)
+        r, f = _regime_ladder(regime, idx, X, Y, caps, ev, lambdas, seed, dev, mlp_kw)
+        rows += r
+        if regime == "in_distribution":
+            fitted = f
         if log:
             log(f"  probes: {regime} done ({time.perf_counter() - t0:.1f}s)")
     curves = pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
-    # best probe: highest in-distribution validation R²; ties -> earlier (simpler) in the ladder
-    ind = curves[curves.regime == "in_distribution"].reset_index(drop=True)
-    vr = ind["valid_r2"].to_numpy(float)
-    bi = int(np.flatnonzero(vr >= np.nanmax(vr) - 1e-9)[0])
-    best_probe, best_cap = str(ind.loc[bi, "probe"]), str(ind.loc[bi, "capacity"])
-    best_label = f"{best_probe}:{best_cap}"
-    fi, vi, ei = regimes["in_distribution"]
-    m_best, P_best = fitted[(best_probe, best_cap)]
-    heldout = np.full(n, np.nan)
-    heldout[ei] = _residual(Y[ei], P_best, m_best.y_mean)
     t1 = time.perf_counter()
-    mapped, res, fold, mapped_all = cross_fit(X, Y, warm, best_probe, best_cap, n_folds, seed, lambdas, dev, mlp_kw)
-    residuals = pd.DataFrame({"item_idx": np.arange(n), "residual": res, "residual_heldout": heldout, "fold": fold,
-                              "warm": warm, "best_probe": best_label})
+    best_probe, best_cap, residuals, mapped, mapped_all = _best_and_residuals(
+        curves, fitted, regimes["in_distribution"][2], X, Y, warm, n_folds, seed, lambdas, dev, mlp_kw)
 
-    per_regime = {}
-    for regime in regimes:
-        c = curves[curves.regime == regime].reset_index(drop=True)
-        j = int(np.flatnonzero(c["valid_r2"].to_numpy(float) >= np.nanmax(c["valid_r2"].to_numpy(float)) - 1e-9)[0])
-        per_regime[regime] = {
-            "best_by_valid": f"{c.loc[j, 'probe']}:{c.loc[j, 'capacity']}",
-            **{m_: float(c.loc[j, m_]) for m_ in ("r2", "mean_cos", "overlap", "recall", "ndcg", "valid_r2")},
-            "ceiling_recall": float(c.loc[0, "ceiling_recall"]), "ceiling_ndcg": float(c.loc[0, "ceiling_ndcg"]),
-            "ridge_lambda_rel": float(c.loc[0, "lam"]),
-            "n_train": int(c.loc[0, "n_train"]), "n_valid": int(c.loc[0, "n_valid"]), "n_eval": int(c.loc[0, "n_eval"]),
-        }
+    per_regime = {regime: _regime_summary(curves[curves.regime == regime], evals[regime]) for regime in regimes}
     summary = {
         "n_items": n, "n_warm": n_warm, "n_not_warm": int(n - n_warm), "d_semantic": int(X.shape[1]), "d_collab": d2,
         "k_neighbors": k, "K": int(K), "chance_overlap": k / (n_warm - 1),
@@ -554,6 +730,8 @@ def _run_probes(X, Y, U, split, k_neighbors, K, order, seed, device, ranks, widt
         "crossfit_r2": _r2(Y[warm], mapped[warm], Y[warm].mean(0)),
         "crossfit_folds": int(n_folds),
         "regimes": per_regime, "skipped_regimes": skipped,
+        "unreadable_regimes": {r: d["reason"] for r, d in per_regime.items() if not d["readable"]},
+        "recall_protocol": RECALL_PROTOCOL, "readable_rule": READABLE_RULE, "shared_subspace": SHARED_SUBSPACE,
         "lambdas_rel": list(lambdas), "ranks": [c for p, c, _ in caps if p == "reduced_rank"],
         "widths": [c for p, c, _ in caps if p == "mlp"], "device": dev, "seed": int(seed),
         "timings": {"ladder_s": t1 - t0, "crossfit_s": time.perf_counter() - t1},

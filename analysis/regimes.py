@@ -23,18 +23,25 @@ def regime_name(keep: float, cold: float) -> str:
 
 
 def sweep_row(name: str, r: Run) -> dict:
-    """The comparison-table row of one run."""
+    """The comparison-table row of one run.
+
+    Gains are read against the best single view *chosen on validation* (the run's
+    ``best_single``), as the pipeline does, never against the best one on test.
+    """
     s = r.manifest["summary"]
     K = s["K"]
     comp = s["complementarity"]
     ctrl = s["control"]
-    best = max(s[f"semantic_ndcg@{K}"]["mean"], s[f"collab_ndcg@{K}"]["mean"])
+    best = s[f"{s['best_single']}_ndcg@{K}"]["mean"]
+    regime = r.manifest["regime"]
     return {
         "regime": name,
-        "keep_fraction": r.manifest["regime"]["keep_fraction"],
-        "cold_item_share": r.manifest["regime"]["cold_item_share"],
-        "n_cold_items": r.manifest["regime"]["n_cold_items"],
+        "keep_fraction": regime["keep_fraction"],
+        "cold_item_share": regime["cold_item_share"],
+        "n_cold_items": regime["n_cold_items"],
+        "cold_test_share": regime.get("cold_test_share", float("nan")),
         "K": K,
+        "best_single": s["best_single"],
         "semantic_recall": s[f"semantic_recall@{K}"]["mean"],
         "semantic_zs_recall": s[f"semantic_zs_recall@{K}"]["mean"],
         "collab_recall": s[f"collab_recall@{K}"]["mean"],
@@ -47,6 +54,9 @@ def sweep_row(name: str, r: Run) -> dict:
         "oracle_gain_ndcg": s["oracle_select_ndcg"]["mean"] - best,
         "control_oracle_gain_ndcg": s["control_oracle_select_ndcg"]["mean"] - s[f"collab_ndcg@{K}"]["mean"],
         "fusion_gain_ndcg": s[f"fusion_ndcg@{K}"]["mean"] - best,
+        "union_gain_ndcg_raw": s["union_oracle_gain"]["gain_raw"],
+        "union_gain_ndcg_other_view": s["union_oracle_gain"]["gain_other_view"],
+        **_segment_columns(s),
         "semantic_unique_share": comp["unique_hit_share_a"],
         "collab_unique_share": comp["unique_hit_share_b"],
         "control_pop_unique_share": ctrl["unique_hit_share_a"],
@@ -54,6 +64,16 @@ def sweep_row(name: str, r: Run) -> dict:
         **_issue4_columns(r, K),
         "path": str(r.path),
     }
+
+
+def _segment_columns(s: dict) -> dict:
+    """Warm-only and cold-only test Recall@K of the views and the fusion (NaN without cold items)."""
+    out = {}
+    for seg in ("warm", "cold"):
+        d = s.get("segments", {}).get(seg, {})
+        for system in ("semantic", "semantic_zs", "collab", "fusion"):
+            out[f"{seg}_{system}_recall"] = d.get(system, {}).get("recall", {}).get("mean", float("nan"))
+    return out
 
 
 def _issue4_columns(r: Run, K: int) -> dict:
@@ -66,6 +86,8 @@ def _issue4_columns(r: Run, K: int) -> dict:
     if "probes" in s:
         for name, d in s["probes"]["regimes"].items():
             out[f"probe_r2_{name}"] = d["r2"]
+            out[f"probe_r2_shared_{name}"] = d.get("r2_shared", float("nan"))
+            out[f"probe_r2_private_{name}"] = d.get("r2_private", float("nan"))
         fm = r.table("fusion_models")
         for system in ("score_fusion", "alignment", "complementarity_fusion"):
             row = fm[(fm.system == system) & (fm.metric == "ndcg") & (fm.k == K)]

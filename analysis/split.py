@@ -1,19 +1,63 @@
 """Train / validation / test splits and data regimes (sparsity, item cold-start).
 
 All matrices are binary CSR ``users x items`` (float32). Protocol (DIAGNOSTICS.md):
-per-user random 80/10/10 by default, temporal leave-one-out as an option. Regimes are
-applied to the *training* part only, so validation and test are identical across a
-sparsity sweep, which is what makes the runs of a sweep comparable.
+per-user random 80/10/10 by default, temporal leave-one-out as an option. Regimes:
+
+- sparsity (``keep_fraction``): a seeded fraction of each user's *training* pairs is kept
+  (at least one). The removed pairs are real consumptions the model was not shown: they are
+  kept in :attr:`Split.removed` and masked at evaluation like other known history, never
+  scored as misses. Validation and test are identical across a sparsity sweep.
+- item cold-start (``cold_item_share``), the standard protocol: a seeded share of the items
+  with interactions is held out entirely; **all** their pairs (train, validation and test
+  parts) move to test. Training and validation never see them, and at validation time they
+  are not candidates (:meth:`Split.seen_for` masks them), so nothing tuned on validation has
+  looked at the items the test then evaluates.
+
+Test metrics are reported per *segment* (:data:`SEGMENTS`): ``all`` (every test pair, every
+item a candidate), ``warm`` (test pairs on warm items, candidates = warm items) and ``cold``
+(test pairs on cold items, candidates = cold items). Cold = :attr:`Split.cold_items`, every
+item without a training interaction (the held-out ones and any other), which is what the
+collaborative view cannot score.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
 
 from .data import Indexed
 from .errors import ConfigError, DataError
+
+PARTS = ("valid", "test")
+SEGMENTS = ("all", "warm", "cold")
+
+
+def _check_part(part: str, segment: str = "all") -> None:
+    if part not in PARTS:
+        raise ConfigError(f"unknown split part {part!r}: use one of {list(PARTS)}")
+    if segment not in SEGMENTS:
+        raise ConfigError(f"unknown item segment {segment!r}: use one of {list(SEGMENTS)}")
+    if part == "valid" and segment != "all":
+        raise ConfigError("validation has no cold items: item segments apply to the test part only")
+
+
+def _columns(n_users: int, cols: np.ndarray, n_items: int) -> sp.csr_matrix:
+    """A binary CSR that holds the item columns ``cols`` for every user."""
+    cols = np.asarray(cols, np.int32)
+    indptr = np.arange(n_users + 1, dtype=np.int64) * len(cols)
+    data = np.ones(n_users * len(cols), np.float32)
+    return sp.csr_matrix((data, np.tile(cols, n_users), indptr), shape=(n_users, n_items))
+
+
+def _union(*ms: sp.csr_matrix) -> sp.csr_matrix:
+    out = ms[0]
+    for m in ms[1:]:
+        out = out + m
+    out = sp.csr_matrix(out, dtype=np.float32)
+    out.data[:] = 1.0
+    return out
 
 
 @dataclass
@@ -24,6 +68,16 @@ class Split:
     #: items with no training interaction at all: the collaborative view cannot score them
     cold_items: np.ndarray
     regime: dict = field(default_factory=dict)
+    #: items held out entirely by the cold-start regime (a subset of ``cold_items``)
+    held_out_items: np.ndarray | None = None
+    #: training pairs a sparsity regime removed: known history, masked at evaluation
+    removed: sp.csr_matrix | None = None
+
+    def __post_init__(self) -> None:
+        if self.held_out_items is None:
+            self.held_out_items = np.zeros(self.n_items, bool)
+        if self.removed is None:
+            self.removed = sp.csr_matrix(self.train.shape, dtype=np.float32)
 
     @property
     def n_users(self) -> int:
@@ -33,27 +87,89 @@ class Split:
     def n_items(self) -> int:
         return self.train.shape[1]
 
-    def seen_for(self, part: str) -> sp.csr_matrix:
-        """Items to mask before top-K when evaluating on ``part``.
+    def segment_items(self, segment: str) -> np.ndarray:
+        """Boolean item mask of a segment: all items, warm items or cold items."""
+        _check_part("test", segment)
+        if segment == "all":
+            return np.ones(self.n_items, bool)
+        return self.cold_items.copy() if segment == "cold" else ~self.cold_items
 
-        Validation masks training items; test masks training and validation items
-        (both are the user's known history at test time, as in RecBole).
+    @cached_property
+    def _history(self) -> dict[str, sp.csr_matrix]:
+        return {"valid": _union(self.train, self.removed),
+                "test": _union(self.train, self.valid, self.removed)}
+
+    def seen_for(self, part: str, segment: str = "all") -> sp.csr_matrix:
+        """Items to mask before top-K when evaluating on ``part`` (and item ``segment``).
+
+        Validation masks the training items, the pairs a sparsity regime removed, and the
+        held-out cold items (not candidates at validation time). Test masks training,
+        validation and removed pairs (the user's known history, as in RecBole); the ``warm``
+        and ``cold`` segments also mask every item outside the segment.
         """
-        if part == "valid":
-            return self.train
-        if part == "test":
-            return (self.train + self.valid).tocsr()
-        raise ValueError(f"unknown part {part!r}")
+        _check_part(part, segment)
+        seen = self._history[part]
+        if part == "valid" and self.held_out_items.any():
+            seen = _union(seen, _columns(self.n_users, np.flatnonzero(self.held_out_items), self.n_items))
+        if segment != "all":
+            outside = np.flatnonzero(~self.segment_items(segment))
+            seen = _union(seen, _columns(self.n_users, outside, self.n_items))
+        return seen
 
-    def target(self, part: str) -> sp.csr_matrix:
-        return {"valid": self.valid, "test": self.test}[part]
+    def target(self, part: str, segment: str = "all") -> sp.csr_matrix:
+        """Relevant pairs of ``part``; for a test segment, only its pairs on the segment's items."""
+        _check_part(part, segment)
+        t = self.valid if part == "valid" else self.test
+        if segment == "all":
+            return t
+        keep = sp.diags(self.segment_items(segment).astype(np.float32))
+        return sp.csr_matrix(t @ keep)
+
+    def cold_test_share(self) -> dict:
+        """How many test pairs fall on cold items (recorded in the run's regime)."""
+        n_cold = int(self.target("test", "cold").nnz)
+        return {"n_test_pairs": int(self.test.nnz), "n_test_pairs_cold": n_cold,
+                "cold_test_share": n_cold / self.test.nnz if self.test.nnz else float("nan")}
 
 
 def _csr(users: np.ndarray, items: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
     m = sp.csr_matrix((np.ones(len(users), np.float32), (users, items)), shape=shape)
     m.sum_duplicates()
     m.data[:] = 1.0
+    m.eliminate_zeros()
     return m
+
+
+def _parts(n: np.ndarray, pos: np.ndarray, method: str, ratios) -> np.ndarray:
+    """Per interaction: 0 = train, 1 = valid, 2 = test (users ordered by shuffle or time)."""
+    if method == "random":
+        n_test = np.where(n >= 3, np.maximum(1, np.rint(n * ratios[2])), 0)
+        n_valid = np.where(n >= 3, np.maximum(1, np.rint(n * ratios[1])), 0)
+        return np.where(pos < n - n_test - n_valid, 0, np.where(pos < n - n_test, 1, 2))
+    if method == "loo":
+        return np.where(n >= 3, np.where(pos == n - 1, 2, np.where(pos == n - 2, 1, 0)), 0)
+    raise ConfigError(f"unknown split method {method!r}: use 'random' or 'loo'")
+
+
+def _keep_mask(tr_users: np.ndarray, n_u: int, keep_fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Keep a seeded ``keep_fraction`` of each user's training pairs (at least one)."""
+    r = rng.random(len(tr_users))
+    o = np.lexsort((r, tr_users))  # rank of each pair within its user by a random key
+    ranks = np.empty(len(o), np.int64)
+    st = np.searchsorted(tr_users[o], np.arange(n_u + 1))
+    ranks[o] = np.arange(len(o)) - st[tr_users[o]]
+    n_tr = np.bincount(tr_users, minlength=n_u)
+    keep_n = np.maximum(1, np.rint(n_tr * keep_fraction)).astype(np.int64)
+    return ranks < keep_n[tr_users]
+
+
+def _check_args(keep_fraction: float, cold_item_share: float, ratios) -> None:
+    if not 0 < keep_fraction <= 1:
+        raise ConfigError(f"keep_fraction must be in (0, 1], got {keep_fraction}")
+    if not 0 <= cold_item_share < 1:
+        raise ConfigError(f"cold_item_share must be in [0, 1), got {cold_item_share}")
+    if abs(sum(ratios) - 1) > 1e-6 or min(ratios) < 0:
+        raise ConfigError(f"split ratios must be non-negative and sum to 1, got {ratios}")
 
 
 def split(
@@ -64,21 +180,17 @@ def split(
     keep_fraction: float = 1.0,
     cold_item_share: float = 0.0,
 ) -> Split:
-    """Split interactions, then apply the regime (training-side only).
+    """Split interactions, then apply the regime.
 
     - ``random``: per user, a seeded shuffle; ``round(n*valid)`` and ``round(n*test)``
       interactions (at least one each when the user has >= 3) go to valid / test.
     - ``loo``: temporal leave-one-out: the latest interaction is test, the one before valid.
-    - ``keep_fraction``: keep a seeded fraction of each user's training interactions (>= 1).
-    - ``cold_item_share``: a seeded share of items (drawn among items with training
-      interactions) loses all its training interactions; their valid/test pairs remain.
+    - ``cold_item_share``: ``round(share × #items with interactions)`` items, drawn with the
+      seed, are held out: all their pairs move to test (standard item cold-start protocol).
+    - ``keep_fraction``: keep a seeded fraction of each user's remaining training pairs (>= 1);
+      the others go to :attr:`Split.removed` (masked at evaluation, never relevant).
     """
-    if not 0 < keep_fraction <= 1:
-        raise ConfigError(f"keep_fraction must be in (0, 1], got {keep_fraction}")
-    if not 0 <= cold_item_share < 1:
-        raise ConfigError(f"cold_item_share must be in [0, 1), got {cold_item_share}")
-    if abs(sum(ratios) - 1) > 1e-6 or min(ratios) < 0:
-        raise ConfigError(f"split ratios must be non-negative and sum to 1, got {ratios}")
+    _check_args(keep_fraction, cold_item_share, ratios)
     rng = np.random.default_rng(seed)
     n_u, n_i = data.n_users, data.n_items
     order = np.lexsort((data.timestamps if method == "loo" else rng.random(len(data.users)), data.users))
@@ -87,52 +199,24 @@ def split(
     counts = np.diff(starts)
     if (counts == 0).any():
         raise DataError(f"user index {int(np.argmax(counts == 0))} has no interactions")
-    pos = np.arange(len(users)) - starts[users]  # position within the user's ordered list
-    n = counts[users]
-    if method == "random":
-        n_test = np.where(n >= 3, np.maximum(1, np.rint(n * ratios[2])), 0)
-        n_valid = np.where(n >= 3, np.maximum(1, np.rint(n * ratios[1])), 0)
-        part = np.where(pos < n - n_test - n_valid, 0, np.where(pos < n - n_test, 1, 2))
-    elif method == "loo":
-        part = np.where(n >= 3, np.where(pos == n - 1, 2, np.where(pos == n - 2, 1, 0)), 0)
-    else:
-        raise ConfigError(f"unknown split method {method!r}: use 'random' or 'loo'")
-
-    tr = part == 0
-    tr_users, tr_items = users[tr], items[tr]
-    if keep_fraction < 1:
-        r = rng.random(len(tr_users))
-        # rank of each training interaction within its user by a random key
-        o = np.lexsort((r, tr_users))
-        ranks = np.empty(len(o), np.int64)
-        st = np.searchsorted(tr_users[o], np.arange(n_u + 1))
-        ranks[o] = np.arange(len(o)) - st[tr_users[o]]
-        n_tr = np.bincount(tr_users, minlength=n_u)
-        keep_n = np.maximum(1, np.rint(n_tr * keep_fraction)).astype(np.int64)
-        keep = ranks < keep_n[tr_users]
-        tr_users, tr_items = tr_users[keep], tr_items[keep]
-    cold = np.zeros(n_i, bool)
+    part = _parts(counts[users], np.arange(len(users)) - starts[users], method, ratios)
+    held_out = np.zeros(n_i, bool)
     if cold_item_share > 0:
-        warm_candidates = np.unique(tr_items)
-        n_cold = int(round(cold_item_share * len(warm_candidates)))
-        chosen = rng.choice(warm_candidates, size=n_cold, replace=False)
-        cold[chosen] = True
-        keep = ~cold[tr_items]
-        tr_users, tr_items = tr_users[keep], tr_items[keep]
-    train = _csr(tr_users, tr_items, (n_u, n_i))
-    no_train = np.asarray(train.sum(axis=0)).ravel() == 0
-    cold |= no_train
-    return Split(
-        train=train,
-        valid=_csr(users[part == 1], items[part == 1], (n_u, n_i)),
-        test=_csr(users[part == 2], items[part == 2], (n_u, n_i)),
-        cold_items=cold,
-        regime={
-            "split": method,
-            "ratios": list(ratios),
-            "seed": seed,
-            "keep_fraction": keep_fraction,
-            "cold_item_share": cold_item_share,
-            "n_cold_items": int(cold.sum()),
-        },
-    )
+        candidates = np.unique(items)
+        held_out[rng.choice(candidates, size=int(round(cold_item_share * len(candidates))), replace=False)] = True
+        part = np.where(held_out[items], 2, part)
+    tr = np.flatnonzero(part == 0)
+    removed = np.zeros(0, np.int64)
+    if keep_fraction < 1:
+        keep = _keep_mask(users[tr], n_u, keep_fraction, rng)
+        tr, removed = tr[keep], tr[~keep]
+    train = _csr(users[tr], items[tr], (n_u, n_i))
+    cold = held_out | (np.asarray(train.sum(axis=0)).ravel() == 0)
+    s = Split(train=train, valid=_csr(users[part == 1], items[part == 1], (n_u, n_i)),
+              test=_csr(users[part == 2], items[part == 2], (n_u, n_i)), cold_items=cold,
+              held_out_items=held_out, removed=_csr(users[removed], items[removed], (n_u, n_i)))
+    s.regime = {"split": method, "ratios": list(ratios), "seed": seed, "keep_fraction": keep_fraction,
+                "cold_item_share": cold_item_share, "n_cold_items": int(cold.sum()),
+                "n_held_out_items": int(held_out.sum()), "n_removed_train_pairs": int(len(removed)),
+                **s.cold_test_share()}
+    return s

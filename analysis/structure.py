@@ -194,7 +194,7 @@ def heldout_cca(
     n_components: int | None = None,
     pca_dims: int | None = 32,
     ridge: float = 0.0,
-    n_perm: int = 100,
+    n_perm: int = 200,
     seed: int = 0,
 ) -> dict:
     """CCA fitted on ``train_mask`` items, scored on held-out items, with a pairing-permutation null.
@@ -476,7 +476,7 @@ def structure_tables(
     train_frac: float = 2 / 3,
     pca_dims: int | None = 32,
     ridge: float = 0.0,
-    n_perm: int = 100,
+    n_perm: int = 200,
     n_rand: int = 500,
     ranks: tuple[int, int] | None = None,
 ) -> tuple[dict[str, pd.DataFrame], dict]:

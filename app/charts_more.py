@@ -151,10 +151,10 @@ REGIME_SERIES = [
     (3, "fusion_gain_ndcg", "best fusion gain", VIEW_COLORS["fusion"], "solid"),
 ]
 COLD_SERIES = [
-    ("cold_semantic_recall", "cold items: semantic alone (α = 1)", VIEW_COLORS["semantic"], "triangle-up"),
-    ("cold_collab_recall", "cold items: collaborative alone (α = 0)", VIEW_COLORS["collaborative"], "triangle-down"),
-    ("cold_fusion_score_recall", "cold items: plain score fusion", VIEW_COLORS["fusion"], "x"),
-    ("cold_fusion_cold_aware_recall", "cold items: cold-aware fusion", VIEW_COLORS["fusion"], "star"),
+    ("cold_semantic_recall", "cold items only: semantic", VIEW_COLORS["semantic"], "triangle-up"),
+    ("cold_collab_recall", "cold items only: collaborative (cannot score them)", VIEW_COLORS["collaborative"],
+     "triangle-down"),
+    ("cold_fusion_recall", "cold items only: fusion", VIEW_COLORS["fusion"], "star"),
 ]
 
 
@@ -203,3 +203,52 @@ def regimes(table: pd.DataFrame, K: int, height: int = 860) -> go.Figure:
 
 def fmt(x: float, nd: int = 4) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.{nd}f}"
+
+
+#: line dash and marker of each part of the collaborative vectors in the shared / private R² chart
+SHARED_PRIVATE_STYLE = {"r2_shared": ("solid", "circle", "shared part"),
+                        "r2_private": ("dot", "circle-open", "private part")}
+
+
+def probe_shared_private(curves: pd.DataFrame, x_order: Sequence[str], colors: dict[str, str],
+                         names: dict[str, str], shared_dims: dict[str, int] | None = None,
+                         height: int = 460) -> go.Figure:
+    """Headline of the Alignment page: R² of each probe on the *shared* and on the *private* part of
+    the held-out collaborative vectors, against capacity (categories ``x_order``).
+
+    ``curves``: the probes table with the capacity category ``x``; one solid line (shared part)
+    and one dotted line (private part) per regime, coloured by ``colors[regime]`` and named
+    ``names[regime]``. The ridge row repeats the reduced-rank full-rank map and is left out
+    when that row is there. ``shared_dims``: the shared-subspace dimension per regime (legend).
+    """
+    fig = go.Figure()
+    pos = {x: i for i, x in enumerate(x_order)}
+    for regime, g in curves.groupby("regime", sort=False):
+        if "reduced_rank" in set(g["probe"]):
+            g = g[g["probe"] != "ridge"]
+        g = g.assign(_o=g["x"].map(lambda x: pos.get(x, len(pos)))).sort_values("_o", kind="stable")
+        color = colors.get(str(regime), GREY)
+        dim = (shared_dims or {}).get(str(regime))
+        for col, (dash, symbol, part) in SHARED_PRIVATE_STYLE.items():
+            label = f"{names.get(str(regime), regime)} · {part}"
+            if col == "r2_shared" and dim is not None:
+                label += f" ({dim}-dim. subspace)"
+            fig.add_trace(go.Scatter(
+                x=g["x"], y=g[col], mode="lines+markers", name=label, legendgroup=str(regime),
+                line={"color": color, "dash": dash, "width": 2.4 if col == "r2_shared" else 1.8},
+                marker={"color": color, "symbol": symbol, "size": 9},
+                customdata=np.c_[g["n_train"].to_numpy(), g["n_eval"].to_numpy()],
+                hovertemplate=(f"{safe_label(label)}<br>%{{x}}<br>R² = %{{y:.4f}}<br>fitted on %{{customdata[0]:,}} "
+                               "items, judged on %{customdata[1]:,} held-out items<extra></extra>")))
+    if len(x_order):
+        fig.add_trace(go.Scatter(
+            x=[x_order[0], x_order[-1]], y=[0.0, 0.0], mode="lines", name="0: no better than the fitted items' mean",
+            line={"color": GREY, "dash": "dash", "width": 1.2}, legendgroup="refs", hoverinfo="skip"))
+    style(fig, "R² of the map on the shared and on the private part",
+          "probe capacity (reduced-rank rank → full-rank linear map → MLP hidden width)", "R² on held-out items",
+          "regime · part of the collaborative vectors", height=height,
+          subtitle="solid: R² on the component in the shared subspace (CCA on the fit items) · dotted: on the "
+                   "private remainder")
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=list(x_order))
+    fig.update_layout(legend={"orientation": "v", "x": 1.02, "y": 1.0, "xanchor": "left", "font": {"size": 11}})
+    return fig

@@ -38,7 +38,7 @@ ROLE_LABELS = {
     "ease": "EASE",
     "mostpop": "Most-popular",
     "fusion": "Best fusion",
-    "oracle": "Oracle bound",
+    "oracle": "Oracle (per-user selection)",
 }
 ROLE_SHORT = {
     "semantic_trained": "Sem. trained",
@@ -47,7 +47,7 @@ ROLE_SHORT = {
     "ease": "EASE",
     "mostpop": "Most-popular",
     "fusion": "Best fusion",
-    "oracle": "Oracle bound",
+    "oracle": "Oracle (per user)",
 }
 NEIGHBOR_COL_ALIASES = ("neighbor_idx", "neighbour_idx")
 
@@ -205,7 +205,10 @@ def overlap_from_neighbors(run: Run, k: int) -> pd.DataFrame:
     n_place = int(placeable.sum())
     df = pd.DataFrame({"overlap": overlap, "jaccard": m / (2 * k - m), "disagreement": 1.0 - overlap},
                       index=pd.RangeIndex(n, name="item_idx"))
-    df.attrs.update(k=k, n_valid=int(both.sum()), chance=(k / (n_place - 1) if n_place >= 2 else math.nan))
+    from analysis.neighbors import chance_jaccard, chance_overlap
+
+    df.attrs.update(k=k, n_valid=int(both.sum()), chance=chance_overlap(n_place, k) if n_place >= 2 else math.nan,
+                    chance_jaccard=chance_jaccard(n_place, k) if n_place >= 2 else math.nan)
     return df
 
 
@@ -359,7 +362,11 @@ def user_metric(run: Run, system: str, metric: str, K: int) -> pd.Series:
 
 def oracle_per_user(run: Run, K: int, sys_a: str, sys_b: str) -> pd.DataFrame:
     """Per user: select_recall, select_ndcg (max of the two systems), union_recall, union_ndcg
-    (hits of both lists pooled, at most K, ranked first). NaN for users without test items."""
+    (hits of both lists pooled, at most K, ranked first), hits_first_a_ndcg / hits_first_b_ndcg
+    (each system's own hits ranked first: what the union's NDCG gain is read against, see
+    :func:`analysis.complementarity.hits_first_ndcg`). NaN for users without test items."""
+    from analysis.complementarity import hits_first_ndcg
+
     uh = user_hit_counts(run, K, sys_a, sys_b)
     users = run.users["user_idx"].to_numpy()
     uh = uh.reindex(users)
@@ -372,6 +379,9 @@ def oracle_per_user(run: Run, K: int, sys_a: str, sys_b: str) -> pd.DataFrame:
     out = pd.DataFrame(index=pd.Index(users, name="user_idx"))
     out["union_recall"] = np.where(has, hh / np.where(has, n_rel, 1), np.nan)
     out["union_ndcg"] = np.where(has, cum[hh] / np.where(ideal > 0, ideal, 1), np.nan)
+    for side in ("a", "b"):
+        own = (uh["shared"] + uh[f"only_{side}"]).to_numpy()
+        out[f"hits_first_{side}_ndcg"] = hits_first_ndcg(own, n_rel.astype(np.int64), K)
     for m in ("recall", "ndcg"):
         ma = user_metric(run, sys_a, m, K).reindex(users).to_numpy()
         mb = user_metric(run, sys_b, m, K).reindex(users).to_numpy()
@@ -385,6 +395,7 @@ def metric_row(run: Run, system: str, metric: str, K: int, part: str = "test") -
     m = run.table("metrics")
     sel = m[(m["system"].astype(str) == system) & (m["metric"].astype(str) == metric) & (m["k"] == K)
             & (m["part"].astype(str) == part)]
+    sel = sel[sel["segment"].astype(str) == "all"]
     if sel.empty:
         return None
     r = sel.iloc[0]
@@ -406,9 +417,10 @@ def headline(run: Run, K: int, users: tuple[int, ...] | None = None) -> pd.DataF
 
     Unfiltered single systems and fusions come straight from the ``metrics`` table; with a user
     filter (``users``) their means are recomputed over those users from the ``users`` table with a
-    percentile bootstrap (1,000 resamples, seed 0). The oracle bound is the union-pool oracle of the
-    compared views: the metrics table's ``oracle_union`` row when it has one for this K and no user
-    filter is set, else computed per user here and bootstrapped.
+    percentile bootstrap (1,000 resamples, seed 0). The oracle is the per-user selection oracle of
+    the compared views (DIAGNOSTICS.md: headlines use it; the union pool is mostly re-ordering):
+    the metrics table's ``oracle_select`` row when it has one for this K and no user filter is set,
+    else computed per user here and bootstrapped.
     """
     roles = system_roles(run)
     rows = []
@@ -436,20 +448,33 @@ def headline(run: Run, K: int, users: tuple[int, ...] | None = None) -> pd.DataF
     if users is not None:
         orc = orc.reindex(np.asarray(users))
     for metric in ("recall", "ndcg"):
-        stored = metric_row(run, "oracle_union", metric, K) if users is None else None
+        stored = metric_row(run, "oracle_select", metric, K) if users is None else None
         if stored is not None:
-            rows.append({"role": "oracle", "system": "oracle_union", "metric": metric, **stored,
-                         "source": "metrics table (union-pool oracle of the compared views)"})
+            rows.append({"role": "oracle", "system": "oracle_select", "metric": metric, **stored,
+                         "source": "metrics table (per-user selection oracle of the compared views)"})
             continue
-        v = orc[f"union_{metric}"].to_numpy()
+        v = orc[f"select_{metric}"].to_numpy()
         mean, lo, hi = bootstrap_ci(v)
-        rows.append({"role": "oracle", "system": f"oracle union ({sem} ∪ {col})", "metric": metric, "mean": mean,
-                     "lo": lo, "hi": hi, "n_users": int(np.isfinite(v).sum()), "source": "union-pool oracle, bootstrap"})
+        rows.append({"role": "oracle", "system": f"oracle select ({sem} | {col})", "metric": metric, "mean": mean,
+                     "lo": lo, "hi": hi, "n_users": int(np.isfinite(v).sum()),
+                     "source": "per-user selection oracle, bootstrap"})
     df = pd.DataFrame(rows)
     if not df.empty:
         df["label"] = df["role"].map(ROLE_LABELS)
         df["short"] = df["role"].map(ROLE_SHORT)
     return df
+
+
+def tuning_budgets(run: Run) -> dict[str, str]:
+    """Per system, the tuning budget the engine recorded (grid points and seconds on validation),
+    so the views' budgets can be compared side by side (DIAGNOSTICS.md "Fair comparison")."""
+    out = {}
+    for entry in (run.manifest.get("tuning") or {}).values():
+        b = entry.get("budget") or {}
+        if entry.get("system") and b:
+            out[str(entry["system"])] = (f"tuned: {int(b.get('n_configs', 0))} configs, {float(b.get('seconds', 0)):.0f} s"
+                                         f"{' (cached)' if entry.get('cache_hit') else ''}")
+    return out
 
 
 def hit_shares(run: Run, K: int, sys_a: str, sys_b: str, users: tuple[int, ...] | None = None,
@@ -474,7 +499,9 @@ def hit_shares(run: Run, K: int, sys_a: str, sys_b: str, users: tuple[int, ...] 
 def oracle_gains(run: Run, K: int, users: tuple[int, ...] | None = None) -> pd.DataFrame:
     """Oracle gain over the best single view, for the compared pair and the control pair
     (most-popular vs collaborative). Rows: pair, oracle (per-user selection / union pool), metric,
-    best_single, oracle_value, gain."""
+    best_single, oracle_value, gain. The union pool's NDCG gain is read against the better
+    view's own hits placed first (``best_single`` is then that hits-first value): the raw gain
+    over the ranked list is mostly re-ordering, not the other view (DIAGNOSTICS.md)."""
     sem, col = compared_systems(run)
     roles = system_roles(run)
     pairs = [("semantic + collaborative", sem, col)]
@@ -491,11 +518,15 @@ def oracle_gains(run: Run, K: int, users: tuple[int, ...] | None = None) -> pd.D
             mb = user_metric(run, b, metric, K)
             if sel is not None:
                 ma, mb = ma.reindex(sel), mb.reindex(sel)
-            best = max(np.nanmean(ma.to_numpy()), np.nanmean(mb.to_numpy()))
+            means = {"a": np.nanmean(ma.to_numpy()), "b": np.nanmean(mb.to_numpy())}
+            better = max(means, key=means.get)
             for oracle, name in (("select", "per-user selection"), ("union", "union pool")):
                 v = float(np.nanmean(orc[f"{oracle}_{metric}"].to_numpy()))
-                rows.append({"pair": label, "oracle": name, "metric": metric, "best_single": best,
-                             "oracle_value": v, "gain": v - best})
+                base = means[better]
+                if oracle == "union" and metric == "ndcg":
+                    base, name = float(np.nanmean(orc[f"hits_first_{better}_ndcg"].to_numpy())), "union pool vs own hits first"
+                rows.append({"pair": label, "oracle": name, "metric": metric, "best_single": base,
+                             "oracle_value": v, "gain": v - base})
     return pd.DataFrame(rows)
 
 
@@ -524,11 +555,15 @@ def list_overlap(run: Run, K: int, sys_a: str, sys_b: str, users: tuple[int, ...
 
 
 def mean_overlap(run: Run, k: int, items: tuple[int, ...] | None = None) -> dict[str, float]:
-    """Mean overlap@k over ``items`` (None = all with both neighbourhoods), the chance level, n."""
+    """Mean overlap@k and Jaccard@k over ``items`` (None = all with both neighbourhoods), each with
+    its own chance level (Jaccard's is about half of overlap's), and n."""
     ov = overlap_at_k(run, k)
-    o = ov["overlap"] if items is None else ov["overlap"].reindex(np.asarray(items))
+    sel = ov if items is None else ov.reindex(np.asarray(items))
+    o, j = sel["overlap"], sel["jaccard"]
     return {"mean": float(np.nanmean(o.to_numpy())) if o.notna().any() else math.nan,
-            "chance": ov.attrs["chance"], "n": int(o.notna().sum())}
+            "chance": ov.attrs["chance"], "n": int(o.notna().sum()),
+            "jaccard": float(np.nanmean(j.to_numpy())) if j.notna().any() else math.nan,
+            "chance_jaccard": ov.attrs["chance_jaccard"]}
 
 
 def _compared_pairs(run: Run, K: int, users: tuple[int, ...] | None, items: tuple[int, ...] | None) -> pd.DataFrame:

@@ -105,8 +105,8 @@ def fusion_references(run: Run, metric: str, k: int) -> pd.DataFrame:
     "recomputed from the users table").
     """
     m = run.table("metrics")
-    require_columns(m, ["system", "part", "metric", "k", "mean", "lo", "hi"], "metrics", run)
-    m = m[(m["metric"].astype(str) == metric) & (m["k"].astype(int) == int(k))]
+    require_columns(m, ["system", "part", "segment", "metric", "k", "mean", "lo", "hi"], "metrics", run)
+    m = m[(m["metric"].astype(str) == metric) & (m["k"].astype(int) == int(k)) & (m["segment"].astype(str) == "all")]
     sem, col = compared_systems(run)
     labels = system_labels(run)
     roles = system_roles(run)
@@ -136,6 +136,15 @@ def fusion_references(run: Run, metric: str, k: int) -> pd.DataFrame:
         add("test", "control_oracle_select", "control_oracle_select",
             lambda: _oracle_value(run, "select", roles["mostpop"], col, metric, k))
     return pd.DataFrame(rows, columns=["part", "key", "system", "label", "value", "lo", "hi", "source"])
+
+
+def union_oracle_gain(run: Run) -> dict[str, Any]:
+    """The engine's union-pool NDCG gain at K (manifest summary): raw, and from the other view only
+    (against the better view's own hits placed first), with its paired-bootstrap interval."""
+    g = (run.manifest.get("summary") or {}).get("union_oracle_gain")
+    if not g:
+        raise RunError(f"run {run.path} has no union-oracle gain: recompute it with --force")
+    return dict(g)
 
 
 def fusion_headroom(run: Run, metric: str, k: int) -> dict[str, Any]:
@@ -214,7 +223,8 @@ def user_models(run: Run) -> dict[str, Any]:
     run compares the zero-shot profile (``compared.semantic == "semantic_zs"``) — users as the
     normalised mean of the unit-normalised ``semantic_items`` of their training items (cosine);
     ``collaborative``: collab_users / collab_items, NaN rows (cold items) unscorable (-inf).
-    Also ``seen`` (train + valid, the test-time mask), ``sem`` / ``col`` (system names).
+    Also ``seen`` (train + valid + the pairs a sparsity regime removed: the test-time mask of
+    :meth:`analysis.split.Split.seen_for`), ``sem`` / ``col`` (system names).
     """
     sem, col = compared_systems(run)
     train = _csr(run, ("train",))
@@ -232,7 +242,7 @@ def user_models(run: Run) -> dict[str, Any]:
     col_model = EmbeddingRecommender(col, np.nan_to_num(CU), np.where(ok[:, None], CV, 0).astype(np.float32), ok)
     if CV.shape[0] != len(run.items) or sem_model.item_vecs.shape[0] != len(run.items):
         raise RunError(f"run {run.path}: saved vectors do not match the {len(run.items)} items; recompute it with --force")
-    seen = (train + _csr(run, ("valid",))).tocsr()
+    seen = (train + _csr(run, ("valid", "removed"))).tocsr()
     seen.data[:] = 1.0
     return {"semantic": sem_model, "collaborative": col_model, "seen": seen, "sem": sem, "col": col}
 
@@ -313,36 +323,11 @@ def _regime_order(df: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(["_cold", "_keep", "_share"]).drop(columns=["_cold", "_keep", "_share"])
 
 
-def _cold_segment(path: Path, K: int, alpha: float) -> dict[str, float]:
-    """Recall@K on the cold-item segment (test) of one regime run: semantic alone (α = 1), the
-    collaborative view alone (α = 0, plain fusion), and both fusion methods at the run's α."""
-    out: dict[str, float] = {}
-    f = path / "fusion.parquet"
-    if not f.is_file():
-        return out
-    t = pd.read_parquet(f)
-    t = t[(t["part"].astype(str) == "test") & (t["segment_type"].astype(str) == "item_pop")
-          & (t["segment"].astype(str) == "cold") & (t["metric"].astype(str) == "recall") & (t["k"].astype(int) == K)]
-    if t.empty:
-        return out
-
-    def at(method: str, a: float) -> float:
-        r = t[(t["method"].astype(str) == method) & np.isclose(t["alpha"].astype(float), a)]
-        return float(r["value"].iloc[0]) if len(r) else math.nan
-
-    plain = "score" if (t["method"].astype(str) == "score").any() else "cold_aware"
-    out["cold_semantic_recall"] = at(plain, 1.0)
-    out["cold_collab_recall"] = at("score", 0.0) if plain == "score" else math.nan
-    out["cold_fusion_score_recall"] = at("score", alpha)
-    out["cold_fusion_cold_aware_recall"] = at("cold_aware", alpha)
-    return out
-
-
 def sweep_table(run: Run, folder: str, stamp: int = 0) -> pd.DataFrame:
     """The sweep's comparison table (``folder/sweep.parquet``), regimes ordered (sparsity by
-    descending kept fraction, then cold-start), with ``is_cold``, ``x_label`` and, where the regime
-    run holds the cold-item segment, cold_* Recall@K columns from its fusion table.
-    ``stamp`` (the file's mtime) only keys the cache."""
+    descending kept fraction, then cold-start), with ``is_cold`` and ``x_label``. The warm_* / cold_*
+    Recall@K columns are the engine's segment rankings (candidates = the segment's items, see
+    :mod:`analysis.split`). ``stamp`` (the file's mtime) only keys the cache."""
     f = Path(folder) / "sweep.parquet"
     if not f.is_file():
         raise RunError(f"{folder} holds no sweep.parquet; make one with "
@@ -350,7 +335,8 @@ def sweep_table(run: Run, folder: str, stamp: int = 0) -> pd.DataFrame:
     df = pd.read_parquet(f)
     need = ["regime", "keep_fraction", "cold_item_share", "K", "semantic_recall", "collab_recall", "fusion_recall",
             "oracle_gain_ndcg", "control_oracle_gain_ndcg", "fusion_gain_ndcg", "semantic_unique_share",
-            "collab_unique_share"]
+            "collab_unique_share", "cold_test_share", "cold_semantic_recall", "cold_collab_recall",
+            "cold_fusion_recall"]
     missing = [c for c in need if c not in df.columns]
     if missing:
         raise RunError(f"{f} lacks column(s) {missing}; recompute the sweep with `semcollab sweep ... --force`")
@@ -359,15 +345,7 @@ def sweep_table(run: Run, folder: str, stamp: int = 0) -> pd.DataFrame:
     df["x_label"] = [f"{c:.0%} cold items" if cold else f"{k:.0%} kept"
                      for k, c, cold in zip(df["keep_fraction"].astype(float), df["cold_item_share"].astype(float),
                                            df["is_cold"])]
-    extra = []
-    for _, r in df.iterrows():
-        p = Path(str(r["path"])) if "path" in df.columns and pd.notna(r["path"]) else None
-        if p is None or not (p / "fusion.parquet").is_file():
-            p = Path(folder) / str(r["regime"])
-        extra.append(_cold_segment(p, int(r["K"]), float(r.get("alpha_valid", math.nan))))
-    cold_cols = ["cold_semantic_recall", "cold_collab_recall", "cold_fusion_score_recall", "cold_fusion_cold_aware_recall"]
-    ext = pd.DataFrame(extra, columns=cold_cols, index=df.index)
-    return pd.concat([df, ext], axis=1)
+    return df
 
 
 def sweep_folders(root: str) -> list[str]:

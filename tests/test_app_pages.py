@@ -44,7 +44,7 @@ def trace(fig: dict, prefix: str) -> dict:
 
 def metric_value(run, system: str, metric: str, k: int, part: str = "test") -> float:
     m = run.table("metrics")
-    r = m[(m.system == system) & (m.metric == metric) & (m.k == k) & (m.part == part)]
+    r = m[(m.system == system) & (m.metric == metric) & (m.k == k) & (m.part == part) & (m.segment == "all")]
     assert len(r) == 1
     return float(r["mean"].iloc[0])
 
@@ -313,14 +313,14 @@ def test_regimes_page_draws_the_sweep_rows(pages_sweep, monkeypatch):
         assert got == {labels[r]: pytest.approx(sweep.loc[r, col]) for r in labels}, name
     warm = next(t for t in fig["data"] if t["name"] == "collaborative" and t["mode"] == "lines+markers")
     assert list(arr(warm["x"])) == ["100% kept", "50% kept"]  # descending fraction kept
-    # the cold-start regime's cold-item segment comes from its fusion table
-    f = pd.read_parquet(pages_sweep / "cold-20" / "fusion.parquet")
-    seg = f[(f.part == "test") & (f.segment_type == "item_pop") & (f.segment == "cold") & (f.metric == "recall")
-            & (f.k == 10)]
-    sem_cold = next(t for t in fig["data"] if t["name"].startswith("cold items: semantic alone"))
-    plain = "score" if (seg.method == "score").any() else "cold_aware"
-    assert float(arr(sem_cold["y"])[0]) == pytest.approx(
-        float(seg[(seg.method == plain) & np.isclose(seg.alpha, 1.0)]["value"].iloc[0]))
+    # the cold-start regime's cold-only points are the engine's cold-segment ranking (metrics table)
+    m = pd.read_parquet(pages_sweep / "cold-20" / "metrics.parquet")
+    for prefix, system in (("cold items only: semantic", "semantic"), ("cold items only: collaborative", "collab"),
+                           ("cold items only: fusion", "fusion")):
+        t = next(t for t in fig["data"] if t["name"].startswith(prefix))
+        want = m[(m.system == system) & (m.part == "test") & (m.segment == "cold") & (m.metric == "recall") & (m.k == 10)]
+        assert float(arr(t["y"])[0]) == pytest.approx(float(want["mean"].iloc[0])), prefix
+    assert float(arr(next(t for t in fig["data"] if t["name"].startswith("cold items only: collab"))["y"])[0]) == 0.0
     table = table_with(at, "regime", "keep_fraction")
     assert list(table["regime"]) == ["keep-100", "keep-50", "cold-20"]
 

@@ -77,6 +77,7 @@ def no_probe_run(app_run_path, tmp_path, monkeypatch) -> Path:
         (dst / f"{t}.parquet").unlink(missing_ok=True)
     items = pd.read_parquet(dst / "items.parquet")
     items.drop(columns=["probe_residual", "probe_best"], errors="ignore").to_parquet(dst / "items.parquet", index=False)
+    rs.seal_run(dst)  # re-record the checksums of the deliberately edited copy
     monkeypatch.setattr(rs, "TABLES", [t for t in rs.TABLES if t not in PROBE_TABLES])
     monkeypatch.setenv("SEMCOLLAB_RUNS", str(dst.parent))
     monkeypatch.setattr(sys, "argv", ["app/main.py"])

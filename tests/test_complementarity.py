@@ -138,3 +138,39 @@ def test_padding_is_not_an_item():
     assert list_jaccard(a, b)[0] == pytest.approx(1 / 3)  # {1} / {1, 2, 3}
     # pads are distinct non-matching items: X = [1, 1, 1, 1]
     assert prefix_overlap(a, b).tolist() == [[1, 1, 1, 1]]
+
+
+def test_union_oracle_ndcg_gain_is_read_against_hits_first_of_the_better_view():
+    # R = {1, 2, 3, 4}, K = 4. A = [9, 1, 8, 2]: hits at ranks 2 and 4. B = [3, 7, 6, 5]: one hit at rank 1.
+    # IDCG = 1 + 1/log2(3) + 1/2 + 1/log2(5). ndcg_a = (1/log2 3 + 1/log2 5) / IDCG > ndcg_b = 1 / IDCG.
+    # A's own hits first: (1 + 1/log2 3) / IDCG. Union pool {1, 2, 3} first: (1 + 1/log2 3 + 1/2) / IDCG.
+    # Raw gain = union − ndcg_a; the part from the other view = union − hits-first(A) = 0.5 / IDCG.
+    target = _csr([[1, 2, 3, 4]], 10)
+    df = compare_lists(np.array([[9, 1, 8, 2]]), np.array([[3, 7, 6, 5]]), target, np.array([0]), k=4)
+    idcg = 1 + 1 / np.log2(3) + 0.5 + 1 / np.log2(5)
+    r = df.iloc[0]
+    assert r.hits_first_ndcg_a == pytest.approx((1 + 1 / np.log2(3)) / idcg)
+    assert r.hits_first_ndcg_b == pytest.approx(1 / idcg)
+    assert r.oracle_union_ndcg == pytest.approx((1 + 1 / np.log2(3) + 0.5) / idcg)
+    s = summarise(df)
+    assert s["hits_first_ndcg_best"] == pytest.approx((1 + 1 / np.log2(3)) / idcg)
+    assert s["oracle_union_ndcg_gain"] == pytest.approx(0.5 / idcg)
+    assert s["oracle_union_ndcg_gain_raw"] == pytest.approx((0.5 + 1 - 1 / np.log2(5)) / idcg)
+
+
+def test_hits_first_ndcg_matches_ranx_on_the_reordered_list():
+    """hits_first_ndcg(h) = NDCG of the same list with its hits moved to the top (ranx as reference)."""
+    from ranx import Qrels, Run, evaluate as rx_evaluate
+
+    from analysis.complementarity import hits_first_ndcg
+
+    top = _random_case(seed=4)[0]
+    rng = np.random.default_rng(4)
+    rel = [list(rng.choice(50, size=rng.integers(1, 12), replace=False)) for _ in range(len(top))]
+    target = _csr(rel, 50)
+    h = np.array([np.isin(t, r).sum() for t, r in zip(top, rel)])
+    reordered = [sorted(t, key=lambda i, r=set(r): i not in r) for t, r in zip(top, rel)]
+    qrels = Qrels({f"u{u:03d}": {str(i): 1 for i in r} for u, r in enumerate(rel)})  # ids sort like users
+    run = Run({f"u{u:03d}": {str(i): float(len(t) - j) for j, i in enumerate(t)} for u, t in enumerate(reordered)})
+    ref = rx_evaluate(qrels, run, "ndcg@10", return_mean=False)
+    np.testing.assert_allclose(hits_first_ndcg(h, np.diff(target.indptr), 10), ref, rtol=1e-9)

@@ -202,3 +202,15 @@ def test_procrustes_independent_views_low_and_masks():
     cos = procrustes_cosine(X, Y, valid=valid)
     assert np.isnan(cos[:21]).all()
     np.testing.assert_allclose(cos[21:], 1.0, atol=1e-10)
+
+
+def test_chance_jaccard_exact_by_enumeration_and_half_of_overlap_for_small_k():
+    from itertools import combinations
+
+    from analysis.neighbors import chance_jaccard, chance_overlap
+
+    subsets = [set(c) for c in combinations(range(5), 2)]  # n = 6 items: 5 candidates, k = 2
+    brute = np.mean([len(a & b) / (4 - len(a & b)) for a in subsets for b in subsets])
+    assert chance_jaccard(6, 2) == pytest.approx(brute, rel=1e-12)
+    assert chance_jaccard(1682, 10) == pytest.approx(chance_overlap(1682, 10) / 2, rel=0.1)  # ≈ k / (2(N − 1))
+    assert chance_jaccard(1682, 10) != pytest.approx(chance_overlap(1682, 10), rel=0.1)

@@ -214,11 +214,32 @@ def test_sweep_writes_sibling_runs_and_one_table(tmp_path):
     assert (tmp_path / "sw" / "sweep.md").exists()
     assert pd.read_parquet(tmp_path / "sw" / "sweep.parquet")["regime"].tolist() == table["regime"].tolist()
     cold = open_run(tmp_path / "sw" / "cold-20")
-    assert cold.manifest["regime"]["n_cold_items"] >= 0.2 * 300 - 1
-    # both blends are computed on cold-start data; the one used is the better on validation
+    reg = cold.manifest["regime"]
+    it = cold.table("interactions")
+    assert reg["n_held_out_items"] == round(0.2 * it["item_idx"].nunique()) and reg["n_cold_items"] >= reg["n_held_out_items"]
+    # standard protocol: all the held-out items' pairs are test pairs, so they are a large share of the test
+    cold_items = cold.items.loc[cold.items["cold"], "item_idx"]
+    held_out = cold.items.loc[cold.items["held_out"], "item_idx"]
+    assert len(held_out) == reg["n_held_out_items"] and held_out.isin(cold_items).all()
+    assert not it[it["part"].isin(["train", "valid"]) & it["item_idx"].isin(held_out)].shape[0]
+    assert reg["n_test_pairs_cold"] == it[(it["part"] == "test") & it["item_idx"].isin(cold_items)].shape[0]
+    assert reg["cold_test_share"] > 0.5
+    assert cold_items.size and table.set_index("regime").loc["cold-20", "cold_test_share"] == reg["cold_test_share"]
+    # validation never sees the held-out items: cold-aware blending is used, α chosen on validation
     fm = cold.manifest["fusion"]
-    assert set(cold.table("fusion")["method"]) == {"score", "cold_aware", "rrf"}
-    assert fm["method"] == max(fm["valid_best"], key=lambda m: fm["valid_best"][m]["value"])
+    assert set(cold.table("fusion")["method"]) == {"cold_aware", "rrf"} and fm["method"] == "cold_aware"
+    # metrics three ways; the collaborative view cannot score a cold item, the semantic view can
+    seg = cold.manifest["summary"]["segments"]
+    assert set(seg) == {"warm", "cold"} and seg["cold"]["collab"]["recall"]["mean"] == 0.0
+    assert seg["cold"]["semantic"]["recall"]["mean"] > 0.05 and seg["cold"]["fusion"]["recall"]["mean"] > 0.05
+    m = cold.table("metrics")
+    assert set(m["segment"]) == {"all", "warm", "cold"}
+    # the sparsity regime's removed training pairs are stored and masked, never recommended
+    sp_it = open_run(tmp_path / "sw" / "keep-20").table("interactions")
+    removed = sp_it[sp_it["part"] == "removed"]
+    assert len(removed) > 0
+    tk = open_run(tmp_path / "sw" / "keep-20").table("topk").merge(removed, on=["user_idx", "item_idx"])
+    assert tk.empty
     # each regime was tuned on its own split
     keys = {open_run(tmp_path / "sw" / n).manifest["tuning"]["ease"]["cache_key"] for n in table.regime}
     assert len(keys) == 3

@@ -55,21 +55,86 @@ def test_sparsity_keeps_fraction_of_training_only():
     assert np.all(np.diff(tiny.train.indptr) == 1)  # at least one kept
 
 
-def test_cold_items_have_no_training_interactions_but_keep_test_pairs():
-    ix = _toy(n_users=50, per_user=12)
+def _synthetic_split(cold=0.2, keep=1.0):
+    from analysis.synthetic import generate
+
+    return split(index(generate(seed=3, n_users=300, n_items=200)), seed=0, cold_item_share=cold, keep_fraction=keep)
+
+
+def test_cold_items_are_held_out_entirely_standard_protocol():
+    """Standard item cold-start: every pair of a held-out item is in test, none in train/valid."""
+    from analysis.synthetic import generate
+
+    ix = index(generate(seed=3, n_users=300, n_items=200))
     s = split(ix, seed=0, cold_item_share=0.2)
-    pop = np.asarray(s.train.sum(0)).ravel()
-    assert s.cold_items.sum() >= 6
-    assert np.all(pop[s.cold_items] == 0) and np.all(pop[~s.cold_items] > 0)
-    full = split(ix, seed=0)
-    assert (full.test != s.test).nnz == 0
-    assert s.regime["n_cold_items"] == int(s.cold_items.sum())
+    held = s.held_out_items
+    assert held.sum() == round(0.2 * len(np.unique(ix.items)))
+    assert s.train[:, held].nnz == 0 and s.valid[:, held].nnz == 0
+    every = np.zeros((ix.n_users, ix.n_items), bool)
+    every[ix.users, ix.items] = True
+    assert np.array_equal(s.test[:, held].toarray() > 0, every[:, held])  # all their pairs, in test
+    assert np.all(s.cold_items[held]) and np.all(np.asarray(s.train.sum(0)).ravel()[s.cold_items] == 0)
+    assert (s.train + s.valid + s.test).nnz == len(ix.users)  # nothing lost
+    assert s.regime["n_test_pairs_cold"] == s.test[:, s.cold_items].nnz
+    assert s.regime["cold_test_share"] == s.regime["n_test_pairs_cold"] / s.test.nnz
+
+
+def test_held_out_items_are_not_validation_candidates():
+    s = _synthetic_split()
+    seen = s.seen_for("valid").toarray() > 0
+    assert seen[:, s.held_out_items].all()
+    assert not seen[:, ~s.cold_items][s.train[:, ~s.cold_items].toarray() == 0].any()  # warm unseen stay candidates
+    assert not (s.seen_for("test").toarray() > 0)[:, s.held_out_items].any()  # at test they are candidates
+
+
+def test_recommending_exactly_the_cold_consumptions_scores_recall_one_on_cold_ranking():
+    from analysis.metrics import evaluate
+    from analysis.ranking import rank_scores
+
+    s = _synthetic_split()
+    cold_target = s.target("test", "cold")
+    assert cold_target.nnz == s.test[:, s.cold_items].nnz and (cold_target - s.test.multiply(cold_target)).nnz == 0
+    users = np.flatnonzero(np.diff(cold_target.indptr) > 0)
+    K = int(np.diff(cold_target.indptr).max())
+    scores = cold_target.toarray()[users] + 0.5 * (s.test.toarray()[users] > 0)  # warm test items score too
+    top = rank_scores(scores, K, seen=s.seen_for("test", "cold"), users=users)
+    assert np.isin(top[top >= 0], np.flatnonzero(s.cold_items)).all()  # candidates = cold items
+    rec = evaluate(top, cold_target, users, ks=(K,))[f"recall@{K}"]
+    np.testing.assert_array_equal(rec, np.ones(len(users)))
+
+
+def test_warm_segment_ranks_and_targets_warm_items_only():
+    s = _synthetic_split()
+    warm_target = s.target("test", "warm")
+    assert warm_target[:, s.cold_items].nnz == 0
+    assert warm_target.nnz + s.target("test", "cold").nnz == s.test.nnz
+    seen = s.seen_for("test", "warm").toarray() > 0
+    assert seen[:, s.cold_items].all()
+
+
+def test_sparsity_removed_pairs_are_masked_not_misses():
+    full, sparse = _synthetic_split(cold=0.0), _synthetic_split(cold=0.0, keep=0.2)
+    assert sparse.removed.nnz == full.train.nnz - sparse.train.nnz == sparse.regime["n_removed_train_pairs"]
+    assert (sparse.removed + sparse.train != full.train).nnz == 0
+    for part in ("valid", "test"):
+        assert (sparse.seen_for(part) != full.seen_for(part)).nnz == 0  # same known history masked
+    assert sparse.removed.multiply(sparse.test).nnz == 0
 
 
 def test_seen_for_masks_train_on_valid_and_train_plus_valid_on_test():
     s = split(_toy(), seed=0)
     assert (s.seen_for("valid") != s.train).nnz == 0
     assert (s.seen_for("test") != (s.train + s.valid)).nnz == 0
+
+
+def test_unknown_part_or_segment_is_a_config_error():
+    s = split(_toy(), seed=0)
+    with pytest.raises(ConfigError, match="unknown split part"):
+        s.seen_for("train")
+    with pytest.raises(ConfigError, match="unknown item segment"):
+        s.target("test", "lukewarm")
+    with pytest.raises(ConfigError, match="validation has no cold items"):
+        s.seen_for("valid", "cold")
 
 
 @pytest.mark.parametrize("kw", [{"keep_fraction": 0}, {"keep_fraction": 1.5}, {"cold_item_share": 1.0},

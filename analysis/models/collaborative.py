@@ -51,8 +51,9 @@ def train_ials(
     num_threads: int = 2,
     progress: bool = False,
     name: str = "ials",
+    k: int = 20,
 ) -> EmbeddingRecommender:
-    """Implicit ALS (Hu, Koren & Volinsky 2008) with early stopping on validation NDCG@20.
+    """Implicit ALS (Hu, Koren & Volinsky 2008) with early stopping on validation NDCG@k.
 
     ``iterations`` is the maximum number of ALS sweeps; validation runs every
     ``eval_every`` sweeps and training stops after ``patience`` evaluations without
@@ -76,7 +77,7 @@ def train_ials(
             random_state=int(seed),
         )
     scorable = _warm_scorable(split)
-    es = EarlyStopping(patience)
+    es = EarlyStopping(patience, k=k)
     best = None
     done = 0
     bar = tqdm(total=iterations, desc=f"iALS f={factors}", disable=not progress, leave=False)
@@ -87,7 +88,7 @@ def train_ials(
         done += als.iterations
         bar.update(als.iterations)
         rec = EmbeddingRecommender(name, als.user_factors, als.item_factors, scorable)
-        stop = es.step(done, validate(rec, split))
+        stop = es.step(done, validate(rec, split, k))
         bar.set_postfix(ndcg=f"{es.best:.4f}")
         if es.improved:
             best = (als.user_factors.copy(), als.item_factors.copy())
@@ -158,8 +159,9 @@ def train_bpr(
     num_threads: int = 1,
     progress: bool = False,
     name: str = "bpr",
+    k: int = 20,
 ) -> EmbeddingRecommender:
-    """BPR-MF (Rendle et al. 2009) in torch with early stopping on validation NDCG@20.
+    """BPR-MF (Rendle et al. 2009) in torch with early stopping on validation NDCG@k.
 
     One epoch = one pass over the training pairs, each with one fresh uniform negative.
     ``batch_size=None`` sizes batches for ~20 steps per epoch (256..8192), so an epoch
@@ -198,7 +200,7 @@ def train_bpr(
         return np.ascontiguousarray(U, np.float32), np.ascontiguousarray(V, np.float32)
 
     with torch_threads(num_threads if dev.type == "cpu" else None):
-        es = EarlyStopping(patience)
+        es = EarlyStopping(patience, k=k)
         best = None
         bar = tqdm(range(1, epochs + 1), desc=f"BPR d={dim}", disable=not progress, leave=False)
         for epoch in bar:
@@ -220,7 +222,7 @@ def train_bpr(
             if epoch % eval_every and epoch != epochs:
                 continue
             U, V = snapshot()
-            stop = es.step(epoch, validate(EmbeddingRecommender(name, U, V, scorable), split))
+            stop = es.step(epoch, validate(EmbeddingRecommender(name, U, V, scorable), split, k))
             bar.set_postfix(ndcg=f"{es.best:.4f}")
             if es.improved:
                 best = (U, V)

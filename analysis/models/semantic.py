@@ -88,6 +88,7 @@ def train_semantic(
     num_threads: int = 1,
     progress: bool = False,
     name: str = "semantic",
+    k: int = 20,
 ) -> EmbeddingRecommender:
     """Train the linear semantic recommender (see module docstring); returns dim+1-d vectors.
 
@@ -98,9 +99,9 @@ def train_semantic(
     Users without training items get ``h_u = 0``: their scores are the content bias.
     AdamW with decoupled ``weight_decay``.
     """
-    for k, v in {"dim": dim, "lr": lr, "epochs": epochs, "batch_size": batch_size, "eval_every": eval_every}.items():
+    for name_, v in {"dim": dim, "lr": lr, "epochs": epochs, "batch_size": batch_size, "eval_every": eval_every}.items():
         if not v > 0:
-            raise ConfigError(f"{k} must be > 0, got {v}")
+            raise ConfigError(f"{name_} must be > 0, got {v}")
     if not 0 < holdout < 1:
         raise ConfigError(f"holdout must be in (0, 1), got {holdout}")
     import torch
@@ -149,7 +150,7 @@ def train_semantic(
 
     scorable = np.ones(n_i, dtype=bool)
     with torch_threads(num_threads if dev.type == "cpu" else None):
-        es = EarlyStopping(patience)
+        es = EarlyStopping(patience, k=k)
         best = None
         bar = tqdm(range(1, epochs + 1), desc=f"semantic d={dim}", disable=not progress, leave=False)
         for epoch in bar:
@@ -204,7 +205,7 @@ def train_semantic(
             if epoch % eval_every and epoch != epochs:
                 continue
             U, V = snapshot()
-            stop = es.step(epoch, validate(EmbeddingRecommender(name, U, V, scorable), split))
+            stop = es.step(epoch, validate(EmbeddingRecommender(name, U, V, scorable), split, k))
             bar.set_postfix(ndcg=f"{es.best:.4f}")
             if es.improved:
                 best = (U, V)

@@ -3,7 +3,7 @@
 DIAGNOSTICS.md ("Fair comparison"): each view is tuned on validation *in every regime*
 (a model tuned on dense data and reused on sparse data manufactures complementarity),
 and the grids and budgets of the views are comparable and recorded. :func:`tune`
-trains every grid point with the same early-stopping rule (validation NDCG@20), picks
+trains every grid point with the same early-stopping rule (validation NDCG@K), picks
 the best, and caches the outcome (best parameters + the full table, JSON, never pickle)
 under ``cache_dir("tuning")``, keyed by the split's matrices, the kind, the grid, the
 fixed settings, the seed (and the item vectors for the semantic view). Since every
@@ -30,10 +30,10 @@ from ..cache import atomic_save_json, cache_dir, digest
 from ..errors import ConfigError
 from ..split import Split
 from .base import Recommender
-from .validation import CRITERION, validate
+from .validation import DEFAULT_K, criterion, validate
 
 KINDS = ("ials", "bpr", "ease", "semantic_trained")
-_VERSION = "tune-v1"
+_VERSION = "tune-v2"  # v2: standard cold-start protocol, removed pairs masked, configurable K
 
 DEFAULT_GRIDS: dict[str, dict[str, list]] = {
     "ials": {"factors": [64, 128], "regularization": [1.0, 10.0, 100.0], "alpha": [1.0, 5.0, 20.0]},
@@ -65,7 +65,7 @@ class TuneResult:
     kind: str
     model: Recommender
     best_params: dict[str, Any]
-    #: one row per grid point: the grid parameters, ndcg@20, recall@20, best_epoch, seconds
+    #: one row per grid point: the grid parameters, ndcg@K, recall@K, best_epoch, seconds
     table: pd.DataFrame
     grid: dict[str, list]
     fixed: dict[str, Any]
@@ -108,9 +108,9 @@ def _check(kind: str, grid: dict[str, list], fixed: dict[str, Any]) -> None:
 
 def _split_key(split: Split) -> list:
     parts: list = []
-    for m in (split.train, split.valid):
+    for m in (split.train, split.valid, split.removed):
         parts += [np.asarray(m.shape), m.indptr.astype(np.int64), m.indices.astype(np.int64)]
-    return parts + [np.asarray(split.cold_items, dtype=bool)]
+    return parts + [np.asarray(split.cold_items, dtype=bool), np.asarray(split.held_out_items, dtype=bool)]
 
 
 def train_one(
@@ -121,16 +121,18 @@ def train_one(
     vectors: np.ndarray | None = None,
     device: str = "auto",
     gram: np.ndarray | None = None,
+    k: int = DEFAULT_K,
 ) -> Recommender:
-    """Train one configuration of ``kind`` (what :func:`tune` runs for each grid point)."""
+    """Train one configuration of ``kind`` (what :func:`tune` runs for each grid point);
+    trainable kinds stop early on validation NDCG@``k``."""
     if kind == "ials":
         from .collaborative import train_ials
 
-        return train_ials(split, seed=seed, **params)
+        return train_ials(split, seed=seed, k=k, **params)
     if kind == "bpr":
         from .collaborative import train_bpr
 
-        return train_bpr(split, seed=seed, device=device, **params)
+        return train_bpr(split, seed=seed, device=device, k=k, **params)
     if kind == "ease":
         from .reference import EASE
 
@@ -140,7 +142,7 @@ def train_one(
 
         if vectors is None:
             raise ConfigError("tuning 'semantic_trained' needs the item vectors (vectors=...)")
-        return train_semantic(vectors, split, seed=seed, device=device, **params)
+        return train_semantic(vectors, split, seed=seed, device=device, k=k, **params)
     raise ConfigError(f"unknown model kind {kind!r} to tune: use one of {list(KINDS)}")
 
 
@@ -160,12 +162,14 @@ def tune(
     vectors: np.ndarray | None = None,
     fixed: dict[str, Any] | None = None,
     device: str = "auto",
+    k: int = DEFAULT_K,
 ) -> TuneResult:
     """Tune ``kind`` in {ials, bpr, ease, semantic_trained} on ``split``'s validation part.
 
     ``grid`` replaces the default grid (parameters it leaves out take their ``fixed`` /
     trainer defaults); ``fixed`` overrides ``DEFAULT_FIXED[kind]``. ``vectors`` (the frozen
-    item text vectors) are required for ``semantic_trained``.
+    item text vectors) are required for ``semantic_trained``. ``k``: the criterion is
+    validation NDCG@k (the run's configured K).
     """
     if kind not in KINDS:
         raise ConfigError(f"unknown model kind {kind!r} to tune: use one of {list(KINDS)}")
@@ -177,14 +181,15 @@ def tune(
             raise ConfigError("tuning 'semantic_trained' needs the item vectors (vectors=...)")
         vectors = np.asarray(vectors, dtype=np.float32)
     grid = {k: [_json_safe(x) for x in v] for k, v in grid.items()}
-    key = digest(_VERSION, kind, *_split_key(split), grid, fixed, int(seed), *([vectors] if vectors is not None else []))
+    crit = criterion(k)
+    key = digest(_VERSION, kind, *_split_key(split), grid, fixed, int(seed), int(k), *([vectors] if vectors is not None else []))
     path = cache_dir("tuning") / f"{kind}-{key[:32]}.json"
 
     if cache and path.exists():
         try:
             rec = json.loads(path.read_text())
             best = {**fixed, **rec["best_params"]}
-            model = train_one(kind, split, best, seed, vectors, device)
+            model = train_one(kind, split, best, seed, vectors, device, k=k)
             table = pd.DataFrame(rec["table"], columns=rec["table_columns"])  # JSON keys are sorted
             best_params = {k: rec["best_params"][k] for k in grid}
             edge = _at_edge(grid, best_params)
@@ -202,30 +207,30 @@ def tune(
     t_all = time.perf_counter()
     for p in tqdm(points, desc=f"tune {kind}", disable=not progress, leave=False):
         t0 = time.perf_counter()
-        model = train_one(kind, split, {**fixed, **p}, seed, vectors, device, gram)
+        model = train_one(kind, split, {**fixed, **p}, seed, vectors, device, gram, k=k)
         info = getattr(model, "params", {}) or {}
-        scores = info.get("valid") or validate(model, split)
+        scores = info.get("valid") or validate(model, split, k)
         rows.append(
             {
                 **p,
-                "ndcg@20": float(scores["ndcg@20"]),
-                "recall@20": float(scores["recall@20"]),
+                f"ndcg@{k}": float(scores[f"ndcg@{k}"]),
+                f"recall@{k}": float(scores[f"recall@{k}"]),
                 "best_epoch": info.get("best_epoch"),
                 "seconds": round(time.perf_counter() - t0, 3),
             }
         )
-        if scores[CRITERION] > best_score:
-            best_model, best_score, best_point = model, scores[CRITERION], p
+        if scores[crit] > best_score:
+            best_model, best_score, best_point = model, scores[crit], p
     seconds = time.perf_counter() - t_all
     table = pd.DataFrame(rows)
     budget = {
         "n_configs": len(points),
-        "criterion": f"validation {CRITERION}",
+        "criterion": f"validation {crit}",
         "per_config": dict(fixed),
         "seconds": round(seconds, 2),
     }
     if best_model is None:  # every grid point scored NaN (no validation users)
-        best_model = train_one(kind, split, {**fixed, **best_point}, seed, vectors, device, gram)
+        best_model = train_one(kind, split, {**fixed, **best_point}, seed, vectors, device, gram, k=k)
     if cache:
         atomic_save_json(
             path,

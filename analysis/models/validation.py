@@ -1,7 +1,7 @@
 """Validation scoring and early stopping shared by every trainable recommender.
 
 Every trained model (iALS, BPR, the trained semantic recommender) stops on the same
-criterion, validation NDCG@20 under the project protocol (full ranking, training items
+criterion, validation NDCG@K (K = the run's configured K, 20 by default) under the project protocol (full ranking, training items
 masked; DIAGNOSTICS.md), computed with the engine's own :func:`analysis.ranking.rank`
 and :func:`analysis.metrics.evaluate` so the tuning numbers are the numbers the
 dashboard reports. Keeping this in one place is what makes the budgets comparable.
@@ -19,8 +19,16 @@ from ..ranking import rank
 from ..split import Split
 from .base import Recommender
 
-#: the tuning / early-stopping criterion (DIAGNOSTICS.md "Fair comparison")
-CRITERION = "ndcg@20"
+#: the default list length; a run passes its configured K (DIAGNOSTICS.md "Fair comparison")
+DEFAULT_K = 20
+
+
+def criterion(k: int = DEFAULT_K) -> str:
+    """The tuning / early-stopping criterion at list length ``k``."""
+    return f"ndcg@{int(k)}"
+
+
+CRITERION = criterion()
 
 
 def valid_users(split: Split) -> np.ndarray:
@@ -28,7 +36,7 @@ def valid_users(split: Split) -> np.ndarray:
     return np.flatnonzero(np.diff(split.valid.indptr) > 0)
 
 
-def validate(model: Recommender, split: Split, k: int = 20, users: np.ndarray | None = None) -> dict[str, float]:
+def validate(model: Recommender, split: Split, k: int = DEFAULT_K, users: np.ndarray | None = None) -> dict[str, float]:
     """Mean validation ``ndcg@k`` and ``recall@k`` of ``model`` (training items masked)."""
     users = valid_users(split) if users is None else users
     if len(users) == 0:
@@ -47,6 +55,8 @@ class EarlyStopping:
     """
 
     patience: int
+    #: list length of the criterion ``ndcg@k``
+    k: int = DEFAULT_K
     best: float = -np.inf
     best_epoch: int = -1
     best_metrics: dict[str, float] = field(default_factory=dict)
@@ -55,7 +65,7 @@ class EarlyStopping:
     _bad: int = 0
 
     def step(self, epoch: int, metrics: dict[str, float]) -> bool:
-        score = metrics[CRITERION]
+        score = metrics[criterion(self.k)]
         self.history.append({"epoch": epoch, **metrics})
         self.improved = bool(np.isfinite(score) and score > self.best)
         if self.improved:

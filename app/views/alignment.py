@@ -1,14 +1,19 @@
 """Alignment page: does a simple map from the semantic to the collaborative item vectors recover
 the collaborative geometry, and does a fusion built on complementarity beat one built on alignment?
 
-DIAGNOSTICS.md, "Alignment probes" and "Shared + private structure". Three charts put capacity
-(reduced-rank linear rank 1, 2, 4, …, full rank — the ridge map — then the MLP widths) against
-what the map recovers on held-out items: R², neighbourhood overlap and Recall@K when the mapped
-vectors replace the collaborative ones, one line per regime (in-distribution, popularity shift,
-time shift) and probe family, with the collaborative view's own Recall@K as the ceiling. Below:
-the items the best probe explains worst (any of them opens the Items drill-down), and the
-complementarity-aware fusion against the best single view, score fusion and the alignment
-baseline, read from the paired-bootstrap intervals. Runs made before the probes stage say so.
+DIAGNOSTICS.md, "Alignment probes" and "Shared + private structure". The headline chart puts
+capacity (reduced-rank linear rank 1, 2, 4, …, full rank — the ridge map — then the MLP widths)
+against each map's R² on the *shared* part of the held-out collaborative vectors (their
+component in the shared subspace, estimated by CCA on the fit items only) and on the *private*
+remainder, one colour per regime (in-distribution, popularity shift, time shift). Three tabs
+follow, one line per regime and probe family: pooled R², neighbourhood overlap (neighbours of the
+mapped vector among the true vectors of the other items, leave one out) and Recall@K ranking the
+held-out items only, with the true vectors as ceiling and random vectors as floor. A regime whose
+Recall cannot be read (ceiling too small or indistinguishable from the floor, too few users)
+gets its reason instead of a curve. Below: the items the best probe explains worst (any of them
+opens the Items drill-down), and the complementarity-aware fusion against the best single view,
+score fusion and the alignment baseline, read from the paired-bootstrap intervals. Runs made
+before the probes stage (or before the shared / private split) say so.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import streamlit as st
 
 from app import charts
 from app.charts import GREY, OKABE_ITO, style
+from app.charts_more import probe_shared_private
 from app.common import Ctx, current_ctx, md_escape, safe_label
 from app.derive_more import NO_PROBES, PROBE_LABELS, PROBE_REGIMES, PROBE_SHORT, metric_label, probe_name
 
@@ -92,11 +98,9 @@ def probe_section(ctx: Ctx) -> None:
     for regime, why in skipped.items():
         st.caption(f"Regime {md_escape(PROBE_SHORT.get(regime, regime))} was skipped: {md_escape(why)}.")
 
+    shared_private_section(curves, psum)
     chance = psum.get("chance_overlap", run.manifest.get("chance_overlap", np.nan))
     k = int(psum.get("k_neighbors", run.manifest.get("k_neighbors", ctx.k)))
-    ceilings = [(f"ceiling ({PROBE_SHORT.get(r, r)}): true collaborative vectors",
-                 float(g["ceiling_recall"].iloc[0]), REGIME_COLORS.get(str(r), GREY), "dot")
-                for r, g in curves.groupby("regime", sort=False)]
     tabs = st.tabs(["R²", f"Neighbourhood overlap@{k}", f"Recall@{K}"])
     with tabs[0]:
         charts.show(curve_chart(curves, "r2", "R² of the mapped vectors", "R² on held-out items",
@@ -106,17 +110,78 @@ def probe_section(ctx: Ctx) -> None:
     with tabs[1]:
         charts.show(curve_chart(curves, "overlap", f"Overlap@{k} of mapped vs true neighbours",
                                 f"overlap@{k} (fraction, 0–1)", [("chance", float(chance), GREY, "dot")],
-                                "do mapped items land among their true collaborative neighbours?"),
+                                "neighbours of each mapped item among the true vectors of the other items"),
                     key="alignment_overlap", filename="probe_overlap")
+        st.caption(f"For each held-out item: its {k} nearest items in the true collaborative space against the {k} "
+                   "true collaborative vectors nearest to its mapped vector (itself left out). Mapped vectors never "
+                   "compete with each other.")
     with tabs[2]:
-        charts.show(curve_chart(curves, "recall", f"Recall@{K} with mapped vectors", f"Recall@{K} (fraction, 0–1)",
-                                ceilings, "held-out items' collaborative vectors replaced by the mapped ones"),
-                    key="alignment_recall", filename="probe_recall")
-    st.caption("Each point is one map fitted on the fit items and judged on held-out items. Recall counts only test "
-               "interactions with the held-out items; the dotted ceiling is the same with the true collaborative "
-               "vectors. If even the widest map stays far below the ceiling, the collaborative view holds what the "
-               "text does not: complementarity, not alignment, is what fusion should exploit.")
+        recall_tab(curves, K)
+    worst_items_section(ctx)
 
+
+def readable_regimes(curves: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The probe rows of regimes whose Recall@K can be read, and {regime: reason} for the others
+    (runs made before the readability flag: every regime is readable)."""
+    if "readable" not in curves.columns:
+        return curves, {}
+    ok = curves["readable"].fillna(True).astype(bool)
+    bad = curves[~ok].drop_duplicates("regime")
+    why = bad["reason"].fillna("").astype(str) if "reason" in bad.columns else [""] * len(bad)
+    return curves[ok].copy(), dict(zip(bad["regime"].astype(str), why))
+
+
+def recall_tab(curves: pd.DataFrame, K: int) -> None:
+    """Recall@K within the held-out items; unreadable regimes get their reason instead of a curve."""
+    shown, reasons = readable_regimes(curves)
+    for regime, why in reasons.items():
+        st.info(f"Recall@{K} is not drawn for **{md_escape(PROBE_SHORT.get(regime, regime))}**: "
+                f"{md_escape(why or 'the ceiling is too small to read')}.", icon=":material/block:")
+    if shown.empty:
+        return
+    refs = []
+    for r, g in shown.groupby("regime", sort=False):
+        color = REGIME_COLORS.get(str(r), GREY)
+        name = PROBE_SHORT.get(r, r)
+        refs.append((f"ceiling ({name}): true collaborative vectors", float(g["ceiling_recall"].iloc[0]), color, "dot"))
+        if "floor_recall" in g.columns:
+            refs.append((f"floor ({name}): random vectors", float(g["floor_recall"].iloc[0]), color, "dashdot"))
+    shown.attrs["x_order"] = curves.attrs.get("x_order")
+    charts.show(curve_chart(shown, "recall", f"Recall@{K} with mapped vectors", f"Recall@{K} (fraction, 0–1)", refs,
+                            "held-out items ranked among themselves, by mapped, true (ceiling) or random (floor) "
+                            "vectors"), key="alignment_recall", filename="probe_recall")
+    st.caption("Each point is one map fitted on the fit items and judged on held-out items. Candidates are the "
+               "held-out items only, for the users with a test interaction on one of them (their known history "
+               "masked); the mapped, the true (dotted ceiling) and random (dash-dotted floor) vectors of those items "
+               "are ranked the same way, so a map that only shrinks the vectors loses nothing. Where the mapped "
+               "vectors sit between floor and ceiling is what the map keeps for recommendation.")
+
+
+def shared_private_section(curves: pd.DataFrame, psum: dict) -> None:
+    """The headline: R² on the shared and on the private part of the held-out collaborative vectors."""
+    if not {"r2_shared", "r2_private"} <= set(curves.columns) or not curves["r2_shared"].notna().any():
+        st.info("This run does not split the probes' R² into the shared and private parts; recompute it with "
+                "`semcollab run ... --force`.", icon=":material/info:")
+        return
+    regs = psum.get("regimes") or {}
+    dims = {r: int(d["shared_dim"]) for r, d in regs.items() if isinstance(d, dict) and "shared_dim" in d}
+    x_order = list(curves.attrs.get("x_order") or curves["x"].drop_duplicates())
+    charts.show(probe_shared_private(curves, x_order, REGIME_COLORS, PROBE_SHORT, dims), key="alignment_shared_private",
+                filename="probe_shared_private")
+    held = [f"{PROBE_SHORT.get(r, r)} {d['shared_var_eval']:.0%}" for r, d in regs.items()
+            if isinstance(d, dict) and np.isfinite(d.get("shared_var_eval", np.nan))]
+    st.caption("Each held-out item's collaborative vector is split into its component in the shared subspace (the "
+               "collaborative directions of the canonical correlations that beat their null on held-out fit items; "
+               "fitted on the probe's fit items only) and the private remainder. A map that captures only what the "
+               "two views share scores clearly above 0 on the shared part (solid) and about 0 on the private part "
+               "(dotted), whatever its capacity: that private part is what fusion can add. R² is measured against "
+               "the fitted items' mean, so under shift it can fall below 0."
+               + (f" Share of the held-out variance in the shared subspace: {md_escape(', '.join(held))}."
+                  if held else ""))
+
+
+def worst_items_section(ctx: Ctx) -> None:
+    """The items the best probe explains worst; any of them opens the Items drill-down."""
     st.subheader("Items the best map explains worst")
     worst = ctx.derived("probe_worst_items", 20)
     if worst.empty:

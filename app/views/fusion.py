@@ -52,6 +52,14 @@ def render(ctx: Ctx) -> None:
                    f"{fmt(hr['best_value'])}, per-user selection oracle {fmt(hr['oracle'])} → headroom realised "
                    f"{'n/a (no headroom)' if not np.isfinite(hr['headroom']) else format(hr['headroom'], '.1%')}.")
 
+    ug = ctx.derived("union_oracle_gain")
+    K_run = run.manifest.get("K", ctx.K)
+    st.caption(f"Union pool (every hit of both lists placed first), NDCG@{K_run}: {fmt(ug['union_ndcg'])}. "
+               f"The better view ({md_escape(ug['better_view'])}) with its own hits placed first already reaches "
+               f"{fmt(ug['best_hits_first_ndcg'])}, so the other view adds **{ug['gain_other_view']:+.4f}** "
+               f"(95 % interval {ug['lo']:+.4f} to {ug['hi']:+.4f}); the raw gain over the ranked list, "
+               f"{ug['gain_raw']:+.4f}, is mostly re-ordering.")
+
     tabs = st.tabs(["Test", "Validation"])
     for holder, part in ((tabs[0], "test"), (tabs[1], "valid")):
         r = refs[(refs["part"] == part) & (refs["key"] == "fusion")]

@@ -17,8 +17,9 @@ def _fmt(x: float) -> str:
     return "n/a" if not np.isfinite(x) else f"{x:.4f}"
 
 
-def cards(head: pd.DataFrame, K: int) -> None:
-    """One row of st.metric cards per metric (label = short system name, value = mean, caption = 95 % CI)."""
+def cards(head: pd.DataFrame, K: int, budgets: dict[str, str]) -> None:
+    """One row of st.metric cards per metric (label = short system name, value = mean, caption = 95 % CI);
+    under the NDCG row, each system's tuning budget."""
     for metric in ("recall", "ndcg"):
         d = head[head["metric"] == metric]
         if d.empty:
@@ -30,6 +31,8 @@ def cards(head: pd.DataFrame, K: int) -> None:
                 st.metric(r["short"], _fmt(r["mean"]), help=f"{METRIC_NAMES[metric]}@{K} of {r['label']} "
                           f"(system `{r['system']}`) · {int(r['n_users']):,} users · {r['source']}")
                 st.caption(f"95% CI {_fmt(r['lo'])} – {_fmt(r['hi'])}")
+                if metric == "ndcg" and r["role"] not in ("oracle", "fusion"):
+                    st.caption(budgets.get(str(r["system"]), "no hyper-parameters tuned"))
 
 
 def render(ctx: Ctx) -> None:
@@ -43,7 +46,7 @@ def render(ctx: Ctx) -> None:
     if head.empty:
         st.warning(f"The run has no test metrics at K={K}.")
         return
-    cards(head, K)
+    cards(head, K, ctx.derived("tuning_budgets"))
 
     with st.expander("All headline systems with their intervals (chart)", expanded=False):
         c1, c2 = st.columns(2)
@@ -94,8 +97,9 @@ def render(ctx: Ctx) -> None:
             g.columns = ["sem + col" if c.startswith("semantic") else "control" for c in g.columns]
             if g.shape[1] == 2:
                 g["excess"] = g["sem + col"] - g["control"]
-            st.caption("Gain = oracle − best single view of the pair. Only the excess over the control floor "
-                       "(most-popular + collaborative) is complementarity.")
+            st.caption("Gain = oracle − best single view of the pair; the union pool's NDCG gain is read against "
+                       "the better view's own hits placed first (the rest is re-ordering). Only the excess over the "
+                       "control floor (most-popular + collaborative) is complementarity.")
             st.dataframe(g.reset_index(), hide_index=True, width="stretch",
                          column_config={c: st.column_config.NumberColumn(format="%+.4f") for c in g.columns})
         m1, m2 = st.columns(2)
@@ -103,6 +107,12 @@ def render(ctx: Ctx) -> None:
                   f"{overlap['mean']:.3f}" if np.isfinite(overlap["mean"]) else "n/a",
                   help=f"over {overlap['n']:,} items with neighbours in both views")
         m2.metric(f"Chance overlap@{k}", f"{overlap['chance']:.4f}", help="k / (N − 1)")
+        j1, j2 = st.columns(2)
+        j1.metric(f"Mean neighbourhood Jaccard@{k}",
+                  f"{overlap['jaccard']:.3f}" if np.isfinite(overlap["jaccard"]) else "n/a",
+                  help="m / (2k − m) with m shared neighbours, over the same items")
+        j2.metric(f"Chance Jaccard@{k}", f"{overlap['chance_jaccard']:.4f}",
+                  help="E[m / (2k − m)] for unrelated neighbourhoods (hypergeometric m), ≈ k / (2(N − 1))")
 
     st.subheader("Reading")
     sentences = reading(K, k, head, shares, gains, overlap) + ctx.derived("structure_lines")
