@@ -155,14 +155,22 @@ class Indexed:
         return len(self.item_ids)
 
 
+def _id_order(ids: np.ndarray) -> np.ndarray:
+    """Sorting order of string ids: numerically when all are integers (of any size), else as strings."""
+    as_int64 = lambda a: a.astype(np.int64)  # noqa: E731
+    as_int = lambda a: np.array([int(i) for i in a], dtype=object)  # noqa: E731  beyond int64, e.g. 10**22
+    for key in (as_int64, as_int):
+        try:
+            return np.argsort(key(ids), kind="stable")
+        except (ValueError, OverflowError):
+            pass
+    return np.argsort(ids, kind="stable")
+
+
 def index(ds: Dataset) -> Indexed:
     """Map string ids to dense indices; users sorted by id (numeric ids numerically)."""
     uids = ds.interactions["user_id"].unique()
-    try:
-        order = np.argsort(uids.astype(np.int64), kind="stable")
-    except ValueError:
-        order = np.argsort(uids, kind="stable")
-    uids = uids[order]
+    uids = uids[_id_order(uids)]
     u_map = pd.Series(np.arange(len(uids), dtype=np.int32), index=uids)
     i_ids = ds.items["item_id"].to_numpy(dtype=object)
     i_map = pd.Series(np.arange(len(i_ids), dtype=np.int32), index=i_ids)

@@ -28,3 +28,7 @@ class FetchError(SemcollabError):
 
 class RunError(SemcollabError):
     """A saved run is missing, incomplete or from an incompatible schema."""
+
+
+class DataWarning(UserWarning):
+    """Input data was read, but not as written: bad bytes replaced, items without metadata, ..."""

@@ -389,6 +389,15 @@ def sidebar() -> Ctx:
 
 
 def _regime_text(regime: Any) -> str:
-    if isinstance(regime, dict):
-        return ", ".join(f"{k}={v}" for k, v in regime.items())
-    return str(regime if regime is not None else "default")
+    """The run's regime in words: split, training data kept, held-out items, cold test share."""
+    if not isinstance(regime, dict):
+        return str(regime if regime is not None else "default")
+    parts = [f"{regime.get('split', '?')} split (seed {regime.get('seed', '?')})",
+             f"{float(regime.get('keep_fraction', 1.0)):.0%} of training data kept"]
+    if regime.get("n_held_out_items"):
+        parts.append(f"{regime['n_held_out_items']:,} items held out (cold start)")
+    parts.append(f"{int(regime.get('n_cold_items', 0)):,} cold items")
+    if regime.get("n_test_pairs"):
+        parts.append(f"{float(regime.get('cold_test_share', 0.0)):.1%} of {int(regime['n_test_pairs']):,} test pairs "
+                     "on cold items")
+    return ", ".join(parts)

@@ -188,6 +188,28 @@ def test_overview_hit_shares_and_gains_match_users_table(app_test, app_run):
     best = max(users[f"{system_of(app_run, 'semantic_trained')}_recall@{K}"].mean(),
                users[f"{system_of(app_run, 'collaborative')}_recall@{K}"].mean())
     assert arr(main["y"])[0] == pytest.approx(users["oracle_select_recall"].mean() - best)
+    # the union pool's NDCG gain is read against the better view's own hits placed first (as the engine does)
+    better = max(("sem", "col"), key=lambda v: users[f"{system_of(app_run, 'semantic_trained' if v == 'sem' else 'collaborative')}_ndcg@{K}"].mean())
+    hits_first = users["hits_first_ndcg_a" if better == "sem" else "hits_first_ndcg_b"].mean()
+    union_ndcg = arr(main["y"])[3]
+    assert union_ndcg == pytest.approx(users["oracle_union_ndcg"].mean() - hits_first)
+    assert union_ndcg == pytest.approx(app_run.manifest["summary"]["union_oracle_gain"]["gain_other_view"], abs=1e-12)
+    assert union_ndcg < users["oracle_union_ndcg"].mean() - users[f"{system_of(app_run, 'collaborative')}_ndcg@{K}"].mean()
+
+
+def test_overview_shows_tuning_budgets_and_jaccard_with_its_own_chance(app_test, app_run):
+    at = app_test()
+    assert_clean(at)
+    captions = [c.value for c in at.caption]
+    for entry in app_run.manifest["tuning"].values():
+        b = entry["budget"]
+        assert any(c.startswith(f"tuned: {b['n_configs']} configs, {b['seconds']:.0f} s") for c in captions), entry["system"]
+    assert "no hyper-parameters tuned" in captions  # zero-shot semantic and most-popular
+    cards = {m.label: m.value for m in at.metric}
+    k = app_run.manifest["k_neighbors"]
+    assert cards[f"Chance Jaccard@{k}"] == f"{app_run.manifest['chance_jaccard']:.4f}"
+    assert cards[f"Chance overlap@{k}"] == f"{app_run.manifest['chance_overlap']:.4f}"
+    assert cards[f"Mean neighbourhood Jaccard@{k}"] == f"{app_run.items['jaccard'].mean():.3f}"
 
 
 def test_segment_filter_recomputes_cards_over_the_chosen_users(app_test, app_run):

@@ -199,3 +199,15 @@ def test_comparison_on_the_sparse_regime(sparse):
     # the alignment baseline runs and is reported (whatever it scores)
     assert summ["alignment"]["n_mapped_items"] == s.n_items and 0 <= summ["alignment"]["alpha"] <= 1
     assert np.isfinite(t[t.system == "alignment"]["mean"]).all()
+
+
+def test_gate_alpha_early_stopping_and_rho_use_the_configured_k(sparse):
+    s, sem, col = sparse["split"], sparse["sem"], sparse["col"]
+    out = evaluate_fusion_models(sem, col, s, ks=(5, 10), n_boot=50, gate_kw={"max_steps": 20})
+    p = out["summary"]["complementarity_fusion"]
+    assert out["summary"]["criterion"] == "validation ndcg@10"
+    for fold in p["folds"]:
+        assert set(fold["stop_fold_valid"]) == {"ndcg@10", "recall@10"}
+    # the split holds held-out cold items, which validation never sees: ρ is fixed, not tuned
+    assert s.held_out_items.any() and p["cold_scale"] == 1.0 and list(p["cold_scale_valid_ndcg"]) == [1.0]
+    assert out["summary"]["score_fusion"]["method"] == "cold_aware"

@@ -213,3 +213,19 @@ def test_tune_rejects_bad_requests(data):
         tune("semantic_trained", s, cache=False, progress=False)
     with pytest.raises(ConfigError, match="unknown grid parameter"):
         tune("ease", s, grid={"lambda": [1.0]}, cache=False, progress=False)
+
+
+def test_tuning_and_early_stopping_use_the_configured_k(data, tmp_path, monkeypatch):
+    """K = 10: the grid is scored, the best point chosen and training stopped on validation NDCG@10."""
+    monkeypatch.setenv("SEMCOLLAB_CACHE", str(tmp_path))
+    s, _, _ = data
+    r = tune("ials", s, grid={"factors": [8], "regularization": [0.01, 10.0]}, fixed={"iterations": 6},
+             progress=False, k=10)
+    assert {"ndcg@10", "recall@10"} <= set(r.table.columns) and "ndcg@20" not in r.table.columns
+    assert r.budget["criterion"] == "validation ndcg@10"
+    assert r.model.params["valid"]["ndcg@10"] == pytest.approx(r.table["ndcg@10"].max())
+    assert r.model.params["valid"]["ndcg@10"] == pytest.approx(validate(r.model, s, 10)["ndcg@10"])
+    assert tune("ials", s, grid={"factors": [8], "regularization": [0.01, 10.0]}, fixed={"iterations": 6},
+                progress=False, k=20).key != r.key
+    es = EarlyStopping(patience=1, k=10)
+    assert es.step(1, {"ndcg@10": 0.2, "ndcg@20": 0.9}) is False and es.best == 0.2

@@ -211,6 +211,11 @@ def test_sweep_writes_sibling_runs_and_one_table(tmp_path):
     # every regime evaluates the structure, the probes and the fusion models too
     assert {"shared_dim_cca", "probe_r2_in_distribution", "complementarity_fusion_ndcg", "alignment_ndcg"} <= set(table)
     assert table["complementarity_fusion_ndcg"].notna().all()
+    # gains are read against the best single view chosen on validation (the run's best_single), not on test
+    for name, row in table.set_index("regime").iterrows():
+        s = open_run(tmp_path / "sw" / name).manifest["summary"]
+        assert row["best_single"] == s["best_single"]
+        assert row["fusion_gain_ndcg"] == pytest.approx(s["fusion_ndcg@20"]["mean"] - s[f"{s['best_single']}_ndcg@20"]["mean"])
     assert (tmp_path / "sw" / "sweep.md").exists()
     assert pd.read_parquet(tmp_path / "sw" / "sweep.parquet")["regime"].tolist() == table["regime"].tolist()
     cold = open_run(tmp_path / "sw" / "cold-20")
@@ -256,3 +261,13 @@ def test_shared_dimension_recovers_the_planted_one_from_learned_vectors(tmp_path
     st = r.manifest["summary"]["structure"]
     assert abs(st["shared_dim_cca"] - 8) <= 1
     assert r.manifest["planted"]["d_shared"] == 8
+
+
+def test_run_records_each_views_tuning_budget_and_a_200_permutation_cca_null(small_run):
+    tuning = small_run.manifest["tuning"]
+    assert {e["system"] for e in tuning.values()} == {"semantic", "collab", "ease"}
+    for e in tuning.values():
+        assert e["budget"]["n_configs"] >= 1 and e["budget"]["criterion"] == f"validation ndcg@{small_run.manifest['K']}"
+    assert small_run.manifest["summary"]["structure"]["n_perm"] == 200
+    assert small_run.manifest["summary"]["chance_jaccard"] == pytest.approx(small_run.manifest["chance_jaccard"])
+    assert small_run.manifest["chance_jaccard"] < 0.6 * small_run.manifest["chance_overlap"]

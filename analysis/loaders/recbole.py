@@ -35,6 +35,7 @@ def _numeric_fields(columns: list) -> list:
 def _read_atomic(path: Path, numeric=()) -> tuple[Table, dict[str, str]]:
     """Read an atomic file; rename columns to bare field names, return name -> type."""
     table = read_plain(path, "\t", header=True, numeric=numeric)
+    _check_tab_separated(path, [str(c) for c in table.frame.columns])
     types: dict[str, str] = {}
     names = []
     for col in table.frame.columns:
@@ -45,6 +46,16 @@ def _read_atomic(path: Path, numeric=()) -> tuple[Table, dict[str, str]]:
         types[name] = typ
     table.frame.columns = names
     return table, types
+
+
+def _check_tab_separated(path: Path, header: list[str]) -> None:
+    """Atomic files are tab-separated: a header with one field but other separators in it is not."""
+    found = [(header[0].count(sep), sep) for sep in (",", ";", "|", " ") if len(header) == 1 and sep in header[0]]
+    if found:
+        raise DataError(
+            f"{path}, line 1: RecBole atomic files are tab-separated, but the header {header[0]!r} has no tab "
+            f"(it looks {max(found)[1]!r}-separated); separate its fields with tabs"
+        )
 
 
 def _pick(types: dict[str, str], candidates: tuple[str, ...]) -> str | None:

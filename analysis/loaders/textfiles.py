@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import DataError, DataWarning
 
 #: byte that replaces a multi-character separator ("::") before parsing
 _UNIT_SEP = "\x1f"
@@ -42,13 +43,67 @@ def read_bytes(path: Path) -> bytes:
 
 
 def decode(raw: bytes, path: Path, encodings: tuple[str, ...]) -> str:
-    """Decode with the first encoding that works (latin-1 last: it never fails)."""
-    for enc in encodings:
+    """Decode with the first encoding; see :func:`text_encoding` when it fails."""
+    try:
+        return raw.decode(encodings[0])
+    except UnicodeDecodeError:
+        return raw.decode(*text_encoding(raw, path, encodings))
+
+
+def text_encoding(raw: bytes, path: Path, encodings: tuple[str, ...]) -> tuple[str, str]:
+    """(encoding, errors) to decode ``raw`` with: the first of ``encodings`` that works.
+
+    A UTF-8 file with a few bad bytes is not re-read as latin-1 as a whole (that would
+    turn every accented character into mojibake): when UTF-8 comes first and latin-1 is
+    allowed, a file is read as latin-1 only when it is clearly latin-1 (its non-ASCII
+    lines are mostly not valid UTF-8); otherwise it stays UTF-8, the bad bytes become
+    U+FFFD and a :class:`~analysis.errors.DataWarning` names the file, how many lines were
+    affected, and the first one's line number and byte offset.
+    """
+    first, last_exc = encodings[0], None
+    try:
+        raw.decode(first)
+        return first, "strict"
+    except UnicodeDecodeError as exc:
+        last_exc = exc
+    if first.replace("_", "-").lower().startswith("utf-8") and "latin-1" in encodings:
+        return _utf8_or_latin1(raw, path, first)
+    for enc in encodings[1:]:
         try:
-            return raw.decode(enc)
+            raw.decode(enc)
+            return enc, "strict"
         except UnicodeDecodeError as exc:
-            last = exc
-    raise DataError(f"{path}: cannot decode as {' / '.join(encodings)} ({last})")
+            last_exc = exc
+    raise DataError(f"{path}: cannot decode as {' / '.join(encodings)} ({last_exc})")
+
+
+def _utf8_lines(raw: bytes) -> tuple[list[tuple[int, int]], int]:
+    """(line, byte offset of the first bad byte) of every line that is not valid UTF-8,
+    and how many lines hold valid non-ASCII UTF-8."""
+    bad, good, offset = [], 0, 0
+    for ln, line in enumerate(raw.split(b"\n"), 1):
+        if not line.isascii():
+            try:
+                line.decode("utf-8")
+                good += 1
+            except UnicodeDecodeError as exc:
+                bad.append((ln, offset + exc.start))
+        offset += len(line) + 1
+    return bad, good
+
+
+def _utf8_or_latin1(raw: bytes, path: Path, utf8: str) -> tuple[str, str]:
+    bad, good = _utf8_lines(raw)
+    ln, offset = bad[0]
+    where = f"{len(bad)} line(s) are not valid UTF-8 (the first: line {ln}, byte offset {offset})"
+    if good >= len(bad):
+        warnings.warn(f"{path}: {where}; read as UTF-8 with the bad bytes replaced by U+FFFD", DataWarning,
+                      stacklevel=4)
+        return utf8, "replace"
+    if good:
+        warnings.warn(f"{path}: {where} but {good} other line(s) are UTF-8; read as latin-1, check the encoding",
+                      DataWarning, stacklevel=4)
+    return "latin-1", "strict"
 
 
 @dataclass
@@ -62,6 +117,8 @@ class Table:
     _lines: np.ndarray | None = None
     _sep: str = ","
     _encoding: str = "utf-8"
+    #: how undecodable bytes were handled ("replace" for a UTF-8 file with a few bad bytes)
+    _errors: str = "strict"
     _header: bool = True
     #: "line" for text files; "row" (1-based data row) for binary tables such as Parquet
     unit: str = "line"
@@ -71,7 +128,7 @@ class Table:
         if self.unit == "row":
             return record + 1
         if self._lines is None:
-            self._lines = _quoted_record_lines(self.path, self._sep, self._encoding, self._header)
+            self._lines = _quoted_record_lines(self.path, self._sep, self._encoding, self._header, self._errors)
         return int(self._lines[record])
 
     def where(self, record: int) -> str:
@@ -166,16 +223,16 @@ def _read_fast(read: Callable[..., pd.DataFrame], names: list, numeric: Numeric)
     return read(dtype=str)
 
 
-def _open_text(path: Path, encoding: str):
+def _open_text(path: Path, encoding: str, errors: str = "strict"):
     if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding=encoding, newline="")
-    return open(path, encoding=encoding, newline="")
+        return gzip.open(path, "rt", encoding=encoding, errors=errors, newline="")
+    return open(path, encoding=encoding, errors=errors, newline="")
 
 
-def _quoted_record_lines(path: Path, sep: str, encoding: str, header: bool) -> np.ndarray:
+def _quoted_record_lines(path: Path, sep: str, encoding: str, header: bool, errors: str = "strict") -> np.ndarray:
     """Start line of every data record of a quoted CSV file (rescan with ``csv``)."""
     starts = []
-    with _open_text(path, encoding) as fh:
+    with _open_text(path, encoding, errors) as fh:
         reader = csv.reader(fh, delimiter=sep)
         prev = 0
         for row in reader:
@@ -186,49 +243,61 @@ def _quoted_record_lines(path: Path, sep: str, encoding: str, header: bool) -> n
     return arr[1:] if header else arr
 
 
-def _first_bad_quoted_line(path: Path, sep: str, encoding: str) -> tuple[int, int, int] | None:
-    """(line, fields found, fields expected) of the first record whose width differs from the header."""
-    with _open_text(path, encoding) as fh:
+def _quoted_problem(path: Path, sep: str, encoding: str, errors: str, eof_in_quote: bool) -> str | None:
+    """Where a quoted file goes wrong, as "<path>, line N: ...", or None if the rescan finds nothing.
+
+    Lines are those where the faulty *record* starts: a quote that never closes swallows
+    the lines after it, so the line where the reader gave up is not where the fault is.
+    """
+    with _open_text(path, encoding, errors) as fh:
         reader = csv.reader(fh, delimiter=sep)
-        width = None
-        prev = 0
+        width, prev, start = None, 0, 0
         try:
             for row in reader:
-                if row:
-                    if width is None:
-                        width = len(row)
-                    elif len(row) != width:
-                        return prev + 1, len(row), width
-                prev = reader.line_num
+                if row and width is None:
+                    width = len(row)
+                elif row and len(row) != width:
+                    runs_on = reader.line_num - prev > 1
+                    hint = f" (the record runs on to line {reader.line_num}: is a quote unbalanced?)" if runs_on else ""
+                    return f"{path}, line {prev + 1}: expected {width} fields (as in the header), found {len(row)}{hint}"
+                start, prev = prev + 1, reader.line_num
         except csv.Error as exc:
-            raise DataError(f"{path}, line {reader.line_num}: {exc}") from None
+            return (f"{path}, line {prev + 1}: unbalanced quote: a quoted field of the record starting on this line "
+                    f"never closes (read on to line {reader.line_num}: {exc})")
+    if eof_in_quote and start:
+        return (f"{path}, line {start}: unbalanced quote: a quoted field of the record starting on this line "
+                f"runs on to the end of the file (line {prev})")
     return None
 
 
 def read_quoted(
     path: Path, sep: str, encodings: tuple[str, ...] = ("utf-8-sig", "latin-1"), numeric: Numeric = ()
 ) -> Table:
-    """Read a CSV-style file with a header (quoted fields allowed); see :func:`read_plain` for ``numeric``."""
+    """Read a CSV-style file with a header (quoted fields allowed); see :func:`read_plain` for ``numeric``.
+
+    The encoding is the first of ``encodings`` that decodes the file, chosen as in
+    :func:`text_encoding` (a UTF-8 file with a few bad bytes stays UTF-8, with a warning).
+    """
     if not path.exists():
         raise DataError(f"{path}: file not found")
-    last_exc: Exception | None = None
-    for enc in encodings:
-        try:
-            kw = dict(sep=sep, header=0, keep_default_na=False, index_col=False, encoding=enc, compression="infer")
-            names = pd.read_csv(path, nrows=0, **kw).columns.tolist()
-            frame = _read_fast(lambda **k: pd.read_csv(path, **kw, **k), names, numeric)
-            return Table(path=path, frame=frame, _sep=sep, _encoding=enc, _header=True)
-        except UnicodeDecodeError as exc:
-            last_exc = exc
-            continue
-        except pd.errors.EmptyDataError:
-            raise DataError(f"{path}: file is empty") from None
-        except pd.errors.ParserError as exc:
-            bad = _first_bad_quoted_line(path, sep, enc)
-            if bad is not None:
-                ln, got, want = bad
-                raise DataError(f"{path}, line {ln}: expected {want} fields (as in the header), found {got}") from None
-            raise DataError(f"{path}: cannot parse ({exc})") from None
-        except (OSError, EOFError) as exc:
-            raise DataError(f"{path}: cannot read file ({exc})") from None
-    raise DataError(f"{path}: cannot decode as {' / '.join(encodings)} ({last_exc})")
+    try:
+        return _parse_quoted(path, sep, encodings[0], "strict", numeric)
+    except UnicodeDecodeError:
+        enc, errors = text_encoding(read_bytes(path), path, encodings)
+    return _parse_quoted(path, sep, enc, errors, numeric)
+
+
+def _parse_quoted(path: Path, sep: str, enc: str, errors: str, numeric: Numeric) -> Table:
+    kw = dict(sep=sep, header=0, keep_default_na=False, index_col=False, encoding=enc, encoding_errors=errors,
+              compression="infer")
+    try:
+        names = pd.read_csv(path, nrows=0, **kw).columns.tolist()
+        frame = _read_fast(lambda **k: pd.read_csv(path, **kw, **k), names, numeric)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty") from None
+    except pd.errors.ParserError as exc:
+        problem = _quoted_problem(path, sep, enc, errors, eof_in_quote="EOF inside string" in str(exc))
+        raise DataError(problem or f"{path}: cannot parse ({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise DataError(f"{path}: cannot read file ({exc})") from None
+    return Table(path=path, frame=frame, _sep=sep, _encoding=enc, _errors=errors, _header=True)
