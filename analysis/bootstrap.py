@@ -16,7 +16,10 @@ about 4M entries so 6,000 users x 1,000 resamples stays small in memory.
 """
 from __future__ import annotations
 
+from typing import Any, Iterable, Mapping
+
 import numpy as np
+import pandas as pd
 
 from .errors import ConfigError
 
@@ -86,3 +89,37 @@ def paired_bootstrap(
     p = (1 + np.count_nonzero(np.abs(means - obs) >= abs(obs))) / (1 + len(means))
     res.update(diff=obs, lo=float(np.quantile(means, q)), hi=float(np.quantile(means, 1 - q)), p_value=float(p))
     return res
+
+
+def _metric_key(key: str) -> tuple[str, int]:
+    metric, k = key.split("@")
+    return metric, int(k)
+
+
+def ci_rows(per_user: Mapping[str, Mapping[str, np.ndarray]], n_boot: int = 1000, seed: int = 0,
+            **columns: Any) -> pd.DataFrame:
+    """One row per system × ``metric@k`` of ``per_user`` ({system: {"recall@20": values}}): system,
+    the constant ``columns`` (e.g. part, segment), metric, k, mean, lo, hi, n_users (:func:`bootstrap_ci`)."""
+    rows = []
+    for system, d in per_user.items():
+        for key, v in d.items():
+            metric, k = _metric_key(key)
+            ci = bootstrap_ci(v, n_boot=n_boot, seed=seed)
+            rows.append({"system": system, **columns, "metric": metric, "k": k, "mean": ci["mean"], "lo": ci["lo"],
+                         "hi": ci["hi"], "n_users": ci["n"]})
+    return pd.DataFrame(rows, columns=["system", *columns, "metric", "k", "mean", "lo", "hi", "n_users"])
+
+
+def paired_rows(per_user: Mapping[str, Mapping[str, np.ndarray]], pairs: Iterable[tuple[str, str]],
+                n_boot: int = 1000, seed: int = 0, **columns: Any) -> pd.DataFrame:
+    """One row per pair (a, b) × ``metric@k`` of a: system_a, system_b, the constant ``columns``, metric,
+    k, diff, lo, hi, p_value, n_users (:func:`paired_bootstrap` of a − b over the same users)."""
+    rows = []
+    for a, b in pairs:
+        for key, v in per_user[a].items():
+            metric, k = _metric_key(key)
+            d = paired_bootstrap(v, per_user[b][key], n_boot=n_boot, seed=seed)
+            rows.append({"system_a": a, "system_b": b, **columns, "metric": metric, "k": k, "diff": d["diff"],
+                         "lo": d["lo"], "hi": d["hi"], "p_value": d["p_value"], "n_users": d["n"]})
+    return pd.DataFrame(rows, columns=["system_a", "system_b", *columns, "metric", "k", "diff", "lo", "hi", "p_value",
+                                       "n_users"])

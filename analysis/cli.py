@@ -9,6 +9,9 @@ from pathlib import Path
 
 from .config import BUILTIN_DATASETS, RunConfig
 from .errors import SemcollabError
+from .summary import RunSummary
+from .systems import RANKED
+from .systems import label as systems_label
 
 
 def _floats(s: str) -> list[float]:
@@ -55,6 +58,9 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cold-items", type=float, default=0.0, help="share of items made cold (no training data)")
     p.add_argument("--threshold", type=float, help="implicit feedback: keep ratings >= this")
     p.add_argument("--kcore", type=int, default=0, help="k-core filtering")
+    p.add_argument("--strict", action="store_true",
+                   help="refuse interactions whose item id is missing from the item file (default: warn, keep them "
+                        "with empty metadata)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--backend", help="top-K backend: numpy | torch | cupy (default $SEMCOLLAB_BACKEND or numpy)")
@@ -73,6 +79,7 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
         raise ConfigError("--synthetic applies to --dataset synthetic only")
     return RunConfig(synthetic=synthetic,
         dataset="files" if a.data else a.dataset, data_path=a.data, data_format=a.format, item_path=a.items,
+        strict=getattr(a, "strict", False),
         ks=tuple(a.k or (10, 20)), k_neighbors=a.k_neighbors, semantic=a.semantic, semantic_ids=a.semantic_ids,
         collab=a.collab, collab_ids=a.collab_ids, compare_semantic=a.compare, split=a.split,
         keep_fraction=a.keep, cold_item_share=a.cold_items, rating_threshold=a.threshold, kcore=a.kcore,
@@ -80,73 +87,74 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
     )
 
 
+def _fmt(e) -> str:
+    return f"{e.mean:.4f} [{e.lo:.4f},{e.hi:.4f}]"
+
+
+def _headline_lines(run, s: RunSummary) -> list[str]:
+    """One line per system (labels from the run's vocabulary) with Recall@K and NDCG@K, then the oracles."""
+    m = run.manifest
+    lines = [f"{'system':<44}{'Recall@' + str(s.K):>24}{'NDCG@' + str(s.K):>24}"]
+    extra = {"collab": f" ({m['config']['collab']})", "fusion": f" (alpha={m['fusion']['alpha_valid']:.2f} from valid)"}
+    for key in (*RANKED, "oracle_select", "oracle_union", "control_oracle_select"):
+        label = systems_label(m, key) + extra.get(key, "")
+        lines.append(f"{label:<44}{_fmt(s.estimate(key, 'recall')):>24}{_fmt(s.estimate(key, 'ndcg')):>24}")
+    ug = s.raw["union_oracle_gain"]
+    lines.append(f"union pool NDCG gain from the other view: {ug['gain_other_view']:+.4f} [{ug['lo']:+.4f},"
+                 f"{ug['hi']:+.4f}] (vs the {ug['better_view']} view's own hits first, {ug['best_hits_first_ndcg']:.4f}; "
+                 f"raw gain {ug['gain_raw']:+.4f} is mostly re-ordering)")
+    for seg in ("warm", "cold"):
+        if s.has_segment(seg):
+            lines.append(f"{seg} items only (own ranking), Recall@{s.K}: " + ", ".join(
+                f"{systems_label(m, k)} {s.mean(k, 'recall', seg):.4f}" for k in (m["compared"]["semantic"], "collab",
+                                                                                   "fusion")))
+    return lines
+
+
+def _agreement_lines(run, s: RunSummary) -> list[str]:
+    c, raw = s.raw["complementarity"], s.raw
+    sim, st = raw["similarity"], raw["structure"]
+
+    def g(key):
+        return f"{sim[key]['raw']:.3f} (null {sim[key]['null_mean']:.3f}, p={sim[key]['p_value']:.3f})"
+
+    return [f"top-{s.K} list overlap (Jaccard): {c['list_jaccard']:.3f}   RBO: {c['rbo']:.3f}",
+            f"hits: shared {c['hits_shared']}, semantic-only {c['hits_only_a']}, collaborative-only {c['hits_only_b']}"
+            f"  -> unique-hit share semantic {c['unique_hit_share_a']:.1%}, collaborative {c['unique_hit_share_b']:.1%}"
+            f"  (control: most-popular {raw['control']['unique_hit_share_a']:.1%})",
+            f"item neighbourhood overlap@{run.manifest['k_neighbors']}: {raw['mean_overlap']:.3f} "
+            f"(chance {raw['chance_overlap']:.4f}); Jaccard {raw['mean_jaccard']:.3f} (chance {raw['chance_jaccard']:.4f})",
+            f"fusion headroom realised: {raw['fusion_headroom_ndcg']:.1%} of the oracle gain over the best single view "
+            f"({s.best_single}, chosen on validation)",
+            f"global similarity: CKA {g('cka/raw')}, debiased CKA {g('debiased_cka/raw')}, "
+            f"without top PC {g('debiased_cka/top_pc_removed')}",
+            f"shared dimension: held-out CCA {st['shared_dim_cca']}, AJIVE joint rank {st['joint_rank_ajive']}; "
+            f"variance in the shared subspace: semantic {st['shared_var_sem']:.1%}, collaborative {st['shared_var_col']:.1%}"]
+
+
+def _probe_lines(run, s: RunSummary) -> list[str]:
+    p = s.raw["probes"]
+    parts = [f"{name.replace('_', ' ')} R2 {d['r2']:.3f} (shared part {d['r2_shared']:.3f}, private part "
+             f"{d['r2_private']:.3f}; Recall@{s.K} within the held-out items {d['recall']:.3f}, true vectors "
+             f"{d['ceiling_recall']:.3f}, random {d['floor_recall']:.3f}{'' if d['readable'] else ', unreadable'})"
+             for name, d in p["regimes"].items()]
+    fm = run.table("fusion_models")
+    fm = fm[(fm.metric == "ndcg") & (fm.k == s.K)].set_index("system")["mean"]
+    models = [f"{systems_label(run.manifest, n)} {fm[n]:.4f}" for n in ("best_single", "fusion", "alignment",
+                                                                        "complementarity_fusion") if n in fm.index]
+    return [f"alignment probe (best: {p['best_probe']} {p['best_capacity']}): " + "; ".join(parts),
+            f"fusion models, NDCG@{s.K} on test: " + ", ".join(models)]
+
+
 def summary_text(run) -> str:
-    """The end-of-run table: each view, best fusion, oracle, overlap and unique-hit shares."""
-    s = run.manifest["summary"]
-    K = s["K"]
+    """The end-of-run table: each view, fusion, oracles, overlap, unique-hit shares, structure, probes."""
+    s = RunSummary(run.manifest)
     reg = run.manifest["regime"]
-    lines = [f"run: {run.path}  ({run.manifest['dataset']['name']}, {run.manifest['dataset']['source']})",
-             f"regime: keep {reg['keep_fraction']:.0%} of training data, {reg['n_cold_items']} cold items "
-             f"({reg.get('n_held_out_items', 0)} held out entirely; {reg.get('cold_test_share', 0):.1%} of test pairs "
-             f"are on cold items)", "",
-             f"{'system':<40}{'Recall@' + str(K):>24}{'NDCG@' + str(K):>24}"]
-
-    def fmt(d):
-        return f"{d['mean']:.4f} [{d['lo']:.4f},{d['hi']:.4f}]"
-
-    names = {"semantic": "semantic (trained)", "semantic_zs": "semantic (zero-shot)",
-             "collab": f"collaborative ({run.manifest['config']['collab']})", "ease": "EASE (reference)",
-             "pop": "most popular (control)",
-             "fusion": f"score fusion (alpha={run.manifest['fusion']['alpha_valid']:.2f} from valid)",
-             "rrf": "RRF (k=60)"}
-    for key, label in names.items():
-        lines.append(f"{label:<40}{fmt(s[f'{key}_recall@{K}']):>24}{fmt(s[f'{key}_ndcg@{K}']):>24}")
-    lines.append(f"{'oracle: per-user best view':<40}{fmt(s['oracle_select_recall']):>24}{fmt(s['oracle_select_ndcg']):>24}")
-    lines.append(f"{'oracle: union of hits':<40}{fmt(s['oracle_union_recall']):>24}{fmt(s['oracle_union_ndcg']):>24}")
-    lines.append(f"{'control oracle: pop + collab':<40}{fmt(s['control_oracle_select_recall']):>24}"
-                 f"{fmt(s['control_oracle_select_ndcg']):>24}")
-    ug = s["union_oracle_gain"]
-    lines.append(f"union pool NDCG gain from the other view: {ug['gain_other_view']:+.4f} [{ug['lo']:+.4f},{ug['hi']:+.4f}] "
-                 f"(vs the {ug['better_view']} view's own hits first, {ug['best_hits_first_ndcg']:.4f}; raw gain "
-                 f"{ug['gain_raw']:+.4f} is mostly re-ordering)")
-    for seg, d in s.get("segments", {}).items():
-        lines.append(f"{seg} items only (own ranking), Recall@{K}: " + ", ".join(
-            f"{names[k].split(' (')[0] if k != 'collab' else 'collaborative'} {d[k]['recall']['mean']:.4f}"
-            for k in ("semantic", "collab", "fusion") if k in d))
-    c = s["complementarity"]
-    lines += ["",
-              f"top-{K} list overlap (Jaccard): {c['list_jaccard']:.3f}   RBO: {c['rbo']:.3f}",
-              f"hits: shared {c['hits_shared']}, semantic-only {c['hits_only_a']}, collaborative-only {c['hits_only_b']}"
-              f"  -> unique-hit share semantic {c['unique_hit_share_a']:.1%}, collaborative {c['unique_hit_share_b']:.1%}"
-              f"  (control: most-popular {s['control']['unique_hit_share_a']:.1%})",
-              f"item neighbourhood overlap@{run.manifest['k_neighbors']}: {s['mean_overlap']:.3f} "
-              f"(chance {s['chance_overlap']:.4f})",
-              f"fusion headroom realised: {s['fusion_headroom_ndcg']:.1%} of the oracle gain over the best single view"]
-    if "similarity" in s:
-        sim, st = s["similarity"], s["structure"]
-
-        def g(key):
-            d = sim[key]
-            return f"{d['raw']:.3f} (null {d['null_mean']:.3f}, p={d['p_value']:.3f})"
-
-        lines += [f"global similarity: CKA {g('cka/raw')}, debiased CKA {g('debiased_cka/raw')}, "
-                  f"without top PC {g('debiased_cka/top_pc_removed')}",
-                  f"shared dimension: held-out CCA {st['shared_dim_cca']}, AJIVE joint rank {st['joint_rank_ajive']}; "
-                  f"variance in the shared subspace: semantic {st['shared_var_sem']:.1%}, "
-                  f"collaborative {st['shared_var_col']:.1%}"]
-    if "probes" in s:
-        reg = s["probes"]["regimes"]
-        parts = [f"{name.replace('_', ' ')} R2 {d['r2']:.3f} (shared part {d['r2_shared']:.3f}, private part "
-                 f"{d['r2_private']:.3f}; Recall@{K} within the held-out items {d['recall']:.3f}, true vectors "
-                 f"{d['ceiling_recall']:.3f}, random {d['floor_recall']:.3f}"
-                 f"{'' if d['readable'] else ', unreadable'})" for name, d in s["probes"]["regimes"].items()]
-        lines.append(f"alignment probe (best: {s['probes']['best_probe']} {s['probes']['best_capacity']}): " + "; ".join(parts))
-        fm = run.table("fusion_models")
-        row = lambda sys_: fm[(fm.system == sys_) & (fm.metric == "ndcg") & (fm.k == K)]  # noqa: E731
-        parts = [f"{name} {row(name)['mean'].iloc[0]:.4f}" for name in ("best_single", "score_fusion", "alignment",
-                                                                        "complementarity_fusion") if len(row(name))]
-        lines.append(f"fusion models, NDCG@{K} on test: " + ", ".join(parts))
-    return "\n".join(lines)
+    head = [f"run: {run.path}  ({run.manifest['dataset']['name']}, {run.manifest['dataset']['source']})",
+            f"regime: keep {reg['keep_fraction']:.0%} of training data, {reg['n_cold_items']} cold items "
+            f"({reg['n_held_out_items']} held out entirely; {reg['cold_test_share']:.1%} of test pairs are on cold items)",
+            ""]
+    return "\n".join(head + _headline_lines(run, s) + [""] + _agreement_lines(run, s) + _probe_lines(run, s))
 
 
 class Terminated(KeyboardInterrupt):

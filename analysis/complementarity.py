@@ -69,19 +69,25 @@ def rbo_ext(top_a: np.ndarray, top_b: np.ndarray, p: float = 0.9) -> np.ndarray:
     """Extrapolated RBO per user (Webber 2010 eq. 32) of two equal-length lists."""
     if not 0 < p < 1:
         raise ConfigError(f"RBO persistence p must be in (0, 1), got {p}")
-    x = prefix_overlap(top_a, top_b).astype(np.float64)
+    return _rbo_from_prefix(prefix_overlap(top_a, top_b), p)
+
+
+def _rbo_from_prefix(x: np.ndarray, p: float) -> np.ndarray:
+    x = np.asarray(x, np.float64)
     k = x.shape[1]
     if k == 0:
         return np.full(x.shape[0], np.nan)
     d = np.arange(1, k + 1)
-    w = p**d / d
-    return x[:, -1] / k * p**k + (1 - p) / p * (x @ w)
+    return x[:, -1] / k * p**k + (1 - p) / p * (x @ (p**d / d))
 
 
 def list_jaccard(top_a: np.ndarray, top_b: np.ndarray) -> np.ndarray:
     """|T_a ∩ T_b| / |T_a ∪ T_b| per user, ignoring -1 padding (NaN if both empty)."""
     top_a, top_b = np.asarray(top_a), np.asarray(top_b)
-    x = prefix_overlap(top_a, top_b)
+    return _jaccard_from_prefix(prefix_overlap(top_a, top_b), top_a, top_b)
+
+
+def _jaccard_from_prefix(x: np.ndarray, top_a: np.ndarray, top_b: np.ndarray) -> np.ndarray:
     inter = x[:, -1] if x.shape[1] else np.zeros(len(x), np.int64)
     la, lb = (top_a >= 0).sum(1), (top_b >= 0).sum(1)
     union = la + lb - inter
@@ -138,14 +144,8 @@ def compare_lists(
     with np.errstate(invalid="ignore", divide="ignore"):
         rec_ub = np.where(n_rel > 0, n_ub / n_rel, np.nan)
     ndcg_ub = hits_first_ndcg(n_ub, n_rel, k)
-    x = prefix_overlap(top_a, top_b).astype(np.float64)
-    la, lb = (top_a >= 0).sum(1), (top_b >= 0).sum(1)
-    inter = x[:, -1]
-    union = la + lb - inter
-    d = np.arange(1, k + 1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        jac = np.where(union > 0, inter / union, np.nan)
-    rbo = inter / k * p**k + (1 - p) / p * (x @ (p**d / d))
+    x = prefix_overlap(top_a, top_b)
+    jac, rbo = _jaccard_from_prefix(x, top_a, top_b), _rbo_from_prefix(x, p)
     return pd.DataFrame(
         {
             "user": users,
@@ -217,3 +217,45 @@ def summarise(df: pd.DataFrame) -> dict[str, float]:
     out["oracle_union_ndcg_gain_raw"] = out["oracle_union_ndcg_gain"]
     out["oracle_union_ndcg_gain"] = out["oracle_union_ndcg"] - out["hits_first_ndcg_best"]
     return out
+
+
+# ----------------------------------------------------------------------------- hit kinds of test pairs
+#: what happened to a test pair (u, i) in the two compared top-K lists (a = semantic, b = collaborative)
+HIT_KINDS = ("shared", "semantic-only", "collaborative-only", "missed by both")
+#: an item's hit type: the kinds, and "not in test" for items without a test pair
+HIT_TYPES = (*HIT_KINDS, "not in test")
+
+
+def hit_kind(a_hit: np.ndarray, b_hit: np.ndarray) -> np.ndarray:
+    """Per test pair, its kind (:data:`HIT_KINDS`) from whether list a / list b holds it."""
+    a, b = np.asarray(a_hit, bool), np.asarray(b_hit, bool)
+    return np.select([a & b, a & ~b, ~a & b], list(HIT_KINDS[:3]), HIT_KINDS[3])
+
+
+def hit_counts(kinds: np.ndarray) -> dict[str, float]:
+    """Counts of shared / only_a / only_b distinct hits and missed test pairs among ``kinds``
+    (:func:`hit_kind` values), with each view's unique-hit share = its only-hits / all distinct
+    hits (NaN without a hit), as :func:`summarise` defines it."""
+    k = np.asarray(kinds, dtype=object)
+    c = {name: int((k == name).sum()) for name in HIT_KINDS}
+    total = c["shared"] + c["semantic-only"] + c["collaborative-only"]
+    share = (lambda x: x / total) if total else (lambda x: float("nan"))
+    return {"shared": c["shared"], "only_a": c["semantic-only"], "only_b": c["collaborative-only"],
+            "missed": c["missed by both"], "distinct_hits": total, "test_pairs": int(len(k)),
+            "share_shared": share(c["shared"]), "share_only_a": share(c["semantic-only"]),
+            "share_only_b": share(c["collaborative-only"])}
+
+
+def item_hit_type(shared: np.ndarray, only_a: np.ndarray, only_b: np.ndarray, n_test: np.ndarray) -> np.ndarray:
+    """Per item, its most frequent kind of test hit (ties: shared, then semantic-only); "missed by
+    both" when neither view ever hit it; "not in test" without a test pair (:data:`HIT_TYPES`)."""
+    c = np.c_[np.asarray(shared), np.asarray(only_a), np.asarray(only_b)]
+    label = np.array(HIT_KINDS[:3], dtype=object)[np.argmax(c, axis=1)]  # first max wins
+    label = np.where(c.sum(axis=1) == 0, HIT_KINDS[3], label)
+    return np.where(np.asarray(n_test) == 0, HIT_TYPES[4], label)
+
+
+def select_oracle(m_a: np.ndarray, m_b: np.ndarray) -> np.ndarray:
+    """Per-user selection oracle of two systems' per-user values of one metric: max(M_a(u), M_b(u))
+    (NaN only where both are NaN). For the hit rate it is also the union pool (a hit in either list)."""
+    return np.fmax(np.asarray(m_a, np.float64), np.asarray(m_b, np.float64))

@@ -21,6 +21,10 @@ class RunConfig:
     data_path: str | None = None
     data_format: str = "auto"
     item_path: str | None = None
+    #: refuse interactions whose item id is missing from the item file (default: warn and
+    #: keep them with empty metadata). It only refuses input, never changes a result, so
+    #: it is not part of the cache key.
+    strict: bool = False
     synthetic: dict[str, Any] = field(default_factory=dict)
     rating_threshold: float | None = None
     kcore: int = 0
@@ -78,6 +82,6 @@ class RunConfig:
     def key(self) -> str:
         """Cache key of the run: the config minus what does not change results."""
         d = self.to_dict()
-        for k in ("device", "backend"):
+        for k in ("device", "backend", "strict"):
             d.pop(k)
         return digest(d)[:16]

@@ -32,3 +32,8 @@ class RunError(SemcollabError):
 
 class DataWarning(UserWarning):
     """Input data was read, but not as written: bad bytes replaced, items without metadata, ..."""
+
+
+class CacheWarning(UserWarning):
+    """A cache entry (tuning outcome, encoded vectors) could not be read: it is rebuilt, and the
+    message names the file."""

@@ -82,7 +82,8 @@ from .backend import Backend, get_backend
 from .errors import ConfigError
 from .metrics import METRICS, metrics_from_hits
 from .models.base import Recommender
-from .ranking import check_scores, seen_rows
+from .calibration import desc_order, first_singles, merge_topk, single_view_slots
+from .ranking import check_scores, seen_rows, topk_padded
 
 DEFAULT_ALPHAS = np.linspace(0.0, 1.0, 21)
 _EPS = 1e-9
@@ -122,24 +123,59 @@ def _dense_mask(seen: sp.spmatrix | None, rows: np.ndarray, n_items: int) -> np.
     return m
 
 
+class _CandidatePool:
+    """Each view's top-``m`` eligible items per row, and the bound on what lies outside them.
+
+    An eligible item outside both pools scores at most bound(α) = α·a_m + (1 − α)·b_m (float
+    rounding is monotone, so this holds for the computed values too): a row whose pool K-th
+    fused value is strictly above the bound (or whose pool covers every eligible item) has an
+    exact top-K from the pool alone.
+    """
+
+    def __init__(self, a0: np.ndarray, b0: np.ndarray, elig: np.ndarray, m: int):
+        n, n_items = a0.shape
+        sel_a, sel_b = np.where(elig, a0, -np.inf), np.where(elig, b0, -np.inf)
+        ia = np.argpartition(sel_a, n_items - m, axis=1)[:, n_items - m :]
+        ib = np.argpartition(sel_b, n_items - m, axis=1)[:, n_items - m :]
+        self.m = m
+        self.a_m = np.take_along_axis(sel_a, ia, 1).min(1)
+        self.b_m = np.take_along_axis(sel_b, ib, 1).min(1)
+        self.cand = np.sort(np.concatenate([ia, ib], axis=1), axis=1)  # column order = item order
+        flat = (self.cand + (np.arange(n, dtype=np.int64) * n_items)[:, None]).ravel()
+        take = lambda x: x.reshape(-1)[flat].reshape(self.cand.shape)  # noqa: E731
+        valid = take(elig)
+        valid[:, 1:] &= self.cand[:, 1:] != self.cand[:, :-1]  # drop duplicates
+        self.ca, self.cb = take(a0), take(b0)
+        self.add = np.where(valid, 0.0, -np.inf)
+        self.covered = elig.sum(1) <= m
+
+    def topk(self, alpha: float, k: int, be: Backend) -> tuple[np.ndarray, np.ndarray]:
+        """(top-``k`` from the pool (int32, -1 padding), rows whose result is not certified exact)."""
+        f = np.multiply(self.ca, alpha)
+        f += np.multiply(self.cb, 1.0 - alpha)
+        f += self.add
+        idx, vals = be.topk(f, k)
+        out = np.full((len(f), k), -1, dtype=np.int32)
+        got = np.take_along_axis(self.cand, idx, 1).astype(np.int32)
+        got[~np.isfinite(vals)] = -1
+        out[:, : got.shape[1]] = got
+        with np.errstate(invalid="ignore"):  # 0 * -inf on rows the pool covers entirely
+            bound = alpha * self.a_m + (1.0 - alpha) * self.b_m
+        kth = vals[:, k - 1] if vals.shape[1] >= k else np.full(len(f), -np.inf)
+        return out, np.flatnonzero(~(self.covered | (kth > bound)))
+
+
 class _Prepared:
     """Normalised scores of one user block, reused across α.
 
     The blend's top-K (``_blend_topk``) is exact but avoids blending the whole catalogue
-    for every α: each view's top-M eligible items (by its own normalised score) form a
-    candidate pool; an eligible item outside both pools scores at most
-    bound(α) = α·a_M + (1 − α)·b_M (float rounding is monotone, so this holds for the
-    computed values too). Rows where the pool's K-th fused value is not strictly above
-    the bound are recomputed over the full catalogue. Eligible: unseen and scorable by a
-    view with positive weight (plain), or unseen and scorable by both views (the warm
-    candidates of cold-aware fusion, whose blend has no fill values, so the same bound
-    holds).
-
-    Cold-aware fusion also needs, once per block (α-independent), every single-view
-    item's *slot*: the number of warm candidates its own view ranks above it (view
-    order: normalised score descending, ties by lower index). Its top-K then merges the
-    warm blend's top-K with the single-view items sorted by (slot, own normalised score
-    descending, index): an item with slot q goes right after the blend's q-th warm item.
+    for every α: each view's top-M eligible items form a :class:`_CandidatePool`; rows the
+    pool cannot certify are recomputed over the full catalogue. Eligible: unseen and
+    scorable by a view with positive weight (plain), or unseen and scorable by both views
+    (the warm candidates of cold-aware fusion, whose blend has no fill values, so the same
+    bound holds). Cold-aware fusion places the single-view items by their slots
+    (:mod:`analysis.calibration`, computed once per block: α-independent) and merges them
+    with the warm blend's top-K.
     """
 
     def __init__(self, sa, sb, seen_mask, cold_aware: bool, norm_scope: str):
@@ -156,72 +192,14 @@ class _Prepared:
         self.b0 = minmax_rows(sb, vb, fill=0.0)
         self.seen = seen_mask
         self.cold_aware = cold_aware
+        self.slots = None
         if cold_aware:  # the blend covers the warm candidates only: unseen, both views score them
             self.excl_mid = seen_mask | ~(self.fa & self.fb)
-            self._calibrate()
+            self.slots = single_view_slots(self.a0, self.b0, self.fa, self.fb, seen_mask)
         else:
             self.excl_mid = seen_mask | ~(self.fa | self.fb)
         self._pool = None
         self._m = None
-        self._singles_k = None
-
-    # ------------------------------------------------------------ cold-aware set-up
-    def _calibrate(self) -> None:
-        """Slots and within-slot order of the items only one view can score (see class doc)."""
-        unseen = ~self.seen
-        warm = self.fa & self.fb & unseen
-        only_a = self.fa & ~self.fb & unseen
-        only_b = self.fb & ~self.fa & unseen
-        self.single = only_a | only_b
-        self.n_warm = warm.sum(1)
-        self.own = np.where(only_a, self.a0, np.where(only_b, self.b0, -np.inf))  # the view that scores it
-        n, n_items = self.a0.shape
-        self.slot = np.zeros((n, n_items), dtype=np.int64)
-        rows = np.flatnonzero(self.single.any(1))
-        if not len(rows):
-            self.skey = None
-            return
-        w = warm[rows]
-        for x, only in ((self.a0, only_a), (self.b0, only_b)):
-            o = only[rows]
-            if not o.any():
-                continue
-            order = _desc_order(np.where(w | o, x[rows], -np.inf))  # the view's own ranking
-            wo = np.take_along_axis(w, order, 1).astype(np.int64)
-            above = np.cumsum(wo, 1) - wo  # warm candidates ranked above each position
-            tmp = np.empty_like(above)
-            np.put_along_axis(tmp, order, above, 1)
-            sl = self.slot[rows]
-            sl[o] = tmp[o]
-            self.slot[rows] = sl
-        # unique int64 sort key of the single-view items: slot, then own score desc, index
-        own_rank = np.empty((len(rows), n_items), dtype=np.int64)
-        np.put_along_axis(own_rank, _desc_order(self.own[rows]), np.arange(n_items, dtype=np.int64)[None, :], 1)
-        self.skey = np.full((n, n_items), np.iinfo(np.int64).max, dtype=np.int64)
-        self.skey[rows] = np.where(self.single[rows], self.slot[rows] * n_items + own_rank, np.iinfo(np.int64).max)
-
-    def _singles(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """First ``k`` single-view items per row in (slot, own desc, index) order, and their slots.
-
-        Padding: item -1, slot n_items + 1 (after every real slot).
-        """
-        if self._singles_k is not None and self._singles_k[0] == k:
-            return self._singles_k[1], self._singles_k[2]
-        n, n_items = self.a0.shape
-        items = np.full((n, k), -1, dtype=np.int64)
-        slots = np.full((n, k), n_items + 1, dtype=np.int64)
-        if self.skey is not None:
-            kk = min(k, n_items)
-            if kk < n_items:
-                idx = np.argpartition(self.skey, kk - 1, axis=1)[:, :kk]
-            else:
-                idx = np.broadcast_to(np.arange(n_items), (n, n_items))
-            idx = np.take_along_axis(idx, np.argsort(np.take_along_axis(self.skey, idx, 1), axis=1), 1)
-            ok = np.take_along_axis(self.single, idx, 1)
-            items[:, :kk] = np.where(ok, idx, -1)
-            slots[:, :kk] = np.where(ok, np.take_along_axis(self.slot, idx, 1), n_items + 1)
-        self._singles_k = (k, items, slots)
-        return items, slots
 
     # ------------------------------------------------------------------- scores
     def _excl(self, alpha: float) -> np.ndarray:
@@ -242,42 +220,16 @@ class _Prepared:
         s = self._blend(alpha, rows)
         if not self.cold_aware:
             return s
-        single, slot, nw = self.single[rows], self.slot[rows], self.n_warm[rows]
+        single, slot, nw = self.slots.single[rows], self.slots.slot[rows], self.slots.n_warm[rows]
         desc = -np.sort(-s, axis=1)  # the warm candidates' blended scores, best first
         val = np.take_along_axis(desc, np.clip(np.minimum(slot, nw[:, None] - 1), 0, None), 1)
-        val = np.where(nw[:, None] > 0, val, self.own[rows])  # no warm candidate: own score
+        val = np.where(nw[:, None] > 0, val, self.slots.own[rows])  # no warm candidate: own score
         np.copyto(s, val, where=single)
         return s
 
     # -------------------------------------------------------------------- top-K
-    def _build_pool(self, m: int) -> None:
-        n, n_items = self.a0.shape
-        elig = ~self.excl_mid
-        sel_a, sel_b = self.a0.copy(), self.b0.copy()
-        sel_a[~elig] = -np.inf
-        sel_b[~elig] = -np.inf
-        ia = np.argpartition(sel_a, n_items - m, axis=1)[:, n_items - m :]
-        ib = np.argpartition(sel_b, n_items - m, axis=1)[:, n_items - m :]
-        a_m = np.take_along_axis(sel_a, ia, 1).min(1)
-        b_m = np.take_along_axis(sel_b, ib, 1).min(1)
-        cand = np.sort(np.concatenate([ia, ib], axis=1), axis=1)  # column order = item order
-        flat = (cand + (np.arange(n, dtype=np.int64) * n_items)[:, None]).ravel()
-        take = lambda x: x.reshape(-1)[flat].reshape(cand.shape)  # noqa: E731
-        valid = take(elig)
-        valid[:, 1:] &= cand[:, 1:] != cand[:, :-1]  # drop duplicates
-        self._pool = {
-            "m": m,
-            "cand": cand,
-            "ca": take(self.a0),
-            "cb": take(self.b0),
-            "add": np.where(valid, 0.0, -np.inf),
-            "a_m": a_m,
-            "b_m": b_m,
-            "covered": elig.sum(1) <= m,
-        }
-
     def _blend_topk(self, alpha: float, k: int, be: Backend, pool: int | None) -> np.ndarray:
-        """Exact top-``k`` (int32, -1 padding) of ``_blend(alpha)``."""
+        """Exact top-``k`` (int32, -1 padding) of ``_blend(alpha)``, from the candidate pool when it pays."""
         n_items = self.a0.shape[1]
         if pool is None:  # automatic: 1/16 of the catalogue, doubled while rows fall back
             self._m = self._m or max(8 * k, n_items // 16, 100)
@@ -286,25 +238,13 @@ class _Prepared:
             m = int(pool)
         endpoint = not self.cold_aware and alpha in (0.0, 1.0)
         if endpoint or m < k or 4 * m > n_items:
-            return _topk(self._blend(alpha), k, be)
-        if self._pool is None or self._pool["m"] != m:
-            self._build_pool(m)
-        P = self._pool
-        f = np.multiply(P["ca"], alpha)
-        f += np.multiply(P["cb"], 1.0 - alpha)
-        f += P["add"]
-        idx, vals = be.topk(f, k)
-        out = np.full((len(f), k), -1, dtype=np.int32)
-        got = np.take_along_axis(P["cand"], idx, 1).astype(np.int32)
-        got[~np.isfinite(vals)] = -1
-        out[:, : got.shape[1]] = got
-        with np.errstate(invalid="ignore"):  # 0 * -inf on rows the pool covers entirely
-            bound = alpha * P["a_m"] + (1.0 - alpha) * P["b_m"]
-        kth = vals[:, k - 1] if vals.shape[1] >= k else np.full(len(f), -np.inf)
-        bad = np.flatnonzero(~(P["covered"] | (kth > bound)))
+            return topk_padded(self._blend(alpha), k, be)
+        if self._pool is None or self._pool.m != m:
+            self._pool = _CandidatePool(self.a0, self.b0, ~self.excl_mid, m)
+        out, bad = self._pool.topk(alpha, k, be)
         if len(bad):
-            out[bad] = _topk(self._blend(alpha, bad), k, be)
-            if pool is None and len(bad) > len(f) // 8:
+            out[bad] = topk_padded(self._blend(alpha, bad), k, be)
+            if pool is None and len(bad) > len(out) // 8:
                 self._m = 2 * m  # the views disagree a lot: widen the pool for the next α
         return out
 
@@ -312,25 +252,9 @@ class _Prepared:
         """Exact top-``k`` (int32, -1 padding) of the fusion at ``alpha``."""
         alpha = float(alpha)
         warm = self._blend_topk(alpha, k, be, pool)
-        if not self.cold_aware or self.skey is None:
+        if not self.cold_aware or self.slots.key is None:
             return warm
-        # merge: warm rank r lands after r warm items and the single-view items with slot <= r;
-        # the t-th single-view item (slot q) after t single-view items and q warm items
-        items, slots = self._singles(k)
-        n, n_items = self.a0.shape
-        step = n_items + 2
-        off = np.arange(n, dtype=np.int64)[:, None] * step
-        r = np.arange(k, dtype=np.int64)[None, :]
-        q = np.minimum(r, n_items + 1) + off  # (ranks past the catalogue hold no warm item)
-        n_before = np.searchsorted((slots + off).ravel(), q.ravel(), side="right").reshape(n, k)
-        n_before -= np.arange(n, dtype=np.int64)[:, None] * k
-        pos_w = np.where(warm >= 0, r + n_before, k)
-        pos_s = np.where(items >= 0, np.arange(k)[None, :] + slots, k)
-        out = np.full((n, k + 1), -1, dtype=np.int32)  # column k collects what falls off the list
-        rr = np.broadcast_to(np.arange(n)[:, None], (n, k))
-        out[rr, np.minimum(pos_w, k)] = warm
-        out[rr, np.minimum(pos_s, k)] = items
-        return np.ascontiguousarray(out[:, :k])
+        return merge_topk(warm, *first_singles(self.slots, k), self.a0.shape[1])
 
 
 def _check_alpha(alpha: float) -> float:
@@ -354,26 +278,6 @@ def fuse_scores(
     with it, not with a sort of these values.
     """
     return _Prepared(np.asarray(sa), np.asarray(sb), seen_mask, cold_aware, norm_scope).fused(_check_alpha(alpha))
-
-
-def _desc_order(s: np.ndarray) -> np.ndarray:
-    """Items of each row by score descending, ties by lower index (a full ranking).
-
-    float32 rows use one unstable sort of unique int64 keys (order-preserving bits of
-    the score, then the item index), about 5x faster than a stable argsort.
-    """
-    n, m = s.shape
-    if s.dtype != np.float32:
-        return np.argsort(-s, axis=1, kind="stable")
-    x = s + np.float32(0.0)  # -0.0 -> +0.0: equal scores must get equal keys
-    i = x.view(np.int32)
-    i ^= (i >> 31) & np.int32(0x7FFFFFFF)  # signed-int order == float order
-    key = np.invert(i).astype(np.int64)  # descending
-    key <<= 32
-    key |= np.arange(m, dtype=np.int64)
-    key.sort(axis=1)
-    key &= 0xFFFFFFFF
-    return key
 
 
 def rrf_scores(
@@ -401,7 +305,7 @@ def rrf_scores(
         if seen_mask is not None:
             s[seen_mask] = -np.inf
         if depth is None or int(depth) >= m:
-            order = _desc_order(s)
+            order = desc_order(s)
             ok = np.arange(m) < (s > -np.inf).sum(1)[:, None]  # ranked items come first
             contrib = np.where(ok, 1.0 / (rrf_k + np.arange(1, m + 1)), 0.0)  # + 0.0 is exact
             tmp = np.empty(n * m)
@@ -426,15 +330,6 @@ def _scores(model: Recommender, rows: np.ndarray) -> np.ndarray:
     s = model.score(rows)
     check_scores(s, rows, getattr(model, "name", "model"))
     return s
-
-
-def _topk(scores: np.ndarray, k: int, be: Backend) -> np.ndarray:
-    idx, vals = be.topk(scores, k)
-    out = np.full((scores.shape[0], k), -1, dtype=np.int32)
-    idx = idx.astype(np.int32)
-    idx[~np.isfinite(vals)] = -1
-    out[:, : idx.shape[1]] = idx
-    return out
 
 
 def _n_items(model_a: Recommender, model_b: Recommender) -> int:
@@ -498,7 +393,7 @@ def rrf_topk(
     for s in range(0, len(users), block):
         rows = users[s : s + block]
         fused = rrf_scores(_scores(model_a, rows), _scores(model_b, rows), _dense_mask(seen, rows, n_items), rrf_k, depth, be)
-        out[s : s + block] = _topk(fused, int(k), be)
+        out[s : s + block] = topk_padded(fused, int(k), be)
     return out
 
 
@@ -506,6 +401,89 @@ def rrf_topk(
 def _codes(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     uniq, inv = np.unique(np.asarray(labels), return_inverse=True)
     return uniq, inv.ravel().astype(np.int64)
+
+
+def _parse_segments(segments, users: np.ndarray, n_items: int) -> list[tuple[str, str, np.ndarray, np.ndarray]]:
+    """(name, kind, bucket labels, per-item or per-user bucket codes) of each segment spec."""
+    segs = []
+    for name, spec in (segments or {}).items():
+        try:
+            kind, labels = spec
+        except (TypeError, ValueError):
+            raise ConfigError(f"segment {name!r} must be (kind, labels) with kind 'item' or 'user'") from None
+        if kind not in ("item", "user"):
+            raise ConfigError(f"segment {name!r}: kind must be 'item' or 'user', got {kind!r}")
+        uniq, codes = _codes(labels)
+        if kind == "item" and len(codes) != n_items:
+            raise ConfigError(f"item segment {name!r} has {len(codes)} labels for {n_items} items")
+        if kind == "user" and (len(users) and len(codes) <= users.max()):
+            raise ConfigError(f"user segment {name!r} has {len(codes)} labels but user index {int(users.max())} is evaluated")
+        segs.append((name, kind, uniq, codes))
+    return segs
+
+
+class _CurveSums:
+    """Running sums and counts of per-user metrics, per α × (metric, k), overall and per segment bucket."""
+
+    def __init__(self, alphas: np.ndarray, keys: list[tuple[str, int]], ks: list[int], segs: list):
+        self.alphas, self.keys, self.ks, self.segs = alphas, keys, ks, segs
+        self.metrics = list(dict.fromkeys(m for m, _ in keys))
+        n_a, n_k = len(alphas), len(keys)
+        self.sum = np.zeros((n_a, n_k))
+        self.cnt = np.zeros((n_a, n_k), dtype=np.int64)
+        self.seg_sum = [np.zeros((n_a, n_k, len(u))) for _, _, u, _ in segs]
+        self.seg_cnt = [np.zeros((n_a, n_k, len(u)), dtype=np.int64) for _, _, u, _ in segs]
+        # item segments: one-hot (n_items, n_buckets) to count relevant items per bucket
+        self.onehots = [np.eye(len(u), dtype=np.float32)[c] if kind == "item" else None for _, kind, u, c in segs]
+
+    def _values(self, hits: np.ndarray, n_rel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        res = metrics_from_hits(hits, n_rel, self.ks, self.metrics)
+        vals = np.stack([res[f"{m}@{k}"] for m, k in self.keys], axis=1)  # (nb, n_k)
+        return vals, ~np.isnan(vals)
+
+    def add(self, ai: int, rows: np.ndarray, top: np.ndarray, rel: np.ndarray, seg_nrel: list) -> None:
+        """Add one user block's metrics at α index ``ai`` from its top-K (-1 padded) and relevance mask."""
+        valid = top >= 0
+        topc = np.where(valid, top, 0)
+        hits = rel[np.arange(len(rows))[:, None], topc] & valid
+        vals, ok = self._values(hits, rel.sum(1))
+        self.sum[ai] += np.where(ok, vals, 0).sum(0)
+        self.cnt[ai] += ok.sum(0)
+        for si, (_, kind, u, c) in enumerate(self.segs):
+            if kind == "user":
+                cu = c[rows]
+                for ki in range(len(self.keys)):
+                    o = ok[:, ki]
+                    self.seg_sum[si][ai, ki] += np.bincount(cu[o], weights=vals[o, ki], minlength=len(u))
+                    self.seg_cnt[si][ai, ki] += np.bincount(cu[o], minlength=len(u))
+                continue
+            lab = c[topc]
+            for b in range(len(u)):
+                vb, okb = self._values(hits & (lab == b), seg_nrel[si][:, b])
+                self.seg_sum[si][ai, :, b] += np.where(okb, vb, 0).sum(0)
+                self.seg_cnt[si][ai, :, b] += okb.sum(0)
+
+    def segment_relevance(self, rel: np.ndarray) -> list:
+        """Per item segment: relevant items per user per bucket (None for user segments)."""
+        if not any(o is not None for o in self.onehots):
+            return [None] * len(self.onehots)
+        relf = rel.astype(np.float32)
+        return [None if o is None else np.rint(relf @ o).astype(np.int64) for o in self.onehots]
+
+    def frame(self) -> pd.DataFrame:
+        recs = []
+
+        def emit(sums, cnts, seg_type, seg):
+            for ai, alpha in enumerate(self.alphas):
+                for ki, (m, k) in enumerate(self.keys):
+                    c = int(cnts[ai, ki])
+                    recs.append((float(alpha), m, k, sums[ai, ki] / c if c else np.nan, c, seg_type, seg))
+
+        emit(self.sum, self.cnt, "all", "all")
+        for si, (name, _, u, _) in enumerate(self.segs):
+            for b, lab in enumerate(u):
+                emit(self.seg_sum[si][:, :, b], self.seg_cnt[si][:, :, b], name, str(lab))
+        return pd.DataFrame(recs, columns=["alpha", "metric", "k", "value", "n", "segment_type", "segment"])
 
 
 def fusion_curve(
@@ -528,10 +506,10 @@ def fusion_curve(
 
     Columns: alpha, metric, k, value (mean over counted users), n (users counted),
     segment_type ("all" or the segment name), segment ("all" or the bucket label, str).
+    Each user block is normalised once and every α reuses it (``_Prepared``).
     """
     be = backend or get_backend()
     ks = sorted({int(k) for k in ks})
-    metrics = list(metrics)
     alphas = np.asarray(DEFAULT_ALPHAS if alphas is None else list(alphas), dtype=np.float64)
     for a in alphas:
         _check_alpha(a)
@@ -539,83 +517,18 @@ def fusion_curve(
     n_items = _n_items(model_a, model_b)
     if target.shape[1] != n_items:
         raise ConfigError(f"target has {target.shape[1]} items but the views score {n_items}")
-    kmax = max(ks)
-    keys = [(m, k) for k in ks for m in metrics]
-    n_a, n_k = len(alphas), len(keys)
-
-    segs = []  # (name, kind, uniq, codes)
-    for name, spec in (segments or {}).items():
-        try:
-            kind, labels = spec
-        except (TypeError, ValueError):
-            raise ConfigError(f"segment {name!r} must be (kind, labels) with kind 'item' or 'user'") from None
-        if kind not in ("item", "user"):
-            raise ConfigError(f"segment {name!r}: kind must be 'item' or 'user', got {kind!r}")
-        uniq, codes = _codes(labels)
-        if kind == "item" and len(codes) != n_items:
-            raise ConfigError(f"item segment {name!r} has {len(codes)} labels for {n_items} items")
-        if kind == "user" and (len(users) and len(codes) <= users.max()):
-            raise ConfigError(f"user segment {name!r} has {len(codes)} labels but user index {int(users.max())} is evaluated")
-        segs.append((name, kind, uniq, codes))
-    # item segments: one-hot (n_items, n_buckets) to count relevant items per bucket
-    onehots = [np.eye(len(u), dtype=np.float32)[c] if kind == "item" else None for _, kind, u, c in segs]
-
-    tot_sum = np.zeros((n_a, n_k))
-    tot_cnt = np.zeros((n_a, n_k), dtype=np.int64)
-    seg_sum = [np.zeros((n_a, n_k, len(u))) for _, _, u, _ in segs]
-    seg_cnt = [np.zeros((n_a, n_k, len(u)), dtype=np.int64) for _, _, u, _ in segs]
-
+    acc = _CurveSums(alphas, [(m, k) for k in ks for m in metrics], ks, _parse_segments(segments, users, n_items))
     block = _block_size(block, n_items)
     tgt = target.tocsr()
     for s in range(0, len(users), block):
         rows = users[s : s + block]
-        nb = len(rows)
         rel = _dense_mask(tgt, rows, n_items)
-        n_rel = rel.sum(1)
-        prep = _Prepared(_scores(model_a, rows), _scores(model_b, rows), _dense_mask(seen, rows, n_items), cold_aware, norm_scope)
-        # per item segment: relevant count per user per bucket
-        relf = rel.astype(np.float32) if onehots and any(o is not None for o in onehots) else None
-        seg_nrel = [None if o is None else np.rint(relf @ o).astype(np.int64) for o in onehots]
-        ridx = np.arange(nb)[:, None]
+        seg_nrel = acc.segment_relevance(rel)
+        prep = _Prepared(_scores(model_a, rows), _scores(model_b, rows), _dense_mask(seen, rows, n_items), cold_aware,
+                         norm_scope)
         for ai, alpha in enumerate(alphas):
-            top = prep.topk(alpha, kmax, be, pool)
-            valid = top >= 0
-            topc = np.where(valid, top, 0)
-            hits = rel[ridx, topc] & valid
-            res = metrics_from_hits(hits, n_rel, ks, metrics)
-            vals = np.stack([res[f"{m}@{k}"] for m, k in keys], axis=1)  # (nb, n_k)
-            ok = ~np.isnan(vals)
-            tot_sum[ai] += np.where(ok, vals, 0).sum(0)
-            tot_cnt[ai] += ok.sum(0)
-            for si, (_, kind, u, c) in enumerate(segs):
-                if kind == "user":
-                    cu = c[rows]
-                    for ki in range(n_k):
-                        o = ok[:, ki]
-                        seg_sum[si][ai, ki] += np.bincount(cu[o], weights=vals[o, ki], minlength=len(u))
-                        seg_cnt[si][ai, ki] += np.bincount(cu[o], minlength=len(u))
-                else:
-                    lab = c[topc]
-                    for b in range(len(u)):
-                        rb = metrics_from_hits(hits & (lab == b), seg_nrel[si][:, b], ks, metrics)
-                        vb = np.stack([rb[f"{m}@{k}"] for m, k in keys], axis=1)
-                        okb = ~np.isnan(vb)
-                        seg_sum[si][ai, :, b] += np.where(okb, vb, 0).sum(0)
-                        seg_cnt[si][ai, :, b] += okb.sum(0)
-
-    recs = []
-
-    def emit(sums, cnts, seg_type, seg):
-        for ai, alpha in enumerate(alphas):
-            for ki, (m, k) in enumerate(keys):
-                c = int(cnts[ai, ki])
-                recs.append((float(alpha), m, k, sums[ai, ki] / c if c else np.nan, c, seg_type, seg))
-
-    emit(tot_sum, tot_cnt, "all", "all")
-    for si, (name, _, u, _) in enumerate(segs):
-        for b, lab in enumerate(u):
-            emit(seg_sum[si][:, :, b], seg_cnt[si][:, :, b], name, str(lab))
-    return pd.DataFrame(recs, columns=["alpha", "metric", "k", "value", "n", "segment_type", "segment"])
+            acc.add(ai, rows, prep.topk(alpha, max(ks), be, pool), rel, seg_nrel)
+    return acc.frame()
 
 
 def choose_alpha(
@@ -641,6 +554,23 @@ def choose_alpha(
     return float(a[best][order[0]])
 
 
+def choose_fusion(curves: pd.DataFrame, k: int) -> tuple[str, float, dict[str, tuple[float, float]]]:
+    """The blending method and α with the best *validation* NDCG@k: (method, α, {method: (value, α)}).
+
+    ``curves``: fusion-curve rows with a ``method`` column (``score`` / ``cold_aware``) and a ``part``
+    column; α per method by :func:`choose_alpha`, then the method with the higher value (ties:
+    cold-aware). The one rule the pipeline, the fusion-model baselines and the gate's start use.
+    """
+    best = {}
+    for meth in curves["method"].unique():
+        cv = curves[(curves["part"] == "valid") & (curves["method"] == meth)]
+        a = float(choose_alpha(cv, metric="ndcg", k=k))
+        v = cv[(cv["metric"] == "ndcg") & (cv["k"] == k) & (cv["segment_type"] == "all") & np.isclose(cv["alpha"], a)]
+        best[str(meth)] = (float(v["value"].iloc[0]), a)
+    method = max(best, key=lambda m: (best[m][0], m == "cold_aware"))
+    return method, best[method][1], best
+
+
 def fusion_methods(split, model_a: Recommender, model_b: Recommender) -> tuple[str, ...]:
     """The blending methods to choose from on validation: ``("cold_aware", "score")`` or one.
 
@@ -658,6 +588,15 @@ def fusion_methods(split, model_a: Recommender, model_b: Recommender) -> tuple[s
     if np.asarray(split.held_out_items, bool).any():
         return ("cold_aware",)
     return ("cold_aware", "score")
+
+
+def best_single(valid: Mapping[str, float], collaborative: str) -> str:
+    """The best single view: the compared view with the higher *validation* NDCG@K (``valid``:
+    {system: value}); ties go to the collaborative view. The one definition every headroom,
+    gain and comparison uses (never chosen on test)."""
+    if collaborative not in valid:
+        raise ConfigError(f"best single view: {collaborative!r} is not among {sorted(valid)}")
+    return max(valid, key=lambda s: (float(np.nan_to_num(valid[s], nan=-np.inf)), s == collaborative))
 
 
 def headroom(m_fused, m_best_single, m_oracle):

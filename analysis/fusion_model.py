@@ -69,16 +69,18 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .backend import Backend, get_backend
-from .bootstrap import bootstrap_ci, paired_bootstrap
+from .bootstrap import ci_rows, paired_rows
+from .calibration import calibrated_scores, single_view_slots
 from .errors import ConfigError, VectorError
-from .fusion import choose_alpha, fuse_topk, fusion_curve, fusion_methods, minmax_rows
+from .fusion import best_single, choose_fusion, fuse_topk, fusion_curve, fusion_methods, minmax_rows
 from .metrics import evaluate
 from .models.base import EmbeddingRecommender, Recommender
 from .models.validation import torch_threads, validate
 from .ranking import check_scores, mask_seen, rank
 from .split import Split
 
-SYSTEMS = ("semantic", "collaborative", "best_single", "score_fusion", "alignment", "complementarity_fusion")
+#: the systems this comparison adds to the two views (names of :mod:`analysis.systems`)
+FUSION_MODEL_SYSTEMS = ("best_single", "fusion", "alignment", "complementarity_fusion")
 
 
 # ------------------------------------------------------------------- features
@@ -129,40 +131,6 @@ def gate_features(
 
 
 # ---------------------------------------------------------------------- model
-def _calibrate_row(desc: np.ndarray, nw: int, views: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, np.ndarray]:
-    """Items and calibrated scores of one user's single-view items (see :class:`GatedFusion`).
-
-    ``desc``: the user's warm blends, best first (``nw`` finite). ``views``: per view,
-    (its single items, their own normalised scores, the view's warm scores ascending, the
-    view's scores of every item, the warm mask) -- ties with warm items broken by lower index.
-    """
-    items, own, slot = [], [], []
-    for it, x_it, asc, x_all, warm in views:
-        lo = np.searchsorted(asc, x_it, "left")
-        hi = np.searchsorted(asc, x_it, "right")
-        q = nw - hi  # warm items strictly above
-        for t in np.flatnonzero(hi > lo):  # exact ties with warm items (rare): lower index first
-            q[t] += np.count_nonzero(warm[: it[t]] & (x_all[: it[t]] == x_it[t]))
-        items.append(it)
-        own.append(x_it)
-        slot.append(q)
-    items, own, slot = np.concatenate(items), np.concatenate(own), np.concatenate(slot)
-    if nw == 0:
-        return items, own
-    o = np.lexsort((items, -own, slot))  # slot, then own score descending, then index
-    items, own, slot = items[o], own[o], slot[o]
-    start = np.r_[0, np.flatnonzero(slot[1:] != slot[:-1]) + 1]
-    size = np.diff(np.r_[start, len(slot)])
-    grp = np.repeat(np.arange(len(start)), size)
-    j = np.arange(len(slot)) - start[grp]
-    cnt = size[grp]
-    val = desc[np.minimum(slot, nw - 1)]
-    # a slot-q item sits just above the warm blend it copies (right after the q-th warm item),
-    # same-slot items by their own score; slot nw: just below the lowest warm blend
-    step = np.where(slot < nw, cnt - j, -(j + 1)).astype(np.float64)
-    return items, val + step * np.spacing(np.abs(val))
-
-
 @dataclass
 class GatedFusion:
     """Recommender: s = b + g·(a − b) on warm items; single-view items calibrated (module docstring)."""
@@ -224,28 +192,16 @@ class GatedFusion:
         if not (only_a.any() or only_b.any()):
             return s
         n, m = s.shape
-        unseen = np.ones((n, m), bool)
+        seen = np.zeros((n, m), bool)
         if self.seen is not None:
             sub = self.seen[users]
-            unseen[np.repeat(np.arange(n), np.diff(sub.indptr)), sub.indices] = False
-        warm = (self.sem_ok & self.col_ok)[None, :] & unseen
-        sa, sb = only_a[None, :] & unseen, only_b[None, :] & unseen
-        single = sa | sb
-        rows = np.flatnonzero(single.any(1))
-        if not len(rows):
+            seen[np.repeat(np.arange(n), np.diff(sub.indptr)), sub.indices] = True
+        slots = single_view_slots(a, b, np.broadcast_to(self.sem_ok, (n, m)), np.broadcast_to(self.col_ok, (n, m)), seen)
+        if slots.key is None:
             return s
-        nw = warm.sum(1)
-        desc = -np.sort(-np.where(warm[rows], s[rows], -np.inf), axis=1)
-        asc_a = np.sort(np.where(warm[rows], a[rows], np.inf), axis=1) if sa.any() else None
-        asc_b = np.sort(np.where(warm[rows], b[rows], np.inf), axis=1) if sb.any() else None
-        for r_, r in enumerate(rows):
-            views = []
-            for x, sv, asc in ((a, sa, asc_a), (b, sb, asc_b)):
-                it = np.flatnonzero(sv[r])
-                if len(it):
-                    views.append((it, x[r, it], asc[r_, : nw[r]], x[r], warm[r]))
-            it, val = _calibrate_row(desc[r_], int(nw[r]), views)
-            s[r, it] = val * self.cold_scale if self.cold_scale != 1.0 else val
+        warm = (self.sem_ok & self.col_ok)[None, :] & ~seen
+        val = calibrated_scores(np.where(warm, s, -np.inf), slots)
+        np.copyto(s, val * self.cold_scale if self.cold_scale != 1.0 else val, where=slots.single)
         return s
 
     def score(self, users: np.ndarray) -> np.ndarray:
@@ -429,19 +385,17 @@ def train_gated_fusion(
 # ------------------------------------------------------------------ baselines
 def _choose_fusion(model_a, model_b, split: Split, users, K: int, be: Backend,
                    methods: tuple[bool, ...] | None = None) -> tuple[float, bool, dict]:
-    """α and plain / cold-aware blending chosen on validation NDCG@K of ``users`` (as the pipeline does;
-    the candidate methods come from :func:`analysis.fusion.fusion_methods`)."""
+    """α and plain / cold-aware blending chosen on validation NDCG@K of ``users`` with
+    :func:`analysis.fusion.choose_fusion` (the pipeline's rule; candidate methods from
+    :func:`analysis.fusion.fusion_methods` unless ``methods`` (cold-aware flags) is given)."""
     if methods is None:
         methods = tuple(m == "cold_aware" for m in fusion_methods(split, model_a, model_b))
-    best = {}
-    for ca in methods:
-        c = fusion_curve(model_a, model_b, users, split.seen_for("valid"), split.target("valid"), ks=(K,),
-                         metrics=("ndcg",), cold_aware=ca, backend=be)
-        a = choose_alpha(c, "ndcg", K)
-        v = float(c[np.isclose(c.alpha, a) & (c.metric == "ndcg")]["value"].iloc[0])
-        best[ca] = (v, a)
-    ca = max(best, key=lambda m: (best[m][0], m))
-    return best[ca][1], ca, {("cold_aware" if m else "score"): {"valid_ndcg": v, "alpha": a} for m, (v, a) in best.items()}
+    curves = pd.concat([fusion_curve(model_a, model_b, users, split.seen_for("valid"), split.target("valid"), ks=(K,),
+                                     metrics=("ndcg",), cold_aware=ca, backend=be)
+                        .assign(part="valid", method="cold_aware" if ca else "score") for ca in methods],
+                       ignore_index=True)
+    method, alpha, best = choose_fusion(curves, K)
+    return alpha, method == "cold_aware", {m: {"valid_ndcg": v, "alpha": a} for m, (v, a) in best.items()}
 
 
 def alignment_baseline(
@@ -486,6 +440,9 @@ def evaluate_fusion_models(
 ) -> dict[str, Any]:
     """Gated fusion vs best single view, validation-α score fusion and the alignment baseline, on test.
 
+    Systems are named with :mod:`analysis.systems`' vocabulary: the two views by their models'
+    ``name`` (the pipeline's ``semantic`` / ``semantic_zs`` and ``collab``), ``best_single``
+    (:func:`analysis.fusion.best_single`), ``fusion``, ``alignment``, ``complementarity_fusion``.
     Returns dict(table: DataFrame[system, metric, k, mean, lo, hi, n_users] (test, 95 % bootstrap
     CI over users), differences: DataFrame[system_a, system_b, metric, k, diff, lo, hi, p_value,
     n_users] (paired bootstrap, system_a = complementarity_fusion), per_user: DataFrame[user_idx,
@@ -499,75 +456,35 @@ def evaluate_fusion_models(
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise ConfigError(f"ks must be positive integers, got {ks}")
-    K = max(ks)
-    users = np.arange(split.n_users)
-    vusers = np.flatnonzero(np.diff(split.valid.indptr) > 0)
-    timings = {}
-
-    def run(model, part):
-        return rank(model, users, split.seen_for(part), K, backend=be)
-
-    def per_user(top, part):
-        return evaluate(top, split.target(part), users, ks, metrics=("recall", "ndcg"))
-
-    res: dict[str, dict[str, dict[str, np.ndarray]]] = {"valid": {}, "test": {}}
-    for name, m in (("semantic", sem_model), ("collaborative", col_model)):
-        for part in ("valid", "test"):
-            res[part][name] = per_user(run(m, part), part)
-    best_single = max(("semantic", "collaborative"), key=lambda s: (np.nanmean(res["valid"][s][f"ndcg@{K}"]), s == "collaborative"))
-    for part in ("valid", "test"):
-        res[part]["best_single"] = res[part][best_single]
-    timings["single_s"] = time.perf_counter() - t0
-
+    ev = _Comparison(split, ks, be)
+    names = view_names(sem_model, col_model)
+    timings = {"single_s": ev.add_ranked(names[0], sem_model) + ev.add_ranked(names[1], col_model)}
+    best = best_single({n: ev.valid_mean(n) for n in names}, collaborative=names[1])
+    ev.res["valid"]["best_single"], ev.res["test"]["best_single"] = ev.res["valid"][best], ev.res["test"][best]
     t = time.perf_counter()
-    alpha, cold_aware, fusion_valid = _choose_fusion(sem_model, col_model, split, vusers, K, be)
-    for part in ("valid", "test"):
-        top = fuse_topk(sem_model, col_model, users, split.seen_for(part), K, alpha, cold_aware=cold_aware, backend=be)
-        res[part]["score_fusion"] = per_user(top, part)
-    timings["score_fusion_s"] = time.perf_counter() - t
-
+    alpha, cold_aware, fusion_valid = _choose_fusion(sem_model, col_model, split, ev.vusers, ev.K, be)
+    ev.add_fused("fusion", sem_model, col_model, alpha, cold_aware)
+    timings["fusion_s"] = time.perf_counter() - t
     align = None
     if mapped is not None:
         t = time.perf_counter()
-        align = alignment_baseline(col_model, mapped, split, K, be)
-        for part in ("valid", "test"):
-            top = fuse_topk(align["mapped_model"], col_model, users, split.seen_for(part), K, align["alpha"],
-                            cold_aware=align["cold_aware"], backend=be)
-            res[part]["alignment"] = per_user(top, part)
+        align = alignment_baseline(col_model, mapped, split, ev.K, be)
+        ev.add_fused("alignment", align["mapped_model"], col_model, align["alpha"], align["cold_aware"])
         timings["alignment_s"] = time.perf_counter() - t
-
     t = time.perf_counter()
     model = gated or train_gated_fusion(sem_model, col_model, split, item_features, seed=seed, backend=be,
-                                        **{"K": K, **dict(gate_kw or {})})
+                                        **{"K": ev.K, **dict(gate_kw or {})})
     for part in ("valid", "test"):
-        res[part]["complementarity_fusion"] = per_user(run(model.with_seen(split.seen_for(part)), part), part)
+        ev.res[part]["complementarity_fusion"] = ev.per_user(ev.top(model.with_seen(split.seen_for(part)), part), part)
     timings["complementarity_fusion_s"] = time.perf_counter() - t
-
     t = time.perf_counter()
-    systems = [s for s in SYSTEMS if s in res["test"]]
-    rows, vrows, diffs = [], [], []
-    pu = pd.DataFrame({"user_idx": users})
-    for s in systems:
-        for key, v in res["test"][s].items():
-            metric, k = key.split("@")
-            ci = bootstrap_ci(v, n_boot=n_boot, seed=seed)
-            rows.append({"system": s, "metric": metric, "k": int(k), "mean": ci["mean"], "lo": ci["lo"], "hi": ci["hi"],
-                         "n_users": ci["n"]})
-            vrows.append({"system": s, "metric": metric, "k": int(k), "mean": float(np.nanmean(res["valid"][s][key]))})
-            pu[f"{s}_{key}"] = v
-    for s in systems:
-        if s == "complementarity_fusion":
-            continue
-        for key, v in res["test"]["complementarity_fusion"].items():
-            metric, k = key.split("@")
-            d = paired_bootstrap(v, res["test"][s][key], n_boot=n_boot, seed=seed)
-            diffs.append({"system_a": "complementarity_fusion", "system_b": s, "metric": metric, "k": int(k),
-                          "diff": d["diff"], "lo": d["lo"], "hi": d["hi"], "p_value": d["p_value"], "n_users": d["n"]})
+    out = ev.tables([*names, *FUSION_MODEL_SYSTEMS], n_boot, seed)
     timings["bootstrap_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - t0
-    summary = {
-        "K": K, "ks": ks, "best_single": best_single, "criterion": f"validation ndcg@{K}",
-        "score_fusion": {"alpha": alpha, "method": "cold_aware" if cold_aware else "score", "valid": fusion_valid},
+    out["model"] = model
+    out["summary"] = {
+        "K": ev.K, "ks": ks, "views": list(names), "best_single": best, "criterion": f"validation ndcg@{ev.K}",
+        "fusion": {"alpha": alpha, "method": "cold_aware" if cold_aware else "score", "valid": fusion_valid},
         "alignment": None if align is None else {"alpha": align["alpha"],
                                                  "method": "cold_aware" if align["cold_aware"] else "score",
                                                  "valid": align["valid"],
@@ -576,5 +493,55 @@ def evaluate_fusion_models(
         "n_cold_items": int(np.asarray(split.cold_items).sum()),
         "timings": timings,
     }
-    return {"table": pd.DataFrame(rows), "differences": pd.DataFrame(diffs), "per_user": pu,
-            "valid": pd.DataFrame(vrows), "model": model, "summary": summary}
+    return out
+
+
+def view_names(sem_model: Recommender, col_model: Recommender) -> tuple[str, str]:
+    """The two views' system names: their models' ``name`` (the pipeline sets the vocabulary's)."""
+    a, b = getattr(sem_model, "name", "semantic"), getattr(col_model, "name", "collab")
+    if a == b:
+        raise ConfigError(f"the two views must have different names, both are {a!r}")
+    return str(a), str(b)
+
+
+class _Comparison:
+    """Per-user validation and test metrics of several systems on one split, then their tables."""
+
+    def __init__(self, split: Split, ks: list[int], be: Backend):
+        self.split, self.ks, self.be, self.K = split, ks, be, max(ks)
+        self.users = np.arange(split.n_users)
+        self.vusers = np.flatnonzero(np.diff(split.valid.indptr) > 0)
+        self.res: dict[str, dict[str, dict[str, np.ndarray]]] = {"valid": {}, "test": {}}
+
+    def top(self, model: Recommender, part: str) -> np.ndarray:
+        return rank(model, self.users, self.split.seen_for(part), self.K, backend=self.be)
+
+    def per_user(self, top: np.ndarray, part: str) -> dict[str, np.ndarray]:
+        return evaluate(top, self.split.target(part), self.users, self.ks, metrics=("recall", "ndcg"))
+
+    def add_ranked(self, name: str, model: Recommender) -> float:
+        t = time.perf_counter()
+        for part in ("valid", "test"):
+            self.res[part][name] = self.per_user(self.top(model, part), part)
+        return time.perf_counter() - t
+
+    def add_fused(self, name: str, a: Recommender, b: Recommender, alpha: float, cold_aware: bool) -> None:
+        for part in ("valid", "test"):
+            top = fuse_topk(a, b, self.users, self.split.seen_for(part), self.K, alpha, cold_aware=cold_aware,
+                            backend=self.be)
+            self.res[part][name] = self.per_user(top, part)
+
+    def valid_mean(self, name: str) -> float:
+        return float(np.nanmean(self.res["valid"][name][f"ndcg@{self.K}"]))
+
+    def tables(self, order: list[str], n_boot: int, seed: int) -> dict[str, pd.DataFrame]:
+        """CI rows, validation means, per-user columns and paired differences vs complementarity_fusion."""
+        systems = [s for s in order if s in self.res["test"]]
+        test = {s: self.res["test"][s] for s in systems}
+        rows = ci_rows(test, n_boot=n_boot, seed=seed)
+        vrows = [{"system": s, "metric": key.split("@")[0], "k": int(key.split("@")[1]),
+                  "mean": float(np.nanmean(v))} for s in systems for key, v in self.res["valid"][s].items()]
+        pu = pd.DataFrame({"user_idx": self.users, **{f"{s}_{key}": v for s, d in test.items() for key, v in d.items()}})
+        pairs = [("complementarity_fusion", s) for s in systems if s != "complementarity_fusion"]
+        return {"table": rows, "differences": paired_rows(test, pairs, n_boot=n_boot, seed=seed), "per_user": pu,
+                "valid": pd.DataFrame(vrows)}

@@ -265,3 +265,30 @@ def procrustes_cosine(X: np.ndarray, Y: np.ndarray, valid: np.ndarray | None = N
     with np.errstate(invalid="ignore", divide="ignore"):
         out[ok] = np.where(den > 0, num / den, np.nan)
     return out
+
+
+def keep_valid_neighbours(idx: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Each row of a kNN graph with the neighbours that are not ``valid`` dropped (order kept), -1 padded
+    on the right: a graph over every item restricted to the items another view can place."""
+    idx = np.asarray(idx, dtype=np.int64)
+    valid = _valid_mask(valid, idx.shape[0])
+    ok = (idx >= 0) & valid[np.maximum(idx, 0)]
+    order = np.argsort(~ok, axis=1, kind="stable")
+    out = np.take_along_axis(idx, order, axis=1)
+    out[~np.take_along_axis(ok, order, axis=1)] = -1
+    return out
+
+
+def recut_agreement(idx_a: np.ndarray, idx_b: np.ndarray, k: int) -> pd.DataFrame:
+    """:func:`neighbourhood_agreement` at a smaller ``k`` from stored graphs whose view-a rows may list
+    items view b cannot place (a run's semantic lists include cold items): those are dropped from
+    a's rows first, so both views compare their first ``k`` neighbours among the items both place,
+    as the pipeline does. Items with fewer than ``k`` such neighbours get NaN."""
+    idx_b = np.asarray(idx_b, dtype=np.int64)
+    k = int(k)
+    if k < 1 or k > idx_b.shape[1] or k > np.asarray(idx_a).shape[1]:
+        raise ConfigError(f"k={k} is outside 1..{min(idx_b.shape[1], np.asarray(idx_a).shape[1])} (the graphs' depth)")
+    placed = (idx_b[:, :k] >= 0).all(axis=1)
+    a = keep_valid_neighbours(idx_a, placed)
+    a[~placed] = -1
+    return neighbourhood_agreement(a, idx_b, k)

@@ -677,11 +677,12 @@ def run_probes(
     # one BLAS thread: these are many small products, and with other processes on a small
     # machine OpenBLAS's second thread made an SVD ~10x slower (measured)
     with threadpool_limits(1, user_api="blas"):
-        return _run_probes(X, Y, U, split, k_neighbors, K, order, seed, device, ranks, widths, lambdas, n_folds,
-                           backend, log, dict(mlp_kw or {}))
+        return _run_probes(X, Y, U, split, k_neighbors=k_neighbors, K=K, order=order, seed=seed, device=device,
+                           ranks=ranks, widths=widths, lambdas=lambdas, n_folds=n_folds, backend=backend, log=log,
+                           mlp_kw=dict(mlp_kw or {}))
 
 
-def _run_probes(X, Y, U, split, k_neighbors, K, order, seed, device, ranks, widths, lambdas, n_folds, backend, log,
+def _run_probes(X, Y, U, split, *, k_neighbors, K, order, seed, device, ranks, widths, lambdas, n_folds, backend, log,
                 mlp_kw):
     from .models.validation import resolve_device
 

@@ -52,7 +52,8 @@ def check_scores(scores: np.ndarray, rows: np.ndarray, who: str = "model") -> No
         raise VectorError(f"{who} returned NaN score for user index {int(rows[j])}, item index {int(i)}")
 
 
-def _topk_padded(scores: np.ndarray, k: int, be: Backend) -> np.ndarray:
+def topk_padded(scores: np.ndarray, k: int, be: Backend) -> np.ndarray:
+    """Top-``k`` item indices (int32) of each row, best first; non-finite slots and missing ones are -1."""
     idx, vals = be.topk(scores, k)
     out = np.full((scores.shape[0], k), -1, dtype=np.int32)
     idx = idx.astype(np.int32)
@@ -82,7 +83,7 @@ def rank(
         rows = users[s : s + block]
         scores = model.score(rows)
         check_scores(scores, rows, getattr(model, "name", "model"))
-        out[s : s + block] = _topk_padded(mask_seen(scores, seen, rows), k, be)
+        out[s : s + block] = topk_padded(mask_seen(scores, seen, rows), k, be)
     return out
 
 
@@ -110,5 +111,5 @@ def rank_scores(
         rows = users[s : s + block]
         sc = np.array(scores[s : s + block], copy=True)
         check_scores(sc, rows, "score matrix")
-        out[s : s + block] = _topk_padded(mask_seen(sc, seen, rows), k, be)
+        out[s : s + block] = topk_padded(mask_seen(sc, seen, rows), k, be)
     return out

@@ -16,6 +16,7 @@ import pandas as pd
 
 from .config import RunConfig
 from .runstore import Run
+from .summary import RunSummary
 
 
 def regime_name(keep: float, cold: float) -> str:
@@ -28,34 +29,25 @@ def sweep_row(name: str, r: Run) -> dict:
     Gains are read against the best single view *chosen on validation* (the run's
     ``best_single``), as the pipeline does, never against the best one on test.
     """
-    s = r.manifest["summary"]
-    K = s["K"]
-    comp = s["complementarity"]
-    ctrl = s["control"]
-    best = s[f"{s['best_single']}_ndcg@{K}"]["mean"]
-    regime = r.manifest["regime"]
+    s = RunSummary(r.manifest)
+    raw, regime, K = s.raw, r.manifest["regime"], s.K
+    comp, ctrl = raw["complementarity"], raw["control"]
     return {
         "regime": name,
         "keep_fraction": regime["keep_fraction"],
         "cold_item_share": regime["cold_item_share"],
         "n_cold_items": regime["n_cold_items"],
-        "cold_test_share": regime.get("cold_test_share", float("nan")),
+        "cold_test_share": regime["cold_test_share"],
         "K": K,
-        "best_single": s["best_single"],
-        "semantic_recall": s[f"semantic_recall@{K}"]["mean"],
-        "semantic_zs_recall": s[f"semantic_zs_recall@{K}"]["mean"],
-        "collab_recall": s[f"collab_recall@{K}"]["mean"],
-        "ease_recall": s[f"ease_recall@{K}"]["mean"],
-        "fusion_recall": s[f"fusion_recall@{K}"]["mean"],
-        "semantic_ndcg": s[f"semantic_ndcg@{K}"]["mean"],
-        "collab_ndcg": s[f"collab_ndcg@{K}"]["mean"],
-        "fusion_ndcg": s[f"fusion_ndcg@{K}"]["mean"],
-        "oracle_ndcg": s["oracle_select_ndcg"]["mean"],
-        "oracle_gain_ndcg": s["oracle_select_ndcg"]["mean"] - best,
-        "control_oracle_gain_ndcg": s["control_oracle_select_ndcg"]["mean"] - s[f"collab_ndcg@{K}"]["mean"],
-        "fusion_gain_ndcg": s[f"fusion_ndcg@{K}"]["mean"] - best,
-        "union_gain_ndcg_raw": s["union_oracle_gain"]["gain_raw"],
-        "union_gain_ndcg_other_view": s["union_oracle_gain"]["gain_other_view"],
+        "best_single": s.best_single,
+        **{f"{sys_}_recall": s.mean(sys_, "recall") for sys_ in ("semantic", "semantic_zs", "collab", "ease", "fusion")},
+        **{f"{sys_}_ndcg": s.mean(sys_, "ndcg") for sys_ in ("semantic", "collab", "fusion")},
+        "oracle_ndcg": s.mean("oracle_select"),
+        "oracle_gain_ndcg": s.gain_over_best("oracle_select"),
+        "control_oracle_gain_ndcg": s.mean("control_oracle_select") - s.mean("collab"),
+        "fusion_gain_ndcg": s.gain_over_best("fusion"),
+        "union_gain_ndcg_raw": raw["union_oracle_gain"]["gain_raw"],
+        "union_gain_ndcg_other_view": raw["union_oracle_gain"]["gain_other_view"],
         **_segment_columns(s),
         "semantic_unique_share": comp["unique_hit_share_a"],
         "collab_unique_share": comp["unique_hit_share_b"],
@@ -66,33 +58,27 @@ def sweep_row(name: str, r: Run) -> dict:
     }
 
 
-def _segment_columns(s: dict) -> dict:
+def _segment_columns(s: RunSummary) -> dict:
     """Warm-only and cold-only test Recall@K of the views and the fusion (NaN without cold items)."""
     out = {}
     for seg in ("warm", "cold"):
-        d = s.get("segments", {}).get(seg, {})
         for system in ("semantic", "semantic_zs", "collab", "fusion"):
-            out[f"{seg}_{system}_recall"] = d.get(system, {}).get("recall", {}).get("mean", float("nan"))
+            out[f"{seg}_{system}_recall"] = s.mean(system, "recall", seg) if s.has_segment(seg) else float("nan")
     return out
 
 
 def _issue4_columns(r: Run, K: int) -> dict:
-    """Structure, probes and fusion-model numbers of one run (absent in runs without them)."""
+    """Structure, probe and fusion-model numbers of one run (the sweep table's right-hand columns)."""
     s = r.manifest["summary"]
-    out = {}
-    if "structure" in s:
-        out["shared_dim_cca"] = s["structure"]["shared_dim_cca"]
-        out["joint_rank_ajive"] = s["structure"]["joint_rank_ajive"]
-    if "probes" in s:
-        for name, d in s["probes"]["regimes"].items():
-            out[f"probe_r2_{name}"] = d["r2"]
-            out[f"probe_r2_shared_{name}"] = d.get("r2_shared", float("nan"))
-            out[f"probe_r2_private_{name}"] = d.get("r2_private", float("nan"))
-        fm = r.table("fusion_models")
-        for system in ("score_fusion", "alignment", "complementarity_fusion"):
-            row = fm[(fm.system == system) & (fm.metric == "ndcg") & (fm.k == K)]
-            if len(row):
-                out[f"{system}_ndcg"] = float(row["mean"].iloc[0])
+    out = {"shared_dim_cca": s["structure"]["shared_dim_cca"], "joint_rank_ajive": s["structure"]["joint_rank_ajive"]}
+    for name, d in s["probes"]["regimes"].items():
+        out.update({f"probe_r2_{name}": d["r2"], f"probe_r2_shared_{name}": d["r2_shared"],
+                    f"probe_r2_private_{name}": d["r2_private"]})
+    fm = r.table("fusion_models")
+    for system, column in (("fusion", "score_fusion_ndcg"), ("alignment", "alignment_ndcg"),
+                           ("complementarity_fusion", "complementarity_fusion_ndcg")):
+        row = fm[(fm.system == system) & (fm.metric == "ndcg") & (fm.k == K)]
+        out[column] = float(row["mean"].iloc[0]) if len(row) else float("nan")
     return out
 
 

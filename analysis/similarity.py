@@ -58,7 +58,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from .errors import ConfigError, VectorError
-from .neighbors import _valid_mask
+from .views import check_paired_views
 
 STATISTICS = ("cka", "debiased_cka", "procrustes_distance")
 VARIANTS = ("raw", "top_pc_removed")
@@ -289,18 +289,8 @@ def global_similarity(
     Items with ``valid == False`` are dropped (their vectors may be NaN); a valid row with
     NaN/inf raises :class:`VectorError`.
     """
-    X = np.asarray(X)
-    Y = np.asarray(Y)
-    if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0]:
-        raise VectorError(f"views must be 2-D with the same number of items, got {X.shape} and {Y.shape}")
-    ok = _valid_mask(valid, X.shape[0])
-    rows = np.flatnonzero(ok)
-    for M, name in ((X, "semantic (X)"), (Y, "collaborative (Y)")):
-        bad = ~np.isfinite(np.asarray(M[ok], dtype=np.float64)).all(axis=1)
-        if bad.any():
-            raise VectorError(f"{name} view: valid item row {rows[np.argmax(bad)]} has NaN/inf values "
-                              f"({int(bad.sum())} such rows); mark such items invalid with `valid`")
-    Xv, Yv = _pair(X[ok], Y[ok], min_n=4)
+    Xv, Yv, rows = check_paired_views(X, Y, valid, names=("semantic (X)", "collaborative (Y)"))
+    Xv, Yv = _pair(Xv, Yv, min_n=4)
     perms = _permutations(len(rows), n_perm, seed)
     out = []
     for variant in VARIANTS:

@@ -220,3 +220,30 @@ def split(
                 "n_held_out_items": int(held_out.sum()), "n_removed_train_pairs": int(len(removed)),
                 **s.cold_test_share()}
     return s
+
+
+def check_evaluable(s: Split, min_users: int = 20, min_items: int = 44, where: str = "") -> None:
+    """Refuse, right after the split, data too small to evaluate; say exactly what is missing.
+
+    Needs at least ``min_users`` users with validation pairs (tuning, α) and as many with
+    test pairs (metrics and their bootstrap intervals; fewer users also leave the
+    collaborative view with too low a rank for the structure diagnostics), and at least
+    ``min_items`` items with training pairs (the views' item geometry, the held-out CCA
+    and the alignment probes). Raises :class:`DataError`; ``where`` (the data's source)
+    prefixes the message.
+    """
+    n_valid = int((np.diff(s.valid.indptr) > 0).sum())
+    n_test = int((np.diff(s.test.indptr) > 0).sum())
+    n_warm = int((~s.cold_items).sum())
+    problems = []
+    if min(n_valid, n_test) < min_users:
+        n_short = int((sum(np.diff(m.indptr) for m in (s.train, s.valid, s.test, s.removed)) < 3).sum())
+        why = (f" (a user needs 3 or more interactions to get both; {n_short} of the {s.n_users} users have fewer)"
+               if n_short else "")
+        problems.append(f"only {n_valid} of {s.n_users} users have validation pairs and {n_test} have test pairs, "
+                        f"at least {min_users} of each are needed{why}")
+    if n_warm < min_items:
+        problems.append(f"only {n_warm} of {s.n_items} items have training pairs, at least {min_items} are needed "
+                        "(item neighbourhoods, held-out CCA and alignment probes)")
+    if problems:
+        raise DataError(f"{where + ': ' if where else ''}too small to evaluate after the split: " + "; ".join(problems))

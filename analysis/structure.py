@@ -64,10 +64,11 @@ import numpy as np
 import pandas as pd
 
 from .errors import ConfigError, VectorError
+from .views import VIEW_NAMES as _VIEW_NAMES, check_paired_views
 from .neighbors import _valid_mask
 from .similarity import _pair, single_blas_thread
 
-VIEW_NAMES = ("semantic", "collaborative")
+VIEW_NAMES = _VIEW_NAMES
 _REL_TOL = 1e-6  # singular values below this fraction of the largest are numerically null
 
 
@@ -490,22 +491,10 @@ def structure_tables(
     ``item_energy`` (item_idx, sem_shared, sem_private, col_shared, col_private; NaN for
     invalid items).  Components are numbered from 1.
     """
-    X = np.asarray(X)
-    Y = np.asarray(Y)
-    if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0]:
-        raise VectorError(f"views must be 2-D with the same number of items, got {X.shape} and {Y.shape}")
-    n = X.shape[0]
-    ok = _valid_mask(valid, n)
-    rows = np.flatnonzero(ok)
-    for M, nm in ((X, VIEW_NAMES[0]), (Y, VIEW_NAMES[1])):
-        bad = ~np.isfinite(np.asarray(M[ok], dtype=np.float64)).all(axis=1)
-        if bad.any():
-            raise VectorError(f"{nm} view: valid item row {rows[np.argmax(bad)]} has NaN/inf values "
-                              f"({int(bad.sum())} such rows); mark such items invalid with `valid`")
+    Xv, Yv, rows = check_paired_views(X, Y, valid, names=VIEW_NAMES)
+    n = np.asarray(X).shape[0]
     if not 0 < train_frac < 1:
         raise ConfigError(f"train_frac must be in (0, 1), got {train_frac}")
-    Xv = np.asarray(X[ok], dtype=np.float64)
-    Yv = np.asarray(Y[ok], dtype=np.float64)
     nv = len(rows)
     rng = np.random.default_rng(seed)
     tr = np.zeros(nv, dtype=bool)

@@ -438,7 +438,7 @@ def test_pruned_topk_equals_full_catalogue_blend(cold_aware, quantised):
 
 
 def test_full_ranking_key_sort_matches_stable_argsort():
-    from analysis.fusion import _desc_order
+    from analysis.calibration import desc_order as _desc_order
 
     rng = np.random.default_rng(10)
     s = np.round(rng.standard_normal((50, 300)), 1).astype(np.float32)  # many ties

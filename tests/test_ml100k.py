@@ -6,6 +6,7 @@ import pytest
 
 import analysis
 from analysis.fetch import fetch_ml100k, ml100k_source
+from analysis.summary import RunSummary
 
 pytestmark = pytest.mark.slow
 
@@ -38,9 +39,9 @@ def test_ml100k_run_has_real_views_and_collab_beats_semantic(ml100k_run):
     m = ml100k_run.manifest
     assert "all-MiniLM-L6-v2" in m["semantic_source"]
     assert ml100k_run.vectors("semantic_items").shape == (1682, 384)
-    s = m["summary"]
-    assert s["collab_recall@20"]["mean"] > s["semantic_recall@20"]["mean"]
-    assert s["ease_recall@20"]["mean"] > s["pop_recall@20"]["mean"]
+    s = RunSummary(m)
+    assert s.mean("collab", "recall") > s.mean("semantic", "recall")
+    assert s.mean("ease", "recall") > s.mean("pop", "recall")
     # the collaborative model was trained and tuned on validation
     tuning = ml100k_run.table("tuning")
     assert tuning["chosen"].sum() == 3 and len(tuning) > 10

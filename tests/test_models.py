@@ -229,3 +229,17 @@ def test_tuning_and_early_stopping_use_the_configured_k(data, tmp_path, monkeypa
                 progress=False, k=20).key != r.key
     es = EarlyStopping(patience=1, k=10)
     assert es.step(1, {"ndcg@10": 0.2, "ndcg@20": 0.9}) is False and es.best == 0.2
+
+
+def test_a_corrupt_tuning_cache_entry_is_reported_and_rebuilt(data, tmp_path, monkeypatch):
+    from analysis.errors import CacheWarning
+
+    monkeypatch.setenv("SEMCOLLAB_CACHE", str(tmp_path))
+    s, _, _ = data
+    first = tune("ease", s, grid={"lam": [10.0, 100.0]}, progress=False)
+    (entry,) = (tmp_path / "tuning").glob("*.json")
+    entry.write_text("{ not json")
+    with pytest.warns(CacheWarning, match=str(entry.name)):
+        again = tune("ease", s, grid={"lam": [10.0, 100.0]}, progress=False)
+    assert not again.cache_hit and again.best_params == first.best_params
+    assert json.loads(entry.read_text())["best_params"] == first.best_params  # rewritten

@@ -11,6 +11,7 @@ import pytest
 
 import analysis
 from analysis.errors import RunError, VectorError
+from analysis.summary import RunSummary
 from analysis.runstore import TABLES, VECTORS, open_run
 from conftest import QUICK_TUNING, ROOT
 
@@ -102,10 +103,9 @@ def test_second_run_is_a_cache_hit_and_force_recomputes(small_run):
 def test_cli_summary_prints_headline_table(small_run):
     r = subprocess.run([sys.executable, "-m", "analysis", "summary", str(small_run.path)], capture_output=True,
                        text=True, cwd=ROOT, check=True)
-    assert "collaborative (ials)" in r.stdout and "oracle: per-user best view" in r.stdout
-    s = small_run.manifest["summary"]
-    K = s["K"]
-    assert f"{s[f'collab_recall@{K}']['mean']:.4f}" in r.stdout
+    assert "Collaborative (ials)" in r.stdout and "Oracle (per-user selection)" in r.stdout
+    s = RunSummary(small_run.manifest)
+    assert f"{s.mean('collab', 'recall'):.4f}" in r.stdout and f"{s.mean('oracle_select', 'ndcg'):.4f}" in r.stdout
 
 
 def _unit_vectors(path: Path, ds_items: pd.DataFrame, rng) -> Path:
@@ -213,9 +213,9 @@ def test_sweep_writes_sibling_runs_and_one_table(tmp_path):
     assert table["complementarity_fusion_ndcg"].notna().all()
     # gains are read against the best single view chosen on validation (the run's best_single), not on test
     for name, row in table.set_index("regime").iterrows():
-        s = open_run(tmp_path / "sw" / name).manifest["summary"]
-        assert row["best_single"] == s["best_single"]
-        assert row["fusion_gain_ndcg"] == pytest.approx(s["fusion_ndcg@20"]["mean"] - s[f"{s['best_single']}_ndcg@20"]["mean"])
+        s = RunSummary(open_run(tmp_path / "sw" / name).manifest)
+        assert row["best_single"] == s.best_single
+        assert row["fusion_gain_ndcg"] == pytest.approx(s.mean("fusion") - s.mean(s.best_single))
     assert (tmp_path / "sw" / "sweep.md").exists()
     assert pd.read_parquet(tmp_path / "sw" / "sweep.parquet")["regime"].tolist() == table["regime"].tolist()
     cold = open_run(tmp_path / "sw" / "cold-20")

@@ -26,7 +26,7 @@ import pandas as pd
 
 from ..data import Dataset, make_interactions, make_items
 from ..errors import DataError
-from .normalize import assemble, join_genres
+from .normalize import assemble, join_genres, missing_metadata
 
 #: release -> (user key, item keys in order of preference, rating key, time key, time divisor)
 REVIEW_SCHEMAS = {
@@ -146,7 +146,7 @@ def _read_meta(path: Path, wanted: set[str]) -> pd.DataFrame:
     return make_items(ids, [rows[i][0] for i in ids], None, [rows[i][1] for i in ids], [rows[i][2] for i in ids])
 
 
-def load_amazon(reviews_path, meta_path=None, name: str | None = None) -> Dataset:
+def load_amazon(reviews_path, meta_path=None, name: str | None = None, strict: bool = False) -> Dataset:
     """Load Amazon reviews (+ metadata) from JSON lines files (``.json``, ``.jsonl``, ``.gz``)."""
     reviews_path = Path(reviews_path)
     release, inter = _read_reviews(reviews_path)
@@ -161,8 +161,10 @@ def load_amazon(reviews_path, meta_path=None, name: str | None = None) -> Datase
                 f"{meta_path}: none of its items (parent_asin / asin) occur in the reviews {reviews_path}"
             )
         # catalogue in first-review order; reviewed items without metadata get empty fields
-        meta = meta.set_index("item_id").reindex(order)
+        meta = meta.set_index("item_id")
+        missing_metadata(inter, [i for i in order if i not in meta.index], str(meta_path), strict)
+        meta = meta.reindex(order)
         items = make_items(order, meta["title"], None, meta["genres"], meta["description"])
         source += f" + metadata {meta_path}"
     default = reviews_path.name.split(".")[0]
-    return assemble(name or default, inter, items, source, str(meta_path))
+    return assemble(name or default, inter, items, source, str(meta_path), strict)

@@ -65,7 +65,7 @@ def detect_movielens(path: Path) -> tuple[str, Path, Path | None] | None:
     return None
 
 
-def load_movielens(path, item_path=None, name: str | None = None) -> Dataset:
+def load_movielens(path, item_path=None, name: str | None = None, strict: bool = False) -> Dataset:
     """Load MovieLens from a directory or a ratings file (``u.data`` / ``ratings.dat`` / ``ratings.csv``)."""
     path = Path(path)
     if not path.exists():
@@ -81,7 +81,7 @@ def load_movielens(path, item_path=None, name: str | None = None) -> Dataset:
     inter, items = reader(ratings_path, movies_path)
     source = f"MovieLens ({variant} format): {ratings_path}" + (f" + {movies_path}" if movies_path else "")
     default_name = path.name if path.is_dir() else path.parent.name or variant
-    return assemble(name or default_name, inter, items, source, str(movies_path))
+    return assemble(name or default_name, inter, items, source, str(movies_path), strict)
 
 
 def _interactions(table, cols) -> pd.DataFrame:

@@ -13,13 +13,14 @@ with the same rules, so the same catalogue read from two formats looks the same:
 from __future__ import annotations
 
 import re
+import warnings
 from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
 
 from ..data import Dataset, make_items, validate
-from ..errors import DataError
+from ..errors import DataError, DataWarning
 from .textfiles import Table, as_text
 
 _TRAILING_YEAR = re.compile(r"\s*\((\d{4})(?:\s*[-\u2013]\s*(?:\d{4})?)?\)\s*$")
@@ -93,6 +94,12 @@ def parse_numbers(table: Table, column, label: str, *, required: bool = True) ->
 def parse_ids(table: Table, column, label: str) -> pd.Series:
     """Stripped string ids of one column; an empty id raises naming its file and line."""
     col = table.frame[column]
+    if pd.api.types.is_float_dtype(col):
+        inexact = (np.abs(col) >= 2**53).to_numpy()  # no longer an exact integer as a float
+        if inexact.any():
+            i = int(np.flatnonzero(inexact)[0])
+            raise DataError(f"{table.where(i)}: {label} {float(col.iloc[i])!r} is a float too large to hold an exact "
+                            "integer id; store the ids as integers or strings")
     if pd.api.types.is_float_dtype(col) and np.all(np.isnan(col) | (col == np.round(col))):
         col = col.astype("Int64")  # ids stored as floats (e.g. Parquet from pandas): "1", not "1.0"
     ids = as_text(col)
@@ -119,11 +126,14 @@ def assemble(
     items: pd.DataFrame | None,
     source: str,
     item_source: str | None = None,
+    strict: bool = False,
 ) -> Dataset:
     """Build and validate the Dataset; items missing from the item file get empty metadata.
 
     If an item file is given but shares no id with the interactions, the two files are
     keyed differently and that is an error rather than a catalogue with no metadata.
+    Some ids missing from it are a :class:`~analysis.errors.DataWarning` (count and
+    examples), or a :class:`DataError` when ``strict``.
     """
     if len(interactions) == 0:
         raise DataError(f"{source}: no interactions")
@@ -142,6 +152,7 @@ def assemble(
                 f"(e.g. item file {items['item_id'].head(3).tolist()} vs interactions {list(seen[:3])})"
             )
         if missing:
+            missing_metadata(interactions, missing, item_source, strict)
             items = pd.concat([items, make_items(missing)], ignore_index=True)
     ds = Dataset(
         name=name,
@@ -152,3 +163,15 @@ def assemble(
     validate(ds)
     return ds
 
+
+def missing_metadata(interactions: pd.DataFrame, missing: list, item_source: str | None, strict: bool) -> None:
+    """Warn about (or, strict, refuse) interaction item ids that the item file lacks."""
+    if not missing:
+        return
+    n_pairs = int(interactions["item_id"].isin(set(missing)).sum())
+    what = (f"{item_source}: {len(missing)} item id(s) of the interactions are missing from this file "
+            f"({n_pairs} interaction(s)), e.g. {[str(i) for i in missing[:5]]}")
+    if strict:
+        raise DataError(f"{what}; strict mode (--strict) refuses items without metadata")
+    warnings.warn(f"{what}; they are kept with no title, year, genres or description (--strict refuses them)",
+                  DataWarning, stacklevel=4)

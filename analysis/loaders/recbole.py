@@ -78,7 +78,7 @@ def _seq_tokens(value: str, typ: str) -> list[str]:
     return [value]
 
 
-def load_recbole(inter_path, item_path=None, name: str | None = None) -> Dataset:
+def load_recbole(inter_path, item_path=None, name: str | None = None, strict: bool = False) -> Dataset:
     """Load a RecBole ``.inter`` file and, if given, its ``.item`` file."""
     inter_path = Path(inter_path)
     table, types = _read_atomic(inter_path, numeric=_numeric_fields)
@@ -101,7 +101,7 @@ def load_recbole(inter_path, item_path=None, name: str | None = None) -> Dataset
         item_path = Path(item_path)
         items = _read_items(item_path, item_f)
         source += f" + {item_path}"
-    return assemble(name or inter_path.name.split(".")[0], inter, items, source, str(item_path))
+    return assemble(name or inter_path.name.split(".")[0], inter, items, source, str(item_path), strict)
 
 
 def _read_items(path: Path, item_field: str):

@@ -153,6 +153,7 @@ def load_table(
     item_columns: dict | None = None,
     sep: str | None = None,
     name: str | None = None,
+    strict: bool = False,
 ) -> Dataset:
     """Load an interaction table (+ optional item table) with a canonical -> actual column mapping."""
     inter_path = Path(inter_path)
@@ -190,4 +191,4 @@ def load_table(
             _texts(frame[icols["description"]]) if "description" in icols else None,
         )
         source += f" + items {item_path}"
-    return assemble(name or inter_path.name.split(".")[0], inter, items, source, str(item_path))
+    return assemble(name or inter_path.name.split(".")[0], inter, items, source, str(item_path), strict)

@@ -254,14 +254,16 @@ def _quoted_problem(path: Path, sep: str, encoding: str, errors: str, eof_in_quo
         width, prev, start = None, 0, 0
         try:
             for row in reader:
-                if row and width is None:
-                    width = len(row)
-                elif row and len(row) != width:
-                    runs_on = reader.line_num - prev > 1
-                    hint = f" (the record runs on to line {reader.line_num}: is a quote unbalanced?)" if runs_on else ""
-                    return f"{path}, line {prev + 1}: expected {width} fields (as in the header), found {len(row)}{hint}"
-                start, prev = prev + 1, reader.line_num
+                if row and width is not None and len(row) != width:
+                    end, found = reader.line_num, len(row)
+                    hint = f" (the record runs on to line {end}: is a quote unbalanced?)" if end - prev > 1 else ""
+                    return f"{path}, line {prev + 1}: expected {width} fields (as in the header), found {found}{hint}"
+                if row:
+                    width, start = width or len(row), prev + 1
+                prev = reader.line_num
         except csv.Error as exc:
+            if reader.line_num - prev <= 1:
+                return f"{path}, line {prev + 1}: {exc}"
             return (f"{path}, line {prev + 1}: unbalanced quote: a quoted field of the record starting on this line "
                     f"never closes (read on to line {reader.line_num}: {exc})")
     if eof_in_quote and start:

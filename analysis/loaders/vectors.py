@@ -17,6 +17,8 @@ non-numeric arrays.
 """
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +40,31 @@ def _np_load(path: Path, what: str):
         return np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise VectorError(f"{path}: {what} file not found") from None
-    except ValueError as exc:  # object arrays refuse to load without pickle
-        raise VectorError(f"{path}: cannot load {what} without pickle (object arrays are not accepted): {exc}") from None
-    except (OSError, EOFError) as exc:
-        raise VectorError(f"{path}: cannot read {what} ({exc})") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise VectorError(_unreadable(path, what, exc)) from None
+
+
+def _unreadable(path: Path, what: str, exc: Exception) -> str:
+    """Why a .npy / .npz could not be read: object arrays (pickles) or a truncated / corrupt file."""
+    if "allow_pickle" in str(exc):
+        return (f"{path}: cannot load {what} without pickle (object arrays are not accepted; save strings "
+                "as a '<U' array)")
+    return f"{path}: cannot read {what}: the file is truncated or not a valid NumPy file ({type(exc).__name__}: {exc})"
+
+
+def _npz_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Arrays ``ids`` and ``vectors`` of a .npz, each read in full (members are loaded lazily)."""
+    with _np_load(path, "vectors") as npz:
+        missing = [k for k in ("ids", "vectors") if k not in npz.files]
+        if missing:
+            raise VectorError(f"{path}: .npz needs arrays 'ids' and 'vectors'; it has {npz.files}")
+        out = []
+        for key in ("ids", "vectors"):
+            try:
+                out.append(npz[key])
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+                raise VectorError(_unreadable(path, f"array {key!r}", exc)) from None
+    return out[0], out[1]
 
 
 def _ids_from_array(arr: np.ndarray, path: Path) -> np.ndarray:
@@ -122,11 +145,8 @@ def _read(path: Path, ids_path: Path | None) -> tuple[np.ndarray, np.ndarray, st
         raise VectorError(f"{path}: vectors file not found")
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        with _np_load(path, "vectors") as npz:
-            missing = [k for k in ("ids", "vectors") if k not in npz.files]
-            if missing:
-                raise VectorError(f"{path}: .npz needs arrays 'ids' and 'vectors'; it has {npz.files}")
-            return _ids_from_array(npz["ids"], path), npz["vectors"], str(path)
+        ids, mat = _npz_arrays(path)
+        return _ids_from_array(ids, path), mat, str(path)
     if suffix in (".parquet", ".pq"):
         ids, mat = _parquet(path)
         return ids, mat, str(path)

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError
 from ..split import Split
 from .base import EmbeddingRecommender
-from .validation import EarlyStopping, resolve_device, torch_threads, validate
+from .validation import EarlyStopping, resolve_device, torch_threads, train_with_early_stopping, validate
 
 
 def _warm_scorable(split: Split) -> np.ndarray:
@@ -199,37 +199,24 @@ def train_bpr(
             V = torch.cat([Q, b[:, None]], 1).cpu().numpy()
         return np.ascontiguousarray(U, np.float32), np.ascontiguousarray(V, np.float32)
 
+    def run_epoch() -> None:
+        order = rng.permutation(len(u_all))
+        neg_all = sample(rng, u_all[order])
+        for s in range(0, len(order), batch_size):
+            o = order[s : s + batch_size]
+            u, i = torch.from_numpy(u_all[o]).to(dev), torch.from_numpy(i_all[o]).to(dev)
+            j = torch.from_numpy(neg_all[s : s + batch_size]).to(dev)
+            pu, qi, qj = P[u], Q[i], Q[j]
+            x = (pu * (qi - qj)).sum(1) + b[i] - b[j]
+            loss = -torch.nn.functional.logsigmoid(x).mean() + reg * (
+                pu.pow(2).sum(1) + qi.pow(2).sum(1) + qj.pow(2).sum(1)).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
     with torch_threads(num_threads if dev.type == "cpu" else None):
-        es = EarlyStopping(patience, k=k)
-        best = None
-        bar = tqdm(range(1, epochs + 1), desc=f"BPR d={dim}", disable=not progress, leave=False)
-        for epoch in bar:
-            order = rng.permutation(len(u_all))
-            neg_all = sample(rng, u_all[order])
-            for s in range(0, len(order), batch_size):
-                o = order[s : s + batch_size]
-                u = torch.from_numpy(u_all[o]).to(dev)
-                i = torch.from_numpy(i_all[o]).to(dev)
-                j = torch.from_numpy(neg_all[s : s + batch_size]).to(dev)
-                pu, qi, qj = P[u], Q[i], Q[j]
-                x = (pu * (qi - qj)).sum(1) + b[i] - b[j]
-                loss = -torch.nn.functional.logsigmoid(x).mean() + reg * (
-                    pu.pow(2).sum(1) + qi.pow(2).sum(1) + qj.pow(2).sum(1)
-                ).mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            if epoch % eval_every and epoch != epochs:
-                continue
-            U, V = snapshot()
-            stop = es.step(epoch, validate(EmbeddingRecommender(name, U, V, scorable), split, k))
-            bar.set_postfix(ndcg=f"{es.best:.4f}")
-            if es.improved:
-                best = (U, V)
-            if stop:
-                break
-        bar.close()
-    U, V = best if best is not None else snapshot()
+        U, V, es = train_with_early_stopping(run_epoch, snapshot, lambda U, V: EmbeddingRecommender(name, U, V, scorable),
+                                             split, epochs, eval_every, patience, k, f"BPR d={dim}", progress)
     params = {
         "model": "bpr",
         "dim": int(dim),

@@ -33,10 +33,9 @@ from .validation import resolve_device
 MINILM = "minilm"
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 _CACHE_VERSION = "vectors-v1"
-
-# no network: the hub client reads these when it is first imported
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+#: no network: the hub client reads these when it is first imported (set in :func:`_load` only,
+#: never at import time of this module)
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
 def _genre_list(g) -> str:
@@ -136,6 +135,8 @@ def _resolve_model(model: str) -> tuple[str, str]:
 
 @lru_cache(maxsize=2)
 def _load(path: str, device: str):
+    for name, value in OFFLINE_ENV.items():
+        os.environ.setdefault(name, value)
     from sentence_transformers import SentenceTransformer
 
     try:

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
 
 from ..errors import ConfigError, VectorError
 from ..split import Split
 from .base import EmbeddingRecommender
-from .validation import EarlyStopping, resolve_device, torch_threads, validate
+from .validation import resolve_device, torch_threads, train_with_early_stopping
 
 
 def unit_rows(X: np.ndarray, what: str = "item vectors") -> np.ndarray:
@@ -69,6 +68,94 @@ class ZeroShotSemantic(EmbeddingRecommender):
         )
 
 
+class _LinearMap:
+    """The trained semantic recommender's parameters: E = X W + c (item embeddings), content bias
+    β = X v, users h_u = mean of their items' E (times A when ``user_map``)."""
+
+    def __init__(self, Xn: np.ndarray, dim: int, user_map: bool, seed: int, dev):
+        import torch
+
+        d = Xn.shape[1]
+        gen = torch.Generator().manual_seed(int(seed))
+        self.dev, self.torch = dev, torch
+        self.Xt = torch.from_numpy(Xn).to(dev)
+        self.W = torch.nn.Parameter((torch.randn(d, dim, generator=gen) / np.sqrt(d)).to(dev))
+        self.c = torch.nn.Parameter(torch.zeros(dim, device=dev))
+        self.v = torch.nn.Parameter(torch.zeros(d, device=dev))
+        self.A = torch.nn.Parameter(torch.eye(dim, device=dev)) if user_map else None
+        self.params = [self.W, self.c, self.v] + ([self.A] if user_map else [])
+
+    def t(self, x: np.ndarray):
+        return self.torch.from_numpy(x).to(self.dev)
+
+    def user_vecs(self, E, idx: np.ndarray, offsets: np.ndarray):
+        h = self.torch.nn.functional.embedding_bag(self.t(idx), E, self.t(offsets), mode="mean")
+        return h @ self.A if self.A is not None else h
+
+    def snapshot(self, train: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+        """(user vectors [h_u, 1], item vectors [E_i, β_i]) as float32 arrays."""
+        torch = self.torch
+        with torch.no_grad():
+            E = self.Xt @ self.W + self.c
+            H = self.user_vecs(E, train.indices.astype(np.int64), train.indptr[:-1].astype(np.int64))
+            U = torch.cat([H, torch.ones(train.shape[0], 1, device=self.dev)], 1).cpu().numpy()
+            V = torch.cat([E, (self.Xt @ self.v)[:, None]], 1).cpu().numpy()
+        return np.ascontiguousarray(U, np.float32), np.ascontiguousarray(V, np.float32)
+
+    def loss(self, b: dict[str, np.ndarray], n_items: int, full: bool, n_negatives: int, rng: np.random.Generator):
+        """Softmax loss of the held-out targets given the inputs of one batch (full or sampled)."""
+        torch = self.torch
+        if full:
+            E = self.Xt @ self.W + self.c
+            h = self.user_vecs(E, b["idx_in"], b["off_in"])
+            logits = h @ E.T + (self.Xt @ self.v)[None, :]
+            mask = torch.zeros_like(logits)
+            mask[self.t(b["row_in"]), self.t(b["idx_in"])] = -torch.inf
+            logp = torch.log_softmax(logits + mask, dim=1)
+            return -logp[self.t(b["row_t"]), self.t(b["idx_t"])].mean()
+        cand = np.unique(np.concatenate([b["idx_t"], rng.integers(0, n_items, n_negatives)]))
+        used = np.unique(np.concatenate([cand, b["idx_in"]]))
+        Xu = self.Xt[self.t(used)]
+        Eu = Xu @ self.W + self.c
+        h = self.user_vecs(Eu, np.searchsorted(used, b["idx_in"]), b["off_in"])
+        ci = self.t(np.searchsorted(used, cand))
+        logits = h @ Eu[ci].T + (Xu[ci] @ self.v)[None, :]
+        mask = torch.zeros_like(logits)
+        in_c = np.isin(b["idx_in"], cand)
+        mask[self.t(b["row_in"][in_c]), self.t(np.searchsorted(cand, b["idx_in"][in_c]))] = -torch.inf
+        logp = torch.log_softmax(logits + mask, dim=1)
+        return -logp[self.t(b["row_t"]), self.t(np.searchsorted(cand, b["idx_t"]))].mean()
+
+
+def _batch(train: sp.csr_matrix, bu: np.ndarray, holdout: float, rng: np.random.Generator) -> dict | None:
+    """Each user's items split at random into inputs and held-out targets (share ``holdout``).
+
+    Only users with a held-out target this step are kept (a row with no target adds nothing to
+    the loss, and a fully masked row would give NaN gradients); None when no user has one.
+    """
+    sub = train[bu]
+    row = np.repeat(np.arange(len(bu)), np.diff(sub.indptr))
+    idx = sub.indices.astype(np.int64)
+    tgt = rng.random(len(idx)) < holdout
+    has_t = np.bincount(row[tgt], minlength=len(bu)) > 0
+    if not has_t.any():
+        return None
+    keep = has_t[row]
+    row, idx, tgt = (np.cumsum(has_t) - 1)[row[keep]], idx[keep], tgt[keep]
+    row_in = row[~tgt]
+    n_b = int(has_t.sum())
+    off_in = np.concatenate([[0], np.cumsum(np.bincount(row_in, minlength=n_b))[:-1]]).astype(np.int64)
+    return {"idx_in": idx[~tgt], "row_in": row_in, "off_in": off_in, "idx_t": idx[tgt], "row_t": row[tgt]}
+
+
+def _check_semantic_args(dim, lr, epochs, batch_size, eval_every, holdout) -> None:
+    for name_, v in {"dim": dim, "lr": lr, "epochs": epochs, "batch_size": batch_size, "eval_every": eval_every}.items():
+        if not v > 0:
+            raise ConfigError(f"{name_} must be > 0, got {v}")
+    if not 0 < holdout < 1:
+        raise ConfigError(f"holdout must be in (0, 1), got {holdout}")
+
+
 def train_semantic(
     X: np.ndarray,
     split: Split,
@@ -97,13 +184,9 @@ def train_semantic(
     row-normalised: an encoder's row norms can carry information (unit rows lost a fifth
     of validation NDCG on the synthetic generator's vectors; MiniLM rows are unit anyway).
     Users without training items get ``h_u = 0``: their scores are the content bias.
-    AdamW with decoupled ``weight_decay``.
+    AdamW with decoupled ``weight_decay``; early stopping on validation NDCG@k.
     """
-    for name_, v in {"dim": dim, "lr": lr, "epochs": epochs, "batch_size": batch_size, "eval_every": eval_every}.items():
-        if not v > 0:
-            raise ConfigError(f"{name_} must be > 0, got {v}")
-    if not 0 < holdout < 1:
-        raise ConfigError(f"holdout must be in (0, 1), got {holdout}")
+    _check_semantic_args(dim, lr, epochs, batch_size, eval_every, holdout)
     import torch
 
     unit_rows(X)  # validation only: NaN/inf or zero rows are a VectorError
@@ -111,122 +194,35 @@ def train_semantic(
     Xn = X / np.float32(np.linalg.norm(X, axis=1).mean())
     train = sp.csr_matrix(split.train)
     _check_items(Xn, train.shape[1])
-    n_u, n_i = train.shape
-    d = Xn.shape[1]
+    n_i = train.shape[1]
     dev = torch.device(resolve_device(device))
-    gen = torch.Generator().manual_seed(int(seed))
     rng = np.random.default_rng(seed)
-
-    Xt = torch.from_numpy(Xn).to(dev)
-    W = torch.nn.Parameter((torch.randn(d, dim, generator=gen) / np.sqrt(d)).to(dev))
-    c = torch.nn.Parameter(torch.zeros(dim, device=dev))
-    v = torch.nn.Parameter(torch.zeros(d, device=dev))
-    params = [W, c, v]
-    A = None
-    if user_map:
-        A = torch.nn.Parameter(torch.eye(dim, device=dev))
-        params.append(A)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    m = _LinearMap(Xn, dim, user_map, seed, dev)
+    opt = torch.optim.AdamW(m.params, lr=lr, weight_decay=weight_decay)
     full = n_i <= full_softmax_max_items
-    counts = np.diff(train.indptr)
-    active = np.flatnonzero(counts > 0)
+    active = np.flatnonzero(np.diff(train.indptr) > 0)
     if len(active) == 0:
         raise ConfigError("trained semantic recommender: the training matrix has no interactions")
-
-    def user_vecs(E: "torch.Tensor", idx: np.ndarray, offsets: np.ndarray) -> "torch.Tensor":
-        h = torch.nn.functional.embedding_bag(
-            torch.from_numpy(idx).to(dev), E, torch.from_numpy(offsets).to(dev), mode="mean"
-        )
-        return h @ A if A is not None else h
-
-    def snapshot() -> tuple[np.ndarray, np.ndarray]:
-        with torch.no_grad():
-            E = Xt @ W + c
-            beta = Xt @ v
-            H = user_vecs(E, train.indices.astype(np.int64), train.indptr[:-1].astype(np.int64))
-            U = torch.cat([H, torch.ones(n_u, 1, device=dev)], 1).cpu().numpy()
-            V = torch.cat([E, beta[:, None]], 1).cpu().numpy()
-        return np.ascontiguousarray(U, np.float32), np.ascontiguousarray(V, np.float32)
-
     scorable = np.ones(n_i, dtype=bool)
-    with torch_threads(num_threads if dev.type == "cpu" else None):
-        es = EarlyStopping(patience, k=k)
-        best = None
-        bar = tqdm(range(1, epochs + 1), desc=f"semantic d={dim}", disable=not progress, leave=False)
-        for epoch in bar:
-            perm = rng.permutation(active)
-            for s in range(0, len(perm), batch_size):
-                bu = perm[s : s + batch_size]
-                sub = train[bu]
-                cnt = np.diff(sub.indptr)
-                row = np.repeat(np.arange(len(bu)), cnt)
-                idx = sub.indices.astype(np.int64)
-                tgt = rng.random(len(idx)) < holdout
-                # only users with a held-out target this step (a row with no target adds
-                # nothing to the loss, and a fully masked row would give NaN gradients)
-                has_t = np.bincount(row[tgt], minlength=len(bu)) > 0
-                if not has_t.any():
-                    continue
-                keep = has_t[row]
-                row, idx, tgt = (np.cumsum(has_t) - 1)[row[keep]], idx[keep], tgt[keep]
-                inp = ~tgt
-                idx_in, row_in = idx[inp], row[inp]
-                n_b = int(has_t.sum())
-                off_in = np.concatenate([[0], np.cumsum(np.bincount(row_in, minlength=n_b))[:-1]]).astype(np.int64)
-                idx_t, row_t = idx[tgt], row[tgt]
-                if full:
-                    E = Xt @ W + c
-                    h = user_vecs(E, idx_in, off_in)
-                    logits = h @ E.T + (Xt @ v)[None, :]
-                    mask = torch.zeros_like(logits)
-                    mask[torch.from_numpy(row_in).to(dev), torch.from_numpy(idx_in).to(dev)] = -torch.inf
-                    logp = torch.log_softmax(logits + mask, dim=1)
-                    ll = logp[torch.from_numpy(row_t).to(dev), torch.from_numpy(idx_t).to(dev)]
-                else:
-                    cand = np.unique(np.concatenate([idx_t, rng.integers(0, n_i, n_negatives)]))
-                    used = np.unique(np.concatenate([cand, idx_in]))
-                    Xu = Xt[torch.from_numpy(used).to(dev)]
-                    Eu = Xu @ W + c
-                    h = user_vecs(Eu, np.searchsorted(used, idx_in), off_in)
-                    ci = torch.from_numpy(np.searchsorted(used, cand)).to(dev)
-                    logits = h @ Eu[ci].T + (Xu[ci] @ v)[None, :]
-                    mask = torch.zeros_like(logits)
-                    in_c = np.isin(idx_in, cand)
-                    mask[
-                        torch.from_numpy(row_in[in_c]).to(dev),
-                        torch.from_numpy(np.searchsorted(cand, idx_in[in_c])).to(dev),
-                    ] = -torch.inf
-                    logp = torch.log_softmax(logits + mask, dim=1)
-                    ll = logp[torch.from_numpy(row_t).to(dev), torch.from_numpy(np.searchsorted(cand, idx_t)).to(dev)]
-                loss = -ll.mean()
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-            if epoch % eval_every and epoch != epochs:
+
+    def run_epoch() -> None:
+        perm = rng.permutation(active)
+        for s in range(0, len(perm), batch_size):
+            b = _batch(train, perm[s : s + batch_size], holdout, rng)
+            if b is None:
                 continue
-            U, V = snapshot()
-            stop = es.step(epoch, validate(EmbeddingRecommender(name, U, V, scorable), split, k))
-            bar.set_postfix(ndcg=f"{es.best:.4f}")
-            if es.improved:
-                best = (U, V)
-            if stop:
-                break
-        bar.close()
-    U, V = best if best is not None else snapshot()
-    info = {
-        "model": "semantic_trained",
-        "dim": int(dim),
-        "lr": float(lr),
-        "weight_decay": float(weight_decay),
-        "holdout": float(holdout),
-        "user_map": bool(user_map),
-        "max_epochs": int(epochs),
-        "eval_every": int(eval_every),
-        "patience": int(patience),
-        "batch_size": int(batch_size),
-        "objective": "full softmax" if full else f"sampled softmax ({n_negatives} uniform negatives)",
-        "seed": int(seed),
-        "device": str(dev),
-        **es.summary(),
-    }
+            loss = m.loss(b, n_i, full, n_negatives, rng)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    with torch_threads(num_threads if dev.type == "cpu" else None):
+        U, V, es = train_with_early_stopping(run_epoch, lambda: m.snapshot(train),
+                                             lambda U, V: EmbeddingRecommender(name, U, V, scorable), split, epochs,
+                                             eval_every, patience, k, f"semantic d={dim}", progress)
+    info = {"model": "semantic_trained", "dim": int(dim), "lr": float(lr), "weight_decay": float(weight_decay),
+            "holdout": float(holdout), "user_map": bool(user_map), "max_epochs": int(epochs),
+            "eval_every": int(eval_every), "patience": int(patience), "batch_size": int(batch_size),
+            "objective": "full softmax" if full else f"sampled softmax ({n_negatives} uniform negatives)",
+            "seed": int(seed), "device": str(dev), **es.summary()}
     return EmbeddingRecommender(name, U, V, scorable, info)

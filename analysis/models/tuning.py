@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +28,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..cache import atomic_save_json, cache_dir, digest
-from ..errors import ConfigError
+from ..errors import CacheWarning, ConfigError
 from ..split import Split
 from .base import Recommender
 from .validation import DEFAULT_K, criterion, validate
@@ -152,6 +153,66 @@ def _json_safe(v: Any) -> Any:
     return v
 
 
+@dataclass
+class _Job:
+    """One tuning job: what is trained, on what, and where its outcome is cached."""
+
+    kind: str
+    split: Split
+    grid: dict[str, list]
+    fixed: dict[str, Any]
+    seed: int
+    vectors: np.ndarray | None
+    device: str
+    k: int
+    key: str = ""
+
+    def train(self, params: dict[str, Any], gram: np.ndarray | None = None) -> Recommender:
+        return train_one(self.kind, self.split, {**self.fixed, **params}, self.seed, self.vectors, self.device, gram,
+                         k=self.k)
+
+
+def _from_cache(job: _Job, path) -> TuneResult | None:
+    """The cached outcome (the best configuration retrained), or None -- with a warning naming the
+    file when the entry exists but cannot be read (it is then tuned again and overwritten)."""
+    try:
+        rec = json.loads(path.read_text())
+        table = pd.DataFrame(rec["table"], columns=rec["table_columns"])  # JSON keys are sorted
+        best_params = {name: rec["best_params"][name] for name in job.grid}
+        budget = rec["budget"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        warnings.warn(f"tuning cache entry {path} is unreadable ({type(e).__name__}: {e}); tuning again",
+                      CacheWarning, stacklevel=3)
+        return None
+    return TuneResult(job.kind, job.train(best_params), best_params, table, job.grid, job.fixed, budget, True, job.key,
+                      _at_edge(job.grid, best_params))
+
+
+def _grid_search(job: _Job, progress: bool) -> tuple[pd.DataFrame, Recommender, dict[str, Any], float]:
+    """Train every grid point; (table, best model, best point, seconds). Best = highest validation NDCG@k."""
+    crit, k = criterion(job.k), job.k
+    points = _grid_points(job.grid)
+    gram = None
+    if job.kind == "ease":
+        from .reference import gram as _gram
+
+        gram = _gram(job.split.train)
+    rows, best_model, best_score, best_point = [], None, -np.inf, points[0]
+    t_all = time.perf_counter()
+    for p in tqdm(points, desc=f"tune {job.kind}", disable=not progress, leave=False):
+        t0 = time.perf_counter()
+        model = job.train(p, gram)
+        info = getattr(model, "params", {}) or {}
+        scores = info.get("valid") or validate(model, job.split, k)
+        rows.append({**p, f"ndcg@{k}": float(scores[f"ndcg@{k}"]), f"recall@{k}": float(scores[f"recall@{k}"]),
+                     "best_epoch": info.get("best_epoch"), "seconds": round(time.perf_counter() - t0, 3)})
+        if scores[crit] > best_score:
+            best_model, best_score, best_point = model, scores[crit], p
+    if best_model is None:  # every grid point scored NaN (no validation users)
+        best_model = job.train(best_point, gram)
+    return pd.DataFrame(rows), best_model, best_point, time.perf_counter() - t_all
+
+
 def tune(
     kind: str,
     split: Split,
@@ -169,83 +230,33 @@ def tune(
     ``grid`` replaces the default grid (parameters it leaves out take their ``fixed`` /
     trainer defaults); ``fixed`` overrides ``DEFAULT_FIXED[kind]``. ``vectors`` (the frozen
     item text vectors) are required for ``semantic_trained``. ``k``: the criterion is
-    validation NDCG@k (the run's configured K).
+    validation NDCG@k (the run's configured K). A cache entry that cannot be read is reported
+    (:class:`analysis.errors.CacheWarning`) and rebuilt.
     """
     if kind not in KINDS:
         raise ConfigError(f"unknown model kind {kind!r} to tune: use one of {list(KINDS)}")
-    grid = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in (grid or DEFAULT_GRIDS[kind]).items()}
+    grid = {n: list(v) if isinstance(v, (list, tuple)) else v for n, v in (grid or DEFAULT_GRIDS[kind]).items()}
     fixed = {**DEFAULT_FIXED[kind], **(fixed or {})}
     _check(kind, grid, fixed)
     if kind == "semantic_trained":
         if vectors is None:
             raise ConfigError("tuning 'semantic_trained' needs the item vectors (vectors=...)")
         vectors = np.asarray(vectors, dtype=np.float32)
-    grid = {k: [_json_safe(x) for x in v] for k, v in grid.items()}
-    crit = criterion(k)
-    key = digest(_VERSION, kind, *_split_key(split), grid, fixed, int(seed), int(k), *([vectors] if vectors is not None else []))
-    path = cache_dir("tuning") / f"{kind}-{key[:32]}.json"
-
+    grid = {n: [_json_safe(x) for x in v] for n, v in grid.items()}
+    job = _Job(kind, split, grid, fixed, int(seed), vectors, device, int(k))
+    job.key = digest(_VERSION, kind, *_split_key(split), grid, fixed, int(seed), int(k),
+                     *([vectors] if vectors is not None else []))
+    path = cache_dir("tuning") / f"{kind}-{job.key[:32]}.json"
     if cache and path.exists():
-        try:
-            rec = json.loads(path.read_text())
-            best = {**fixed, **rec["best_params"]}
-            model = train_one(kind, split, best, seed, vectors, device, k=k)
-            table = pd.DataFrame(rec["table"], columns=rec["table_columns"])  # JSON keys are sorted
-            best_params = {k: rec["best_params"][k] for k in grid}
-            edge = _at_edge(grid, best_params)
-            return TuneResult(kind, model, best_params, table, grid, fixed, rec["budget"], True, key, edge)
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # unreadable or stale entry: tune again and overwrite it
-
-    points = _grid_points(grid)
-    gram = None
-    if kind == "ease":
-        from .reference import gram as _gram
-
-        gram = _gram(split.train)
-    rows, best_model, best_score, best_point = [], None, -np.inf, points[0]
-    t_all = time.perf_counter()
-    for p in tqdm(points, desc=f"tune {kind}", disable=not progress, leave=False):
-        t0 = time.perf_counter()
-        model = train_one(kind, split, {**fixed, **p}, seed, vectors, device, gram, k=k)
-        info = getattr(model, "params", {}) or {}
-        scores = info.get("valid") or validate(model, split, k)
-        rows.append(
-            {
-                **p,
-                f"ndcg@{k}": float(scores[f"ndcg@{k}"]),
-                f"recall@{k}": float(scores[f"recall@{k}"]),
-                "best_epoch": info.get("best_epoch"),
-                "seconds": round(time.perf_counter() - t0, 3),
-            }
-        )
-        if scores[crit] > best_score:
-            best_model, best_score, best_point = model, scores[crit], p
-    seconds = time.perf_counter() - t_all
-    table = pd.DataFrame(rows)
-    budget = {
-        "n_configs": len(points),
-        "criterion": f"validation {crit}",
-        "per_config": dict(fixed),
-        "seconds": round(seconds, 2),
-    }
-    if best_model is None:  # every grid point scored NaN (no validation users)
-        best_model = train_one(kind, split, {**fixed, **best_point}, seed, vectors, device, gram, k=k)
+        hit = _from_cache(job, path)
+        if hit is not None:
+            return hit
+    table, best_model, best_point, seconds = _grid_search(job, progress)
+    budget = {"n_configs": len(table), "criterion": f"validation {criterion(k)}", "per_config": dict(fixed),
+              "seconds": round(seconds, 2)}
     if cache:
-        atomic_save_json(
-            path,
-            {
-                "version": _VERSION,
-                "kind": kind,
-                "key": key,
-                "grid": grid,
-                "fixed": fixed,
-                "seed": int(seed),
-                "best_params": best_point,
-                "table": table.to_dict(orient="records"),
-                "table_columns": list(table.columns),
-                "budget": budget,
-            },
-        )
-    edge = _at_edge(grid, best_point)
-    return TuneResult(kind, best_model, dict(best_point), table, grid, fixed, budget, False, key, edge)
+        atomic_save_json(path, {"version": _VERSION, "kind": kind, "key": job.key, "grid": grid, "fixed": fixed,
+                                "seed": int(seed), "best_params": best_point, "table": table.to_dict(orient="records"),
+                                "table_columns": list(table.columns), "budget": budget})
+    return TuneResult(kind, best_model, dict(best_point), table, grid, fixed, budget, False, job.key,
+                      _at_edge(grid, best_point))

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..metrics import evaluate
 from ..ranking import rank
@@ -117,3 +118,38 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def train_with_early_stopping(
+    run_epoch: Callable[[], None],
+    snapshot: Callable[[], tuple[np.ndarray, np.ndarray]],
+    model: Callable[[np.ndarray, np.ndarray], Recommender],
+    split: Split,
+    epochs: int,
+    eval_every: int,
+    patience: int,
+    k: int = DEFAULT_K,
+    desc: str = "train",
+    progress: bool = False,
+) -> tuple[np.ndarray, np.ndarray, EarlyStopping]:
+    """The epoch loop every gradient-trained view shares: ``run_epoch()`` once per epoch; every
+    ``eval_every`` epochs (and after the last) the ``snapshot()`` vectors are scored on validation
+    NDCG@k as ``model(U, V)``; training stops after ``patience`` evaluations without improvement.
+    Returns the best snapshot's (U, V) (the last one when none improved) and the stopping record."""
+    es = EarlyStopping(patience, k=k)
+    best = None
+    bar = tqdm(range(1, epochs + 1), desc=desc, disable=not progress, leave=False)
+    for epoch in bar:
+        run_epoch()
+        if epoch % eval_every and epoch != epochs:
+            continue
+        U, V = snapshot()
+        stop = es.step(epoch, validate(model(U, V), split, k))
+        bar.set_postfix(ndcg=f"{es.best:.4f}")
+        if es.improved:
+            best = (U, V)
+        if stop:
+            break
+    bar.close()
+    U, V = best if best is not None else snapshot()
+    return U, V, es

@@ -1,0 +1,377 @@
+"""The pipeline's stages: one function each over a small typed state (:class:`State`).
+
+``STAGES`` lists them in order, with the names the command line, the manifest's timings and the
+dashboard's progress bar show; :func:`analysis.pipeline.run` loads the data, checks the cache and
+then runs each stage in turn. A stage reads what earlier stages left in the state and adds its
+own results, so any stage can be run (and tested) alone on a state built from a tiny split.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .backend import Backend
+from .bootstrap import ci_rows, paired_bootstrap, paired_rows
+from .complementarity import compare_lists
+from .config import RunConfig
+from .data import Dataset, Indexed, index
+from .fusion import best_single, choose_fusion, fuse_topk, fusion_curve, fusion_methods, rrf_topk
+from .metrics import evaluate
+from .ranking import rank
+from .split import SEGMENTS, Split, check_evaluable, split
+
+Log = Callable[[str], None]
+PARTS = ("valid", "test")
+
+
+@dataclass
+class State:
+    """What the stages share. Filled in stage order; ``None`` / empty until its stage ran."""
+
+    cfg: RunConfig
+    ds: Dataset
+    be: Backend
+    log: Log = print
+    progress: bool = True
+    ix: Indexed | None = None
+    split: Split | None = None
+    sem_vecs: np.ndarray | None = None
+    sem_source: str = ""
+    #: system name (analysis.systems) -> recommender: semantic, semantic_zs, collab, ease, pop
+    models: dict[str, Any] = field(default_factory=dict)
+    tuning: list[pd.DataFrame] = field(default_factory=list)
+    budgets: dict[str, dict] = field(default_factory=dict)
+    #: part -> system -> (n_users, K) top-K lists / {"recall@k": per-user values}
+    tops: dict[str, dict[str, np.ndarray]] = field(default_factory=lambda: {"valid": {}, "test": {}})
+    per_user: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=lambda: {"valid": {}, "test": {}})
+    #: segment (warm / cold) -> system -> per-user test metrics on that segment's own ranking
+    per_segment: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
+    fusion: dict[str, Any] = field(default_factory=dict)
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def K(self) -> int:
+        return self.cfg.K
+
+    @property
+    def users(self) -> np.ndarray:
+        return np.arange(self.split.n_users)
+
+    @property
+    def compared_semantic(self) -> str:
+        return "semantic" if self.cfg.compare_semantic == "trained" else "semantic_zs"
+
+    @property
+    def sem_cmp(self):
+        return self.models[self.compared_semantic]
+
+    @property
+    def warm(self) -> np.ndarray:
+        """Items the collaborative view places (all, for precomputed collaborative vectors)."""
+        if self.cfg.collab in {"ials", "bpr"}:
+            return ~self.split.cold_items
+        return np.ones(self.split.n_items, bool)
+
+
+# --------------------------------------------------------------------- data and models
+def split_stage(s: State) -> None:
+    cfg = s.cfg
+    s.ix = index(s.ds)
+    s.split = split(s.ix, method=cfg.split, seed=cfg.seed, keep_fraction=cfg.keep_fraction,
+                    cold_item_share=cfg.cold_item_share)
+    check_evaluable(s.split, min_items=max(40, 4 * (cfg.k_neighbors + 1)), where=s.ds.source)
+    sp_ = s.split
+    s.log(f"  {sp_.n_users} users, {sp_.n_items} items, train/valid/test = {sp_.train.nnz}/{sp_.valid.nnz}/"
+          f"{sp_.test.nnz}, {int(sp_.cold_items.sum())} cold items ({sp_.regime['cold_test_share']:.1%} of test "
+          "pairs on them)")
+
+
+def semantic_vectors_stage(s: State) -> None:
+    from .pipeline import semantic_vectors
+
+    s.sem_vecs, s.sem_source = semantic_vectors(s.cfg, s.ds, s.ix.item_ids, s.log, s.progress)
+
+
+def _tune(s: State, kind: str, system: str, label: str, **kw):
+    """Tune ``kind`` on the split's validation part at the run's K, recording its grid and budget."""
+    from .models.tuning import tune
+
+    o = s.cfg.tuning.get(kind, {})
+    t = tune(kind, s.split, grid=o.get("grid"), fixed=o.get("fixed"), seed=s.cfg.seed, device=s.cfg.device,
+             progress=s.progress, k=s.K, **kw)
+    metric_cols = [c for c in t.table.columns if c not in t.grid]
+    params = t.table[list(t.grid)].to_dict("records")
+    df = t.table[metric_cols].copy()
+    df.insert(0, "params", [json.dumps(p, sort_keys=True, default=str) for p in params])
+    df.insert(0, "model", label)
+    df["chosen"] = [all(p.get(k) == v for k, v in t.best_params.items() if k in p) for p in params]
+    df["cache_hit"] = t.cache_hit
+    s.tuning.append(df)
+    s.budgets[label] = {"system": system, "grid": t.grid, "fixed": t.fixed, "budget": t.budget,
+                        "best": t.best_params, "cache_key": t.key, "cache_hit": t.cache_hit}
+    t.model.name = system
+    return t.model
+
+
+def semantic_recommenders_stage(s: State) -> None:
+    from .models.semantic import ZeroShotSemantic
+
+    s.models["semantic"] = _tune(s, "semantic_trained", "semantic", "semantic", vectors=s.sem_vecs)
+    zs = ZeroShotSemantic(s.sem_vecs, s.split.train)
+    zs.name = "semantic_zs"
+    s.models["semantic_zs"] = zs
+
+
+def collaborative_stage(s: State) -> None:
+    from .models.reference import MostPop
+    from .pipeline import precomputed_collab
+
+    if s.cfg.collab in {"ials", "bpr"}:
+        s.models["collab"] = _tune(s, s.cfg.collab, "collab", f"collab ({s.cfg.collab})")
+    else:
+        s.models["collab"] = precomputed_collab(s.cfg, s.split, s.ix.item_ids)
+        s.models["collab"].name = "collab"
+    s.models["ease"] = _tune(s, "ease", "ease", "ease")
+    pop = MostPop(s.split.train)
+    pop.name = "pop"
+    s.models["pop"] = pop
+
+
+# --------------------------------------------------------------------- ranking and fusion
+def rank_stage(s: State) -> None:
+    for part in PARTS:
+        seen, target = s.split.seen_for(part), s.split.target(part)
+        for name, m in s.models.items():
+            s.tops[part][name] = rank(m, s.users, seen, s.K, backend=s.be)
+            s.per_user[part][name] = evaluate(s.tops[part][name], target, s.users, s.cfg.ks)
+
+
+def _fusion_curves(s: State, methods: list[str], alphas: np.ndarray) -> pd.DataFrame:
+    from .pipeline import activity_buckets, pop_buckets
+
+    pop = np.asarray(s.split.train.sum(0)).ravel()
+    segs = {"item_pop": ("item", pop_buckets(pop, s.split.cold_items)),
+            "user_activity": ("user", activity_buckets(np.diff(s.split.train.indptr)))}
+    curves = []
+    jobs = [(part, meth) for part in PARTS for meth in methods]
+    for part, meth in tqdm(jobs, desc="fusion curves", unit="curve", disable=not s.progress):
+        c = fusion_curve(s.sem_cmp, s.models["collab"], s.users, s.split.seen_for(part), s.split.target(part),
+                         s.cfg.ks, alphas, cold_aware=meth == "cold_aware", segments=segs if part == "test" else None,
+                         backend=s.be)
+        curves.append(c.assign(part=part, method=meth))
+    return pd.concat(curves, ignore_index=True)
+
+
+class Fused:
+    """The run's score fusion (α, plain / cold-aware) or RRF (``alpha=None``) as one ranker."""
+
+    def __init__(self, a, b, alpha: float | None, cold_aware: bool, be: Backend, rrf_k: int = 60):
+        self.a, self.b, self.alpha, self.cold_aware, self.be, self.rrf_k = a, b, alpha, cold_aware, be, rrf_k
+
+    def topk(self, users: np.ndarray, seen, K: int) -> np.ndarray:
+        if self.alpha is None:
+            return rrf_topk(self.a, self.b, users, seen, K, rrf_k=self.rrf_k, backend=self.be)
+        return fuse_topk(self.a, self.b, users, seen, K, self.alpha, cold_aware=self.cold_aware, backend=self.be)
+
+
+def fusion_stage(s: State) -> None:
+    cfg = s.cfg
+    alphas = np.linspace(0, 1, cfg.n_alphas)
+    curves = _fusion_curves(s, list(fusion_methods(s.split, s.sem_cmp, s.models["collab"])), alphas)
+    method, alpha, best_valid = choose_fusion(curves, s.K)
+    fused = {"fusion": Fused(s.sem_cmp, s.models["collab"], alpha, method == "cold_aware", s.be),
+             "rrf": Fused(s.sem_cmp, s.models["collab"], None, False, s.be, rrf_k=cfg.rrf_k)}
+    for part in PARTS:
+        seen, target = s.split.seen_for(part), s.split.target(part)
+        for name, f in fused.items():
+            s.tops[part][name] = f.topk(s.users, seen, s.K)
+            s.per_user[part][name] = evaluate(s.tops[part][name], target, s.users, cfg.ks)
+    rrf_rows = [{"part": part, "method": "rrf", "alpha": np.nan, "metric": key.split("@")[0],
+                 "k": int(key.split("@")[1]), "value": float(np.nanmean(v)), "segment_type": "all", "segment": "all"}
+                for part in PARTS for key, v in s.per_user[part]["rrf"].items()]
+    s.tables["fusion"] = pd.concat([curves, pd.DataFrame(rrf_rows)], ignore_index=True)
+    s.fusion = {"alpha": alpha, "method": method, "best_valid": best_valid, "alphas": alphas, "rankers": fused}
+
+
+def segments_stage(s: State) -> None:
+    """Per-user test metrics on the warm and cold item segments (DIAGNOSTICS.md "Regimes").
+
+    Each segment is its own ranking: candidates are the segment's items (the others are masked
+    with the user's history) and relevant pairs are the test pairs on those items.
+    """
+    if not s.split.cold_items.any():
+        return
+    rankers = {**s.models, **s.fusion["rankers"]}
+    for seg in SEGMENTS[1:]:
+        seen, target = s.split.seen_for("test", seg), s.split.target("test", seg)
+        s.per_segment[seg] = {}
+        for name, m in rankers.items():
+            top = m.topk(s.users, seen, s.K) if isinstance(m, Fused) else rank(m, s.users, seen, s.K, backend=s.be)
+            s.per_segment[seg][name] = evaluate(top, target, s.users, s.cfg.ks)
+
+
+# --------------------------------------------------------------------- complementarity and intervals
+def complementarity_stage(s: State) -> None:
+    target = s.split.target("test")
+    s.results["comp"] = compare_lists(s.tops["test"][s.compared_semantic], s.tops["test"]["collab"], target,
+                                      s.users, s.K)
+    s.results["ctrl"] = compare_lists(s.tops["test"]["pop"], s.tops["test"]["collab"], target, s.users, s.K)
+
+
+def _oracle_rows(s: State) -> pd.DataFrame:
+    rows = {}
+    for src, prefix in ((s.results["comp"], ""), (s.results["ctrl"], "control_")):
+        for oracle in ("oracle_select", "oracle_union"):
+            rows[prefix + oracle] = {f"{metric}@{s.K}": src[f"{oracle}_{metric}"].to_numpy(float)
+                                     for metric in ("recall", "ndcg")}
+    return ci_rows(rows, n_boot=s.cfg.n_boot, seed=s.cfg.seed, part="test", segment="all")
+
+
+def bootstrap_stage(s: State) -> None:
+    cfg = s.cfg
+    boot = {"n_boot": cfg.n_boot, "seed": cfg.seed}
+    frames = [ci_rows(s.per_user[part], part=part, segment="all", **boot) for part in PARTS]
+    frames += [ci_rows(d, part="test", segment=seg, **boot) for seg, d in s.per_segment.items()]
+    s.tables["metrics"] = pd.concat([*frames, _oracle_rows(s)], ignore_index=True)
+    views = (s.compared_semantic, "collab")
+    valid = {v: float(np.nanmean(s.per_user["valid"][v][f"ndcg@{s.K}"])) for v in views}
+    s.results["best_single"] = best_single(valid, collaborative="collab")
+    pairs = [("collab", s.compared_semantic), ("fusion", s.results["best_single"]), ("rrf", s.results["best_single"]),
+             ("ease", "collab"), ("semantic", "semantic_zs")]
+    pairs = [(a, b) for a, b in pairs if a != b]
+    s.tables["differences"] = paired_rows(s.per_user["test"], pairs, part="test", **boot)
+
+
+def union_gain(comp: pd.DataFrame, n_boot: int, seed: int) -> dict:
+    """Union-pool NDCG gain: raw (vs the better view as ranked) and from the other view only
+    (vs the better view's own hits placed first), the latter with a paired bootstrap interval."""
+    better = "a" if np.nanmean(comp["ndcg_a"]) >= np.nanmean(comp["ndcg_b"]) else "b"
+    union = comp["oracle_union_ndcg"].to_numpy(float)
+    d = paired_bootstrap(union, comp[f"hits_first_ndcg_{better}"].to_numpy(float), n_boot=n_boot, seed=seed)
+    return {"better_view": "semantic" if better == "a" else "collaborative",
+            "union_ndcg": float(np.nanmean(union)),
+            "best_ndcg": float(np.nanmean(comp[f"ndcg_{better}"])),
+            "best_hits_first_ndcg": float(np.nanmean(comp[f"hits_first_ndcg_{better}"])),
+            "gain_raw": float(np.nanmean(union) - np.nanmean(comp[f"ndcg_{better}"])),
+            "gain_other_view": d["diff"], "lo": d["lo"], "hi": d["hi"], "p_value": d["p_value"]}
+
+
+# --------------------------------------------------------------------- geometry
+def collab_item_vectors(s: State) -> np.ndarray:
+    """The collaborative item vectors with NaN rows for the items the view cannot place."""
+    col = np.asarray(s.models["collab"].item_vecs, np.float32).copy()
+    col[~s.warm] = np.nan
+    return col
+
+
+def item_geometry_stage(s: State) -> None:
+    from .neighbors import (by_popularity_decile, chance_overlap, knn_cosine, neighbour_table,
+                            neighbourhood_agreement, procrustes_cosine)
+
+    cfg, n_i, warm = s.cfg, s.split.n_items, s.warm
+    col_items = collab_item_vectors(s)
+    depth = min(max(2 * cfg.k_neighbors, 30), n_i - 2, int(warm.sum()) - 1)  # the app re-cuts at smaller k
+    # the semantic graph over every item (drill-downs, the map) and, for the agreement score,
+    # over the items both views can place (cold items cannot overlap)
+    nn_sem = knn_cosine(s.sem_vecs, depth, backend=s.be)
+    nn_sem_warm = nn_sem if warm.all() else knn_cosine(s.sem_vecs, depth, valid=warm, backend=s.be)
+    nn_col = knn_cosine(np.nan_to_num(col_items), depth, valid=warm, backend=s.be)
+    k = min(cfg.k_neighbors, depth)
+    agree = neighbourhood_agreement(nn_sem_warm[0], nn_col[0], k)
+    s.tables["agreement_deciles"] = by_popularity_decile(agree, np.asarray(s.split.train.sum(0)).ravel())
+    s.tables["neighbors"] = pd.concat([neighbour_table(*nn_sem, "semantic"), neighbour_table(*nn_col, "collaborative")],
+                                      ignore_index=True).rename(columns={"neighbour_idx": "neighbor_idx"})
+    s.results.update(col_items=col_items, depth=depth, nn_sem=nn_sem, nn_col=nn_col, agree=agree,
+                     chance=chance_overlap(int(warm.sum()), k),
+                     procrustes_cos=procrustes_cosine(s.sem_vecs, col_items, valid=warm))
+
+
+def similarity_stage(s: State) -> None:
+    from .similarity import global_similarity
+
+    s.tables["similarity"] = global_similarity(s.sem_vecs, s.results["col_items"], valid=s.warm, n_perm=s.cfg.n_perm,
+                                               seed=s.cfg.seed)
+
+
+def structure_stage(s: State) -> None:
+    from .structure import structure_tables
+
+    tables, summary = structure_tables(s.sem_vecs, s.results["col_items"], valid=s.warm, seed=s.cfg.seed,
+                                       n_perm=s.cfg.n_perm)
+    s.tables.update({k: tables[k] for k in ("cca", "ajive", "variance")})
+    s.results["energy"] = tables["item_energy"].set_index("item_idx").reindex(np.arange(s.split.n_items))
+    s.results["structure"] = summary
+
+
+def probes_stage(s: State) -> None:
+    from .probes import run_probes
+
+    years = pd.to_numeric(s.ds.items["year"], errors="coerce").to_numpy(float)
+    order = years if np.isfinite(years).mean() > 0.9 else None  # "old vs new items" shift needs dates
+    if order is not None:
+        order = np.where(np.isfinite(order), order, np.nanmedian(order))
+    p = run_probes(s.sem_vecs, s.results["col_items"], np.asarray(s.models["collab"].user_vecs, np.float32), s.split,
+                   k_neighbors=s.cfg.k_neighbors, K=s.K, order=order, seed=s.cfg.seed, device=s.cfg.device,
+                   backend=s.be)
+    s.tables["probes"] = p["curves"]
+    s.results["probes"] = p
+
+
+def fusion_models_stage(s: State) -> None:
+    from .fusion_model import evaluate_fusion_models
+
+    energy = s.results["energy"]
+    feats = {"shared_energy": np.nan_to_num(energy["sem_shared"].to_numpy(float)),
+             "col_private_energy": np.nan_to_num(energy["col_private"].to_numpy(float))}
+    fm = evaluate_fusion_models(s.sem_cmp, s.models["collab"], s.split, mapped=s.results["probes"]["mapped_all"],
+                                item_features=feats, ks=s.cfg.ks, seed=s.cfg.seed, n_boot=s.cfg.n_boot, backend=s.be)
+    s.tables["fusion_models"], s.tables["fusion_model_differences"] = fm["table"], fm["differences"]
+    s.results["fusion_models"] = fm["summary"]
+
+
+def projection_stage(s: State) -> None:
+    n_i = s.split.n_items
+    if not s.cfg.umap:
+        s.results["sem_xy"] = s.results["col_xy"] = np.full((n_i, 2), np.nan)
+        return
+    from .projection import umap_layouts
+
+    nn_sem, nn_col = s.results["nn_sem"], s.results["nn_col"]
+    s.results["sem_xy"], s.results["col_xy"] = umap_layouts(
+        s.sem_vecs, np.nan_to_num(s.results["col_items"]), knn_a=(nn_sem[0], 1 - nn_sem[1]),
+        knn_b=(nn_col[0], 1 - nn_col[1]), seed=s.cfg.seed, valid_b=s.warm)
+
+
+def assemble_stage(s: State) -> None:
+    from .assemble import assemble
+
+    assemble(s)
+
+
+#: the stages after "load" (and the cache check), in order: (name, function)
+STAGES: tuple[tuple[str, Callable[[State], None]], ...] = (
+    ("split", split_stage),
+    ("semantic vectors", semantic_vectors_stage),
+    ("semantic recommenders", semantic_recommenders_stage),
+    ("collaborative", collaborative_stage),
+    ("rank and evaluate", rank_stage),
+    ("fusion", fusion_stage),
+    ("warm / cold segments", segments_stage),
+    ("complementarity", complementarity_stage),
+    ("bootstrap", bootstrap_stage),
+    ("item geometry", item_geometry_stage),
+    ("global similarity", similarity_stage),
+    ("shared/private structure", structure_stage),
+    ("alignment probes", probes_stage),
+    ("fusion models", fusion_models_stage),
+    ("projection", projection_stage),
+    ("assemble", assemble_stage),
+)
+#: every stage name a run logs and times, "load" first and "write" last
+STAGE_NAMES = ("load", *(name for name, _ in STAGES), "write")
