@@ -7,15 +7,13 @@ reads any file, measures every file's decompressed size by streaming it (stoppin
 passes the cap), then loads the files with the engine's loaders and prints a summary as one JSON
 line. The parent waits with a wall-clock timeout, kills the child past it, and turns every outcome
 into a :class:`~analysis.errors.SemcollabError` that names the file and the limit. At most a few
-checks run at once per server. Settings (environment variables, integers):
+checks run at once per server. Settings (environment variables, whole numbers):
 
-=================================  =====================================================  =======
-``SEMCOLLAB_UPLOAD_MAX_EXPANDED_MB``  decompressed size of one uploaded file                  1024
-``SEMCOLLAB_VALIDATE_MEMORY_MB``      address-space limit of the checking process            3072
-``SEMCOLLAB_VALIDATE_CPU_S``          its CPU-time limit                                     120
-``SEMCOLLAB_VALIDATE_TIMEOUT_S``      its wall-clock limit                                   180
-``SEMCOLLAB_VALIDATE_PARALLEL``       checks running at once in one server                   2
-=================================  =====================================================  =======
+* ``SEMCOLLAB_UPLOAD_MAX_EXPANDED_MB``: decompressed size of one uploaded file (default 1024);
+* ``SEMCOLLAB_VALIDATE_MEMORY_MB``: address-space limit of the checking process (default 3072);
+* ``SEMCOLLAB_VALIDATE_CPU_S``: its CPU-time limit (default 120);
+* ``SEMCOLLAB_VALIDATE_TIMEOUT_S``: its wall-clock limit (default 180);
+* ``SEMCOLLAB_VALIDATE_PARALLEL``: checks running at once in one server (default 2).
 """
 from __future__ import annotations
 

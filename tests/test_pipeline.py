@@ -271,3 +271,15 @@ def test_run_records_each_views_tuning_budget_and_a_200_permutation_cca_null(sma
     assert small_run.manifest["summary"]["structure"]["n_perm"] == 200
     assert small_run.manifest["summary"]["chance_jaccard"] == pytest.approx(small_run.manifest["chance_jaccard"])
     assert small_run.manifest["chance_jaccard"] < 0.6 * small_run.manifest["chance_overlap"]
+
+
+def test_the_run_logs_every_stage_the_dashboard_progress_bar_counts(tmp_path):
+    """app.jobs.STAGES is the engine's own list: a run logs exactly those stages, in that order."""
+    import re
+
+    from app.jobs import STAGES
+
+    lines: list[str] = []
+    analysis.run(_cfg(umap=False, n_boot=50), out=tmp_path / "r", log=lines.append)
+    started = [m.group(1) for ln in lines if (m := re.match(r"\[(.+)\] \.\.\.$", ln))]
+    assert tuple(started) == STAGES

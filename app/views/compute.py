@@ -1,11 +1,16 @@
 """Compute page: start a new run (built-in synthetic or ml-100k data, or uploaded files) in the
-background and follow its progress. The engine runs as ``python -m analysis run`` in a subprocess,
-so other sessions keep working; uploads are checked first with the engine's own loaders and their
-errors are shown as they are. When the run is written it is selected in the sidebar."""
+background and follow its progress. The engine runs as ``python -m analysis run`` in a subprocess
+(its own process group), so other sessions keep working; the run name is claimed on disk first
+(:mod:`app.jobs`), uploads are saved by role and checked in a limited child process with the
+engine's own loaders, and their errors are shown as they are. When the run is written it is
+selected in the sidebar. Every job over the runs folder, also those of an earlier server, is listed
+at the bottom."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from analysis.errors import SemcollabError
@@ -33,11 +38,10 @@ def _clear_job() -> None:
 
 
 def _cancel() -> None:
+    """Stop this session's job: SIGTERM to its whole process group, SIGKILL after a grace period."""
     job = st.session_state.get(JOB)
-    proc = job.get("proc") if job else None
-    if proc is not None and proc.poll() is None:
-        proc.terminate()  # only the process this session started
     if job:
+        jobs.cancel(Path(job["root"]), job["name"])
         job["cancelled"] = True
 
 
@@ -59,6 +63,8 @@ def follow() -> None:
     st.button("Cancel the run", key="compute_cancel", on_click=_cancel)
     if rc is None:
         return
+    if proc is not None:
+        jobs.finish(Path(job["root"]), job["name"], proc)  # record it, delete its uploads, free its name
     job.update(finished=True, rc=int(rc), error=pr.error)
     if rc == 0 and read_manifest(Path(job["out"])) is not None:
         # select the new run: the sidebar re-initialises its picker from ?run= when its key is unset
@@ -105,26 +111,27 @@ def _options(source: str) -> dict:
             "k_neighbors": int(k_nb), "bootstrap": int(boot), "seed": int(seed), "umap": bool(umap)}
 
 
-def _uploads(root: Path, name: str) -> tuple[dict, list[str]] | None:
-    """Save the uploads, validate them with the engine's loaders; the spec fields, or None (errors shown)."""
+def _uploads(folder: Path) -> tuple[dict, list[str]] | None:
+    """Save the uploads by role under ``folder`` and check them in a limited child process; the spec
+    fields and notes, or None (errors shown)."""
     inter = st.session_state.get("compute_inter")
     if inter is None:
         st.error("Upload an interaction file first.")
         return None
-    folder = jobs.upload_folder(root, name)
-    data = jobs.save_upload(folder, inter.name, inter.getvalue())
     items = st.session_state.get("compute_items")
     vecs = st.session_state.get("compute_vectors")
-    item_path = jobs.save_upload(folder, items.name, items.getvalue()) if items is not None else None
-    vec_path = jobs.save_upload(folder, vecs.name, vecs.getvalue()) if vecs is not None else None
+    up = {role: f for role, f in (("inter", inter), ("items", items), ("vectors", vecs)) if f is not None}
+    paths = {role: jobs.save_upload(folder, role, f.name, f.getvalue()) for role, f in up.items()}
     fmt = st.session_state.get("compute_format", "auto")
     try:
-        info = jobs.validate_files(data, item_path, fmt, vec_path)
+        with st.spinner("Checking the uploaded files..."):
+            info = jobs.validate_files(paths["inter"], paths.get("items"), fmt, paths.get("vectors"),
+                                       names={role: f.name for role, f in up.items()})
     except SemcollabError as exc:
         st.error(md_escape(exc), icon=":material/error:")
         return None
-    except Exception as exc:  # a loader bug or an unreadable file: still no stack trace
-        st.error(md_escape(f"{inter.name} could not be read ({type(exc).__name__}: {exc})"), icon=":material/error:")
+    except Exception as exc:  # the checking process could not even start: still no stack trace
+        st.error(md_escape(f"{inter.name} could not be checked ({type(exc).__name__}: {exc})"), icon=":material/error:")
         return None
     notes = [f"{info['format']} data: {info['n_users']:,} users, {info['n_items']:,} items, "
              f"{info['n_interactions']:,} interactions" + (f"; semantic vectors of dimension {info['vector_dim']}"
@@ -132,17 +139,76 @@ def _uploads(root: Path, name: str) -> tuple[dict, list[str]] | None:
     if "vector_dim" not in info and not info["has_titles"]:
         notes.append("warning: the items have no titles, so the text encoder would embed bare item ids; "
                      "upload an item file with titles or semantic vectors")
-    return ({"data_path": str(data), "item_path": str(item_path) if item_path else None, "data_format": info["format"],
-             "semantic": str(vec_path) if vec_path else None}, notes)
+    return ({"data_path": str(paths["inter"]), "item_path": str(paths["items"]) if "items" in paths else None,
+             "data_format": info["format"], "semantic": str(paths["vectors"]) if "vectors" in paths else None}, notes)
 
 
 def start(spec: jobs.JobSpec, root: Path) -> dict:
-    """Launch ``spec`` (name already checked) and return the job record kept in the session."""
+    """Launch ``spec`` (its name already claimed) and return the job record kept in the session."""
     out = root / spec.name
     cmd = jobs.build_command(spec, out.resolve())
     log = jobs.log_path_for(out)
-    proc = jobs.launch(cmd, out, log)
-    return {"out": str(out), "label": run_label(out, root), "log": str(log), "cmd": cmd, "proc": proc, "finished": False}
+    proc = jobs.begin(root, spec.name, cmd, out, log)
+    return {"out": str(out), "label": run_label(out, root), "log": str(log), "cmd": cmd, "proc": proc,
+            "finished": False, "root": str(root), "name": spec.name}
+
+
+def _claim(source: str, name: str, force: bool, root: Path) -> Path | None:
+    """Check the name (never a folder that is not a run) and claim it on disk; the run folder, or None."""
+    try:
+        out = jobs.check_name(name, root, force)
+        folder = jobs.upload_folder(root, out.name) if source == "files" else None
+        jobs.claim(root, out.name, out, jobs.log_path_for(out), folder)
+    except SemcollabError as exc:
+        st.error(md_escape(exc), icon=":material/error:")
+        return None
+    return out
+
+
+def _launch(source: str, name: str, force: bool, fields: dict, root: Path) -> bool:
+    """Claim, save and check the uploads, start the job; False (errors shown, claim released) on failure."""
+    out = _claim(source, name, force, root)
+    if out is None:
+        return False
+    try:
+        notes: list[str] = []
+        if source == "files":
+            got = _uploads(jobs.upload_folder(root, out.name))
+            if got is None:
+                jobs.release(root, out.name)
+                return False
+            more, notes = got
+            fields = {**fields, **more}
+        st.session_state[JOB] = start(jobs.JobSpec(source=source, name=out.name, force=force, **fields), root)
+    except BaseException:
+        jobs.release(root, out.name)  # a claim that started nothing
+        raise
+    st.session_state["compute_notes"] = notes
+    return True
+
+
+def _when(t) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(t))) if t else ""
+
+
+def job_list(root: Path) -> None:
+    """Every job over the runs folder (from the lock and record files, so also after a restart)."""
+    rows = jobs.list_jobs(root)
+    if not rows:
+        return
+    st.subheader("Jobs on this server")
+    table = pd.DataFrame([{
+        "run": r.get("name", ""), "state": r["state"] + (" (started by an earlier server)"
+                                                        if r["state"] == "running" and r.get("orphan") else ""),
+        "progress": float(r.get("fraction") or 0.0), "started": _when(r.get("started")), "ended": _when(r.get("ended")),
+        "message": str(r.get("error") or ""),
+    } for r in rows])
+    st.dataframe(table, hide_index=True, column_config={
+        "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent")})
+    for r in rows:
+        if r["state"] == "running" and r.get("orphan"):
+            st.button(f"Stop {r['name']} (its server is gone)", key=f"compute_stop_{r['name']}", on_click=jobs.cancel,
+                      args=(root, r["name"], "stopped from the Compute page after a server restart"))
 
 
 def render(ctx: Ctx | None) -> None:
@@ -158,6 +224,7 @@ def render(ctx: Ctx | None) -> None:
         return
     if job:
         _done(job)
+        job_list(root)
         return
     st.caption(f"The run is computed in the background by the engine (`python -m analysis run`) and written under "
                f"{code(root)}; a full run with the default tuning grids takes minutes on ml-100k.")
@@ -184,24 +251,10 @@ def render(ctx: Ctx | None) -> None:
     c1, c2 = st.columns([2, 1])
     name = c1.text_input("Run name (folder under the runs root)", value=f"{source}-new", key="compute_name")
     force = c2.checkbox("Replace an existing run of that name", False, key="compute_force")
-    if not st.button("Start the run", key="compute_start", type="primary"):
-        return
-    try:
-        jobs.check_name(name, root, force)
-    except SemcollabError as exc:
-        st.error(md_escape(exc), icon=":material/error:")
-        return
-    notes: list[str] = []
-    if source == "files":
-        got = _uploads(root, name.strip())
-        if got is None:
-            return
-        more, notes = got
-        spec_fields.update(more)
-    spec = jobs.JobSpec(source=source, name=name.strip(), force=force, **spec_fields, **opts)
-    st.session_state[JOB] = start(spec, root)
-    st.session_state["compute_notes"] = notes
-    st.rerun()
+    started = st.button("Start the run", key="compute_start", type="primary")
+    if started and _launch(source, name, force, {**spec_fields, **opts}, root):
+        st.rerun()
+    job_list(root)
 
 
 render(st.session_state.get(CTX_KEY))  # works before any run exists
