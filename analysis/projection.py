@@ -167,3 +167,15 @@ def warm_umap() -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(2 * MIN_UMAP_ITEMS, 8)).astype(np.float32)
     umap_layouts(X, X, n_neighbors=5, seed=0)
+
+
+def pca_layout(X: np.ndarray) -> np.ndarray:
+    """2-D positions of the rows of ``X`` by :func:`_pca2` (the layout used where UMAP cannot run),
+    over the rows that are finite and non-zero; NaN rows elsewhere (e.g. cold items of a view)."""
+    X = np.asarray(X, dtype=np.float64)
+    out = np.full((X.shape[0], 2), np.nan)
+    ok = np.isfinite(X).all(axis=1)
+    ok[ok] = np.linalg.norm(X[ok], axis=1) > 0
+    if ok.sum() >= 3 and X.shape[1] >= 1:
+        out[ok] = _pca2(X[ok])
+    return out

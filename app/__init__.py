@@ -1,1 +1,2 @@
-"""The semcollab dashboard (Streamlit + Plotly). Entry point: ``streamlit run app/main.py``; see app/common.py."""
+"""The semcollab dashboard (Streamlit + Plotly). Entry point: ``streamlit run app/main.py``; layout
+and conventions: app/state.py."""

@@ -3,7 +3,7 @@
 Registers the pages (``PAGES``), draws the shared sidebar and runs the chosen page. Runs are
 looked for under ``$SEMCOLLAB_RUNS`` (default ``./runs``); ``--run PATH`` adds one and selects it.
 To add a page: create ``app/views/<name>.py`` with ``render(ctx)`` and list it in ``PAGES``
-(conventions: the docstring of app/common.py).
+(conventions: the docstring of app/state.py).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts only app/ on t
 import streamlit as st  # noqa: E402
 
 from analysis.errors import RunError  # noqa: E402
-from app.common import discover_runs, show_run_error, sidebar  # noqa: E402
+from app.state import discover_runs, show_run_error, sidebar  # noqa: E402
 
 VIEWS = Path(__file__).resolve().parent / "views"
 #: (file in app/views, title, icon, url path); the first one is the default page

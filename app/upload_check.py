@@ -182,6 +182,18 @@ def _limit_self(kind: int, value: int, hard_extra: int = 0) -> None:
     resource.setrlimit(kind, (cap(value), cap(value + hard_extra)))
 
 
+def _peak_rss() -> int:
+    """This process's peak resident memory in bytes: VmHWM of its own address space (ru_maxrss is
+    not used: Linux carries the forking parent's peak across exec into it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m app.upload_check MEMORY_BYTES CPU_SECONDS`` with the request (JSON) on stdin."""
     memory, cpu = (int(a) for a in (sys.argv[1:] if argv is None else argv))
@@ -196,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         res = {"error": type(exc).__name__, "message": str(exc)}
     except Exception as exc:  # a loader bug or an unreadable file: a message, not a stack trace
         res = {"error": "unexpected", "message": f"{type(exc).__name__}: {exc}"}
-    res["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    res["peak_rss"] = _peak_rss()
     _say(result=res)
     return 0
 

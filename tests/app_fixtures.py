@@ -199,7 +199,7 @@ def assert_clean(at) -> None:
 
 
 def plain(md: str) -> str:
-    """Markdown with the backslash escapes of app.common.md_escape removed."""
+    """Markdown with the backslash escapes of app.text.md_escape removed."""
     return md.replace("\\", "")
 
 

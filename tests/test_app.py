@@ -53,54 +53,87 @@ def simulate_plotly_selection(at, key: str, item_idx: list[int]):
 
 
 def system_of(run, role: str) -> str:
-    from app.derive import system_roles
+    """The run's system of ``role``, as its manifest records it."""
+    from analysis.systems import roles
 
-    return system_roles(run)[role]
+    return roles(run.manifest)[role]
 
 
-# ----------------------------------------------------------------------------- derivations = engine
-def test_derived_hits_and_oracles_equal_the_engine_columns(app_run):
-    """The app's own hit counts, overlap and oracles (recomputable for any K / k / segment) agree with
-    the columns the engine stored at the run's K and k."""
-    from app import derive
+def key_of(run):
+    from app.data.common import RunKey
+
+    return RunKey.of(run.path)
+
+
+# ----------------------------------------------------------------------------- run-level reads = stored columns
+def test_recomputed_hits_oracles_and_overlap_equal_the_stored_columns(app_run):
+    """What the dashboard recomputes for any K / k / segment (analysis.run_queries over the saved lists
+    and neighbours) equals the columns the engine stored at the run's K and k."""
+    from analysis import run_queries as rq
 
     run, K, k = app_run, app_run.manifest["K"], app_run.manifest["k_neighbors"]
     items, users = run.items.set_index("item_idx"), run.users.set_index("user_idx")
-    sem, col = derive.compared_systems(run)
-    ih = derive.item_hit_counts(run, K)
+    sem, col = system_of(run, "semantic_trained"), system_of(run, "collaborative")
+    assert (sem, col) == (run.manifest["compared"]["semantic"], run.manifest["compared"]["collaborative"])
+    ih = rq.item_hit_counts(rq.hit_pairs(run, K, sem, col), len(items))
     for c in ("hits_shared", "hits_sem_only", "hits_col_only", "hits_missed_by_both", "n_test"):
         np.testing.assert_array_equal(ih[c].to_numpy(), items[c].to_numpy(), err_msg=c)
-    uh = derive.user_hit_counts(run, K, sem, col).reindex(users.index)
+    comp = rq.compare_systems(run, sem, col, K).reindex(users.index)
     for mine, theirs in (("shared", "shared"), ("only_a", "only_sem"), ("only_b", "only_col"), ("n_rel", "n_test")):
-        np.testing.assert_array_equal(uh[mine].to_numpy(), users[theirs].to_numpy(), err_msg=theirs)
-    lists = derive.list_overlap(run, K, sem, col)
-    assert lists["jaccard"] == pytest.approx(users["list_jaccard"].mean())
-    assert lists["rbo"] == pytest.approx(users["rbo"].mean())
-    orc = derive.oracle_per_user(run, K, sem, col).reindex(users.index)
-    ctrl = derive.oracle_per_user(run, K, system_of(run, "mostpop"), col).reindex(users.index)
-    for o in ("select_recall", "select_ndcg", "union_recall", "union_ndcg"):
-        np.testing.assert_allclose(orc[o], users[f"oracle_{o}"], rtol=1e-9, equal_nan=True, err_msg=o)
-        np.testing.assert_allclose(ctrl[o], users[f"control_oracle_{o}"], rtol=1e-9, equal_nan=True, err_msg=o)
-    # overlap recomputed from the neighbors table = the engine's, wherever the stored depth suffices
-    ov = derive.overlap_from_neighbors(run, k)
-    both = ov["overlap"].notna().to_numpy()
-    assert both.sum() >= 0.95 * items["overlap"].notna().sum()
-    assert not (both & items["overlap"].isna().to_numpy()).any()
-    np.testing.assert_allclose(ov["overlap"][both], items["overlap"][both])
-    np.testing.assert_allclose(ov["jaccard"][both], items["jaccard"][both])
+        np.testing.assert_array_equal(comp[mine].to_numpy(), users[theirs].to_numpy(), err_msg=theirs)
+    ctrl = rq.compare_systems(run, system_of(run, "mostpop"), col, K).reindex(users.index)
+    for c in ("list_jaccard", "rbo", "hits_first_ndcg_a", "hits_first_ndcg_b", "oracle_select_recall",
+              "oracle_select_ndcg", "oracle_union_recall", "oracle_union_ndcg"):
+        np.testing.assert_allclose(comp[c], users[c], rtol=1e-9, equal_nan=True, err_msg=c)
+        np.testing.assert_allclose(ctrl[c], users[f"control_{c}"], rtol=1e-9, equal_nan=True, err_msg=c)
+    for oracle in ("select", "union"):
+        for metric in ("recall", "ndcg"):
+            m = rq.metric_row(run, f"oracle_{oracle}", metric, K)
+            assert rq.oracle_value(run, oracle, sem, col, metric, K) == pytest.approx(m["mean"]), (oracle, metric)
+    # overlap re-cut from the neighbors table at the run's own k = the engine's, item by item
+    from analysis.neighbors import recut_agreement
+
+    g = rq.neighbour_graphs(run)
+    ov = recut_agreement(g.semantic_idx, g.collaborative_idx, k)
+    np.testing.assert_array_equal(ov["overlap"].notna().to_numpy(), items["overlap"].notna().to_numpy())
+    np.testing.assert_allclose(ov["overlap"], items["overlap"], equal_nan=True)
+    np.testing.assert_allclose(ov["jaccard"], items["jaccard"], equal_nan=True)
     assert ov.attrs["chance"] == pytest.approx(run.manifest["chance_overlap"])
-    shown = derive.overlap_at_k(run, k)  # at the run's own k the dashboard shows the engine's values
+    assert ov.attrs["chance_jaccard"] == pytest.approx(run.manifest["chance_jaccard"])
+    shown = rq.overlap_at_k(run, k)  # at the run's own k the dashboard shows the stored values
     np.testing.assert_array_equal(shown["disagreement"].to_numpy(), items["disagreement"].to_numpy())
+
+
+def test_page_data_equals_the_stored_summary(app_run):
+    """The Overview's data functions give the run summary's numbers when nothing is filtered."""
+    from app.data import overview
+
+    key, K, k = key_of(app_run), app_run.manifest["K"], app_run.manifest["k_neighbors"]
+    s = app_run.manifest["summary"]
+    sem, col = app_run.manifest["compared"]["semantic"], app_run.manifest["compared"]["collaborative"]
+    shares = overview.hit_shares(key, K, sem, col)
+    assert shares["share_only_a"] == pytest.approx(s["complementarity"]["unique_hit_share_a"])
+    assert shares["share_only_b"] == pytest.approx(s["complementarity"]["unique_hit_share_b"])
+    assert overview.hit_shares(key, K, system_of(app_run, "mostpop"), col)["share_only_a"] == pytest.approx(
+        s["control"]["unique_hit_share_a"])
+    gains = overview.oracle_gains(key, K).set_index(["pair", "metric", "oracle"])["gain"]
+    for pair, src in ((overview.PAIR_MAIN, "complementarity"), (overview.PAIR_CONTROL, "control")):
+        for metric in ("recall", "ndcg"):
+            assert gains[(pair, metric, "per-user selection")] == pytest.approx(s[src][f"oracle_select_{metric}_gain"])
+        assert gains[(pair, "ndcg", "union pool vs own hits first")] == pytest.approx(s[src]["oracle_union_ndcg_gain"])
+    assert overview.list_overlap(key, K)["jaccard"] == pytest.approx(s["complementarity"]["list_jaccard"])
+    ov = overview.mean_overlap(key, k)
+    assert (ov["mean"], ov["jaccard"]) == (pytest.approx(s["mean_overlap"]), pytest.approx(s["mean_jaccard"]))
 
 
 def test_overlap_for_smaller_k_is_recomputed_from_the_neighbors_table(app_run):
     """overlap@k for k below the run's k, checked with a plain loop over the neighbors table."""
-    from app import derive
+    from app.data.common import overlap_at_k
 
     k = 3
     nb = app_run.table("neighbors")
     cold = app_run.items.set_index("item_idx")["cold"]
-    got = derive.overlap_at_k(app_run, k)["overlap"]
+    got = overlap_at_k(key_of(app_run), k)["overlap"]
     assert k != app_run.manifest["k_neighbors"]
     checked = 0
     for i in app_run.items["item_idx"].to_numpy()[:120]:
@@ -116,7 +149,7 @@ def test_overlap_for_smaller_k_is_recomputed_from_the_neighbors_table(app_run):
 
 
 def test_map_sample_keeps_tail_and_cold_and_stratifies():
-    from app.derive import sample_for_map
+    from app.data.maps import sample_for_map
 
     rng = np.random.default_rng(1)
     n = 50_000
@@ -146,15 +179,15 @@ def test_overview_cards_equal_the_metrics_table(app_test, app_run):
     cards = {}
     for el in at.metric:
         cards.setdefault(el.label, []).append(el.value)
-    expected = {"Sem. trained": "semantic_trained", "Sem. zero-shot": "semantic_zeroshot", "Collaborative": "collaborative",
-                "EASE": "ease", "Most-popular": "mostpop"}
-    for label, role in expected.items():
+    systems = app_run.manifest["systems"]
+    # card labels are the short labels the run's manifest records for each role (never guessed from names)
+    for role in ("semantic_trained", "semantic_zeroshot", "collaborative", "ease", "mostpop", "oracle"):
         sysname = system_of(app_run, role)
-        assert cards[label][:2] == [f"{m.loc[(sysname, 'recall'), 'mean']:.4f}", f"{m.loc[(sysname, 'ndcg'), 'mean']:.4f}"]
+        assert cards[systems[sysname]["short"]][:2] == [f"{m.loc[(sysname, 'recall'), 'mean']:.4f}",
+                                                        f"{m.loc[(sysname, 'ndcg'), 'mean']:.4f}"], role
     # the headline oracle is the per-user selection (the union pool is mostly re-ordering)
-    assert cards["Oracle (per user)"][:2] == [f"{m.loc[('oracle_select', 'recall'), 'mean']:.4f}",
-                                              f"{m.loc[('oracle_select', 'ndcg'), 'mean']:.4f}"]
-    fusions = [s for s in m.index.get_level_values(0).unique() if s in ("fusion", "rrf")]
+    assert system_of(app_run, "oracle") == "oracle_select" and systems["oracle_select"]["short"] == "Oracle (per user)"
+    fusions = [system_of(app_run, "fusion"), system_of(app_run, "rrf")]
     best = max(fusions, key=lambda s: m.loc[(s, "ndcg"), "mean"])
     assert cards["Best fusion"][:2] == [f"{m.loc[(best, 'recall'), 'mean']:.4f}", f"{m.loc[(best, 'ndcg'), 'mean']:.4f}"]
     assert cards[f"List Jaccard@{K}"] == [f"{app_run.users['list_jaccard'].mean():.3f}"]
@@ -165,6 +198,15 @@ def test_overview_cards_equal_the_metrics_table(app_test, app_run):
     reading = at.main.markdown[-1].value.replace("\\", "")
     assert f"{m.loc[(sem, 'recall'), 'mean']:.3f}" in reading
     assert "control pair" in reading
+    # the fusion is read against the run's best single view (chosen on validation), with the one headroom
+    from analysis.fusion import headroom
+
+    b = app_run.manifest["summary"]["best_single"]
+    f, bv, o = (m.loc[(s_, "recall"), "mean"] for s_ in (best, b, "oracle_select"))
+    assert f"the best single view chosen on validation ({systems[b]['label']}, {bv:.3f})" in reading
+    h = headroom(f, bv, o)
+    assert f > bv and np.isfinite(h)  # on the fixture the fusion beats the best single view
+    assert f"realising {h:.0%} of the headroom to the per-user oracle" in reading
     for key in ("ov_shares", "ov_gains"):
         fig = figure(at, key)
         assert fig["layout"]["xaxis"]["title"]["text"] and fig["layout"]["yaxis"]["title"]["text"]
@@ -269,15 +311,15 @@ def test_maps_search_highlights_and_zooms_and_escapes_titles(app_test, app_run):
     at.text_input(key="maps_query").input("script").run()
     assert_clean(at)
     idx = int(app_run.items.set_index("item_id").loc[APP_HTML_ITEM, "item_idx"])
+    assert not app_run.items.loc[idx, "cold"]  # the HTML-titled item has a place in both maps
     at.selectbox(key="maps_pick::script").set_value(idx).run()
     for key in ("maps_sem", "maps_col"):
         fig = figure(at, key)
         spec = json.dumps(fig)
         assert "<script>" not in spec and "&lt;script&gt;alert(1)&lt;/script&gt;&lt;b&gt;x&lt;/b&gt;" in spec
         star = [t for t in fig["data"] if t["name"] == "found item"]
-        if key == "maps_sem" or not app_run.items.loc[idx, "cold"]:
-            assert star and int(arr(star[0]["customdata"])[0][0]) == idx
-            assert len(fig["layout"]["xaxis"]["range"]) == 2
+        assert len(star) == 1 and int(arr(star[0]["customdata"])[0][0]) == idx, key
+        assert len(fig["layout"]["xaxis"]["range"]) == 2
 
 
 def test_maps_colour_by_hit_type_and_disagreement_range(app_test, app_run):
@@ -287,14 +329,37 @@ def test_maps_colour_by_hit_type_and_disagreement_range(app_test, app_run):
     names = {t["name"].split(" (")[0] for t in figure(at, "maps_sem")["data"]}
     assert {"shared", "semantic-only", "collaborative-only", "missed by both"} <= names
     counts = {t["name"].split(" (")[0]: len(arr(t["x"])) for t in figure(at, "maps_sem")["data"]}
-    from app.derive import hit_type
+    from analysis.complementarity import item_hit_type
 
-    expected = pd.Series(hit_type(app_run.items)).value_counts()
-    assert counts["shared"] == expected["shared"]
+    it = app_run.items  # the hit type of each item from its stored hit counts
+    expected = pd.Series(item_hit_type(it.hits_shared, it.hits_sem_only, it.hits_col_only, it.n_test)).value_counts()
+    for kind in ("shared", "semantic-only", "collaborative-only", "missed by both"):
+        assert counts[kind] == expected[kind], kind
     at.slider(key="maps_range").set_value((0.5, 0.8)).run()
     d = app_run.items["disagreement"]
     n = sum(len(arr(t["x"])) for t in figure(at, "maps_sem")["data"])
     assert n == int(d.between(0.5, 0.8).sum())
+
+
+def test_maps_without_umap_draw_the_engines_pca_layout(app_test, app_run):
+    """A run made with UMAP off is drawn at the engine's PCA layout of each view's stored vectors
+    (analysis.projection.pca_layout: one projection), and says so; cold items have no collaborative point."""
+    from analysis.projection import pca_layout
+
+    at = app_test(MAPS)
+    assert_clean(at)
+    assert any("principal components" in i.value for i in at.info)
+    items = app_run.items
+    for key, vec, tag in (("maps_sem", "semantic_items", "semantic"), ("maps_col", "collab_items", "collaborative")):
+        fig = figure(at, key)
+        assert fig["layout"]["xaxis"]["title"]["text"] == f"{tag} PC 1 (arbitrary units)"
+        xy = pca_layout(np.asarray(app_run.vectors(vec)))
+        t = fig["data"][0]
+        idx = [int(c[0]) for c in arr(t["customdata"])]
+        np.testing.assert_allclose(arr(t["x"]).astype(float), xy[idx, 0], rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(arr(t["y"]).astype(float), xy[idx, 1], rtol=1e-6, atol=1e-9)
+        placed = int(np.isfinite(xy).all(axis=1).sum())
+        assert len(idx) == placed == (len(items) if tag == "semantic" else int((~items["cold"]).sum()))
 
 
 @pytest.mark.slow
@@ -352,7 +417,10 @@ def test_items_table_lists_items_by_disagreement(app_test, app_run):
 def test_items_drilldown_neighbours_match_the_neighbors_table(app_test, app_run):
     items = app_run.items.set_index("item_idx")
     k = app_run.manifest["k_neighbors"]
-    target = int(items[~items["cold"]].index[5])
+    tk = app_run.table("topk")
+    n_hit_users = tk[tk.hit].groupby("item_idx")["user_idx"].nunique()
+    # a warm item that was a test hit of some system for at least two users
+    target = int(next(i for i in items.index[~items["cold"]][5:] if n_hit_users.get(i, 0) >= 2))
     at = app_test(ITEMS, item=items.loc[target, "item_id"])
     assert_clean(at)
     assert at.query_params["item"] == items.loc[target, "item_id"]
@@ -375,31 +443,33 @@ def test_items_drilldown_neighbours_match_the_neighbors_table(app_test, app_run)
     got = frames["semantic-only"].set_index("item_id")["sem_sim"]
     for nid, s in got.items():
         assert s == pytest.approx(float(sims.loc[items.index[ids == nid][0]]), rel=1e-6)
-    # users for whom it was a hit: exactly the topk rows with hit=True
-    tk = app_run.table("topk")
-    hit_users = set(tk[(tk.item_idx == target) & tk.hit]["user_idx"])
-    shown = at.dataframe[-1].value if hit_users else None
-    if hit_users:
-        u = app_run.users.set_index("user_idx")["user_id"]
-        assert set(shown["user_id"]) == set(u.loc[sorted(hit_users)])
+    # users for whom it was a hit: exactly the topk rows with hit=True, each with the rank every system gave it
+    hits = tk[(tk.item_idx == target) & tk.hit & (tk["rank"] <= app_run.manifest["K"])]
+    shown = at.dataframe[-1].value
+    u = app_run.users.set_index("user_idx")["user_id"]
+    assert len(shown) == hits["user_idx"].nunique() >= 2
+    assert set(shown["user_id"]) == set(u.loc[sorted(set(hits["user_idx"]))])
+    for r in hits.itertuples():
+        assert shown.set_index("user_id").loc[u[r.user_idx], r.system] == f"#{r.rank}"
 
 
 def test_items_drilldown_lists_cold_semantic_neighbours_apart(app_test, app_run):
     """Cold items near a warm item in the semantic view are listed apart, not as semantic-only."""
-    from app.common import md_escape
+    from app.text import md_escape
 
     items = app_run.items.set_index("item_idx")
     k = app_run.manifest["k_neighbors"]
     nb = app_run.table("neighbors")
     sem = nb[nb.view == "semantic"].sort_values(["item_idx", "rank"])
+    found = []  # warm items with cold items among their semantic neighbours before the k-th warm one
     for target in items.index[~items["cold"]]:
         ranked = sem[sem.item_idx == target]["neighbor_idx"].tolist()
         warm_pos = [p for p, j in enumerate(ranked) if not items.loc[j, "cold"]]
-        colds = [j for j in ranked[: warm_pos[k - 1] + 1] if items.loc[j, "cold"]] if len(warm_pos) >= k else []
+        colds = [j for j in ranked[: warm_pos[k - 1] + 1] if items.loc[j, "cold"]]
         if colds:
-            break
-    else:
-        pytest.skip("no warm item has a cold semantic neighbour in this run")
+            found.append((target, colds))
+    assert found, "the fixture's 10 % cold items sit among some warm item's semantic neighbours"
+    target, colds = found[0]
     at = app_test(ITEMS, item=items.loc[target, "item_id"])
     assert_clean(at)
     caption = next(c.value for c in at.caption if "cold (no training interactions" in c.value)
@@ -415,16 +485,19 @@ def test_items_pivot_to_a_neighbour_updates_state_and_url(app_test, app_run):
     target = int(items[~items["cold"]].index[0])
     at = app_test(ITEMS, item=items.loc[target, "item_id"])
     pivot = at.selectbox(key=f"items_pivot::{target}")
-    nxt = pivot.options[0]
-    nb_idx = [o for o in pivot.proto.options]
-    assert nb_idx
-    first = int(app_run.table("neighbors").query("item_idx == @target and view == 'semantic' and rank == 1")
-                ["neighbor_idx"].iloc[0])
+    # the options are the neighbours of each kind, labelled "title (kind)", from the neighbors table
+    k = app_run.manifest["k_neighbors"]
+    nb = app_run.table("neighbors")
+    ranked = nb[(nb.item_idx == target) & (nb.view == "semantic")].sort_values("rank")["neighbor_idx"]
+    sem = set([j for j in ranked if not items.loc[j, "cold"]][:k])
+    col = set(nb[(nb.item_idx == target) & (nb.view == "collaborative") & (nb["rank"] <= k)]["neighbor_idx"])
+    kind = lambda j: "shared" if j in sem and j in col else "semantic-only" if j in sem else "collaborative-only"  # noqa: E731
+    assert sorted(pivot.options) == sorted(f"{items.loc[j, 'title']} ({kind(j)})" for j in sem | col)
+    first = int(next(j for j in ranked if j in sem))  # the nearest warm semantic neighbour
     pivot.set_value(first).run()
     assert_clean(at)
     assert at.query_params["item"] == items.loc[first, "item_id"]
     assert at.session_state["items_item"] == first
-    assert nxt  # option labels carry the neighbour titles
 
 
 def test_html_title_is_shown_as_text(app_test, app_run):
@@ -437,7 +510,8 @@ def test_html_title_is_shown_as_text(app_test, app_run):
         assert "<script>" not in md.value and "<b>" not in md.value
     assert not at.get("html")
     table = at.dataframe[0].value
-    assert APP_HTML_TITLE in set(table["title"]) or app_run.items.set_index("item_id").loc[APP_HTML_ITEM, "cold"]
+    assert not app_run.items.set_index("item_id").loc[APP_HTML_ITEM, "cold"]  # so it is in the ranked table
+    assert APP_HTML_TITLE in set(table["title"])
 
 
 # ----------------------------------------------------------------------------- hits

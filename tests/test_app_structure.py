@@ -5,15 +5,17 @@ cca, ajive, variance, probes and fusion-model tables): every number a page shows
 run's tables — the shared dimension (leading held-out CCA components above their null), the
 AJIVE joint rank, the shared-variance bars, the similarity table and its debiased CKA, the map's
 colours (per-item shared energy), the probe curves and ceilings, the worst-explained items, the
-fusion-model table and the verdicts read from its paired intervals. A run without the probe
-tables gets a clear message instead of charts, and a worst-explained item opens the Items
-drill-down. The verdict and similarity readings are also checked on hand-made toy tables.
+fusion-model table and the verdicts read from its paired intervals. Counts the engine decided
+(shared dimension, joint rank, each regime's best map) are checked against the run summary, not
+re-derived here. A run of an older schema gets a clear "recompute with --force" message, and a
+worst-explained item opens the Items drill-down. The verdict and similarity readings are also
+checked on hand-made toy tables.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,7 +35,6 @@ from app_fixtures import (  # noqa: F401  (fixtures)
 
 OVERVIEW, ITEMS, ALIGNMENT, STRUCTURE = ("views/overview.py", "views/items.py", "views/alignment.py",
                                          "views/structure.py")
-PROBE_TABLES = ("probes", "fusion_models", "fusion_model_differences")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -52,36 +53,11 @@ def reading_lines(at) -> list[str]:
     return [plain(line)[2:] for line in md.split("\n")]
 
 
-def leading_significant(cca: pd.DataFrame) -> int:
-    sig = cca.sort_values("component")["significant"].astype(bool).tolist()
-    n = 0
-    while n < len(sig) and sig[n]:
-        n += 1
-    return n
-
-
-def best_by_valid(probes: pd.DataFrame, regime: str) -> pd.Series:
-    d = probes[probes.regime == regime].reset_index(drop=True)
-    return d.loc[int(np.flatnonzero(d.valid_r2.to_numpy(float) >= d.valid_r2.max() - 1e-9)[0])]
-
-
-@pytest.fixture
-def no_probe_run(app_run_path, tmp_path, monkeypatch) -> Path:
-    """A copy of the small run without the alignment tables (as a run made before that stage),
-    opened by a runstore that does not require them; the dashboard points at it."""
-    import analysis.runstore as rs
-
-    dst = tmp_path / "runs" / "old"
-    shutil.copytree(app_run_path, dst)
-    for t in PROBE_TABLES:
-        (dst / f"{t}.parquet").unlink(missing_ok=True)
-    items = pd.read_parquet(dst / "items.parquet")
-    items.drop(columns=["probe_residual", "probe_best"], errors="ignore").to_parquet(dst / "items.parquet", index=False)
-    rs.seal_run(dst)  # re-record the checksums of the deliberately edited copy
-    monkeypatch.setattr(rs, "TABLES", [t for t in rs.TABLES if t not in PROBE_TABLES])
-    monkeypatch.setenv("SEMCOLLAB_RUNS", str(dst.parent))
-    monkeypatch.setattr(sys, "argv", ["app/main.py"])
-    return dst
+def best_map(run, regime: str) -> pd.Series:
+    """The probes row of the map the engine chose for ``regime`` (run summary, by validation R²)."""
+    probe, _, cap = run.manifest["summary"]["probes"]["regimes"][regime]["best_by_valid"].partition(":")
+    p = run.table("probes")
+    return p[(p.regime == regime) & (p.probe == probe) & (p.capacity == cap)].iloc[0]
 
 
 def open_page(page: str):
@@ -101,11 +77,12 @@ def test_structure_cards_and_charts_equal_the_tables(app_test, app_run):
     at = app_test(STRUCTURE)
     assert_clean(at)
     cards = {m.label: m.value for m in at.metric}
-    n_lead = leading_significant(cca)
-    assert cards["Shared dim. · CCA"] == str(n_lead) == str(run.manifest["summary"]["structure"]["shared_dim_cca"])
+    stored = run.manifest["summary"]["structure"]
+    assert cards["Shared dim. · CCA"] == str(stored["shared_dim_cca"])
+    # the shared dimension is a run of leading components that beat the null
+    assert cca.sort_values("component")["significant"].iloc[: stored["shared_dim_cca"]].all()
     joint = int(aj["joint"].sum())
-    assert cards["Joint rank · AJIVE"] == str(joint) == str(int(var["joint_rank"].iloc[0]))
-    assert joint == run.manifest["summary"]["structure"]["joint_rank_ajive"]
+    assert cards["Joint rank · AJIVE"] == str(stored["joint_rank_ajive"]) == str(joint) == str(int(var["joint_rank"].iloc[0]))
     assert cards["Shared var. · sem."] == f"{var.loc['semantic', 'shared']:.1%}"
     assert cards["Shared var. · col."] == f"{var.loc['collaborative', 'shared']:.1%}"
     dcka = sim[(sim.statistic == "debiased_cka") & (sim.variant == "raw")].iloc[0]
@@ -184,15 +161,14 @@ def test_overview_lines_equal_the_tables(app_test, app_run):
     at = app_test(OVERVIEW)
     assert_clean(at)
     lines = reading_lines(at)
-    n_lead, joint = leading_significant(run.table("cca")), int(run.table("ajive")["joint"].sum())
-    assert any(s.startswith(f"Shared dimension ≈ {n_lead} (held-out CCA) / {joint} (AJIVE)") for s in lines), lines
+    stored = run.manifest["summary"]["structure"]
+    assert any(s.startswith(f"Shared dimension ≈ {stored['shared_dim_cca']} (held-out CCA) / "
+                            f"{stored['joint_rank_ajive']} (AJIVE)") for s in lines), lines
     sim = run.table("similarity")
     d = sim[(sim.statistic == "debiased_cka") & (sim.variant == "raw")].iloc[0]
     null = f"{d['null_mean']:.3f}".replace("-0.000", "0.000")
     assert f"Debiased CKA {d['raw']:.3f} (null {null}, p = {d['p_value']:.2g})." in lines
-    probes = run.table("probes")
-    ind = best_by_valid(probes, "in_distribution")
-    pop = best_by_valid(probes, "shift_popularity")
+    ind, pop = best_map(run, "in_distribution"), best_map(run, "shift_popularity")
     line = next(s for s in lines if s.startswith("The best map from semantic to collaborative"))
     assert f"R² = {ind['r2']:.2f} in-distribution" in line
     assert f"{pop['r2']:.2f} under popularity shift" in line
@@ -233,8 +209,10 @@ def test_alignment_charts_equal_the_probes_table(app_test, app_run):
     chance = run.manifest["summary"]["probes"]["chance_overlap"]
     assert floats(trace(figure(at, "alignment_overlap"), "chance")["y"]).tolist() == pytest.approx([chance] * 2)
     cards = {m.label: m.value for m in at.metric}
-    for regime in probes.regime.unique():
-        assert cards[f"Best map · R² · {short[regime]}"] == f"{best_by_valid(probes, regime)['r2']:.3f}"
+    regimes = run.manifest["summary"]["probes"]["regimes"]
+    assert set(regimes) == set(probes.regime)
+    for regime, stored in regimes.items():
+        assert cards[f"Best map · R² · {short[regime]}"] == f"{stored['r2']:.3f}" == f"{best_map(run, regime)['r2']:.3f}"
 
 
 def test_alignment_worst_items_open_the_items_drilldown(app_test, app_run):
@@ -269,7 +247,8 @@ def test_alignment_fusion_models_read_from_the_intervals(app_test, app_run):
     row = shown[shown["system"] == "Complementarity-aware fusion"].iloc[0]
     assert row[f"NDCG@{K}"] == pytest.approx(comp["ndcg"]) and row[f"Recall@{K}"] == pytest.approx(comp["recall"])
     md = next(plain(m.value) for m in at.markdown if "the complementarity-aware fusion" in plain(m.value))
-    words = {"best_single": "best single view", "score_fusion": "score fusion", "alignment": "alignment baseline"}
+    words = {"best_single": "best single view", "fusion": "score fusion", "alignment": "alignment baseline"}
+    assert set(words) <= set(d.system_b)
     for r in d[(d.system_a == "complementarity_fusion") & (d.k == K) & d.system_b.isin(list(words))].itertuples():
         name = {"ndcg": "NDCG", "recall": "Recall"}[r.metric]
         line = next(s for s in md.split("\n") if f"On {name}@{K}" in s and words[r.system_b] in s)
@@ -280,22 +259,37 @@ def test_alignment_fusion_models_read_from_the_intervals(app_test, app_run):
             assert f"{r.diff:+.4f}" in line and f"{r.lo:+.4f} to {r.hi:+.4f}" in line
 
 
-def test_alignment_without_probes_says_how_to_get_them(no_probe_run):
-    at = open_page(ALIGNMENT)
-    assert_clean(at)
-    msg = [w.value for w in at.warning]
-    assert len(msg) == 1 and "this run has no alignment probes" in msg[0].lower()
-    assert "semcollab run ... --force" in msg[0]
-    assert not at.get("plotly_chart") and not at.dataframe
-    # the other pages still work and simply leave the probe facts out
-    ov = open_page(OVERVIEW)
-    assert_clean(ov)
-    lines = reading_lines(ov)
-    assert any(s.startswith("Shared dimension ≈") for s in lines)
-    assert not any(s.startswith("The best map") for s in lines)
-    it = open_page(ITEMS)
-    assert_clean(it)
-    assert {m.label: m.value for m in it.metric}["Probe residual"] == "n/a"
+def _copy_run(src, dst, edit) -> None:
+    """A copy of the run at ``dst`` with its manifest edited by ``edit`` (then re-sealed)."""
+    import analysis.runstore as rs
+
+    shutil.copytree(src, dst)
+    m = json.loads((dst / "manifest.json").read_text())
+    edit(m)
+    (dst / "manifest.json").write_text(json.dumps(m))
+    rs.seal_run(dst)
+
+
+@pytest.mark.parametrize("what", ["schema", "vocabulary"])
+def test_a_run_of_an_older_schema_says_recompute_with_force(what, app_run_path, tmp_path, monkeypatch):
+    """A run of an older schema (or one without the system vocabulary of schema 3) is refused with
+    a clear "recompute it with --force" message on every page, never a traceback."""
+    def edit(m: dict) -> None:
+        if what == "schema":
+            m["schema_version"] = 2
+        else:
+            m.pop("systems")
+
+    old = tmp_path / "runs" / "old"
+    _copy_run(app_run_path, old, edit)
+    monkeypatch.setenv("SEMCOLLAB_RUNS", str(old.parent))
+    monkeypatch.setattr(sys, "argv", ["app/main.py"])
+    for page in (OVERVIEW, ALIGNMENT, STRUCTURE):
+        at = open_page(page)
+        assert not at.exception, [e.value for e in at.exception]
+        assert len(at.error) == 1 and "--force" in at.error[0].value, [e.value for e in at.error]
+        assert ("schema version 2" if what == "schema" else "system vocabulary") in at.error[0].value
+        assert not at.get("plotly_chart") and not at.metric
 
 
 def test_items_drilldown_shows_energy_and_residual(app_test, app_run):
@@ -317,30 +311,32 @@ def test_items_drilldown_shows_energy_and_residual(app_test, app_run):
 
 # ----------------------------------------------------------------------------- toy readings
 def test_fusion_model_verdicts_on_a_toy_table():
-    from app.derive_more import FUSION_MODEL_LABELS, fusion_model_summary, fusion_model_verdicts
+    from analysis.systems import manifest_systems
+    from app.data.alignment import fusion_model_summary, fusion_model_verdicts
 
-    rows = [("best_single", "ndcg", 0.02, 0.01, 0.03), ("score_fusion", "ndcg", 0.0, 0.0, 0.0),
+    labels = {name: d["label"] for name, d in manifest_systems("ials", "semantic").items()}
+    rows = [("best_single", "ndcg", 0.02, 0.01, 0.03), ("fusion", "ndcg", 0.0, 0.0, 0.0),
             ("alignment", "ndcg", -0.01, -0.02, 0.005), ("best_single", "recall", 0.03, 0.01, 0.05),
-            ("score_fusion", "recall", 0.0, 0.0, 0.0), ("alignment", "recall", -0.02, -0.03, -0.01),
+            ("fusion", "recall", 0.0, 0.0, 0.0), ("alignment", "recall", -0.02, -0.03, -0.01),
             ("semantic", "ndcg", 0.2, 0.1, 0.3)]
     d = pd.DataFrame([{"system_a": "complementarity_fusion", "system_b": b, "metric": m, "k": 20, "diff": x,
                        "lo": lo, "hi": hi, "p_value": 0.01} for b, m, x, lo, hi in rows])
-    nd = fusion_model_verdicts(d, "ndcg", 20)
+    nd = fusion_model_verdicts(d, "ndcg", 20, labels)
     assert [(v["baseline"], v["verdict"]) for v in nd] == [
-        ("best_single", "better"), ("score_fusion", "identical"), ("alignment", "no clear difference")]
-    assert "beats the best single view (difference +0.0200, 95 % interval +0.0100 to +0.0300" in nd[0]["text"]
-    assert nd[1]["text"] == "On NDCG@20 the complementarity-aware fusion ranks exactly like the score fusion (validation α)."
-    rc = fusion_model_verdicts(d, "recall", 20)
+        ("best_single", "better"), ("fusion", "identical"), ("alignment", "no clear difference")]
+    assert ("beats the best single view (validation) (difference +0.0200, 95 % interval +0.0100 to +0.0300"
+            in nd[0]["text"])
+    assert nd[1]["text"] == "On NDCG@20 the complementarity-aware fusion ranks exactly like the score fusion."
+    rc = fusion_model_verdicts(d, "recall", 20, labels)
     assert rc[2]["verdict"] == "worse" and "is worse than the alignment baseline" in rc[2]["text"]
-    assert fusion_model_verdicts(d, "ndcg", 10) == []
-    s = fusion_model_summary({"ndcg": nd, "recall": rc}, FUSION_MODEL_LABELS)
-    assert s == ("Against the best single view: better on every metric; against the score fusion (validation α): "
+    assert fusion_model_verdicts(d, "ndcg", 10, labels) == []
+    s = fusion_model_summary({"ndcg": nd, "recall": rc}, labels)
+    assert s == ("Against the best single view (validation): better on every metric; against the score fusion: "
                  "identical rankings (no gain); against the alignment baseline: no clear difference.")
 
 
-def test_similarity_reading_on_a_toy_table(tmp_path):
-    from analysis.runstore import Run
-    from app.derive_more import similarity_frame
+def test_similarity_reading_on_a_toy_table():
+    from app.data.structure import similarity_reading
 
     t = pd.DataFrame([
         {"statistic": "debiased_cka", "variant": "raw", "raw": 0.004, "null_mean": -0.0001, "null_std": 0.002,
@@ -350,8 +346,7 @@ def test_similarity_reading_on_a_toy_table(tmp_path):
         {"statistic": "procrustes_distance", "variant": "raw", "raw": 0.9, "null_mean": 1.8, "null_std": 0.01,
          "null_lo": 1.78, "null_hi": 1.82, "p_value": 1 / 201, "n_items": 100, "n_perm": 200},
     ])
-    run = Run(path=tmp_path, manifest={}, _tables={"similarity": t})
-    f = similarity_frame(run).set_index("statistic")
+    f = similarity_reading(t).set_index("statistic")
     # raw = the null's upper end is not beyond it; biased CKA of 0.11 sits inside its (inflated) null
     assert not f.loc["debiased_cka", "beyond_null"] and not f.loc["cka", "beyond_null"]
     assert f.loc["cka", "reading"] == ("linear CKA = 0.110 against 0.109 with the item pairing shuffled (95 % of shuffles "

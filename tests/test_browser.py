@@ -164,9 +164,10 @@ def test_item_drilldown_pivots_and_keeps_html_as_text(app_browser, app_server, a
     assert label.startswith(str(items.loc[new, "title"]))
     page.get_by_role("heading", name=str(items.loc[new, "title"])).first.wait_for(timeout=TIMEOUT)
     # clicking a row of a neighbour table pivots to that neighbour
-    from app.derive import item_neighbours
+    from app.data.common import RunKey
+    from app.data.items import item_neighbours
 
-    nb = item_neighbours(app_umap_run, int(new), app_umap_run.manifest["k_neighbors"])
+    nb = item_neighbours(RunKey.of(app_umap_run.path), int(new), app_umap_run.manifest["k_neighbors"])
     kind, nth = ("semantic-only", 2) if (nb["kind"] == "semantic-only").any() else ("collaborative-only", 3)
     first = nb[nb["kind"] == kind].iloc[0]
     _settle(page)

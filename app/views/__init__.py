@@ -1,1 +1,1 @@
-"""Dashboard pages: one file per page, each defining ``render(ctx)`` (see app/common.py)."""
+"""Dashboard pages: one file per page, render only (``render(ctx)``; see app/state.py)."""

@@ -16,7 +16,8 @@ import streamlit as st
 from analysis.errors import SemcollabError
 from analysis.runstore import read_manifest
 from app import jobs
-from app.common import CTX_KEY, Ctx, md_escape, run_label, runs_root
+from app.state import CTX_KEY, Ctx, run_label, runs_root
+from app.text import md_escape
 
 JOB = "compute_job"
 SOURCES = {"synthetic": "Synthetic (planted shared / private factors)", "ml-100k": "MovieLens-100K (built in)",

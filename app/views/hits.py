@@ -5,9 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import charts
-from app.common import Ctx, current_ctx, md_escape
-from app.derive import HIT_KINDS
+from analysis.complementarity import HIT_KINDS
+from app.charts import hits as charts
+from app.charts.style import show
+from app.data import hits as data
+from app.state import Ctx, current_ctx, md_escape
 
 
 def render(ctx: Ctx) -> None:
@@ -16,7 +18,7 @@ def render(ctx: Ctx) -> None:
     st.caption(f"A test pair (user, item) is a hit of a view when the item is in the view's top-{K} for that user. "
                f"Compared views: {md_escape(ctx.sem)} (semantic) and {md_escape(ctx.col)} (collaborative). "
                f"{md_escape(ctx.segment_note())}.")
-    seg = ctx.derived("hits_by_segment", K)
+    seg = data.hits_by_segment(ctx.key, K, ctx.users_sel, ctx.items_sel)
     overall = seg[seg["segment_type"] == "all"].set_index("kind").reindex(list(HIT_KINDS))
     if overall["count"].fillna(0).sum() == 0:
         st.info("No test pairs in this segment: widen the segment filter in the sidebar.")
@@ -38,29 +40,34 @@ def render(ctx: Ctx) -> None:
         d = seg[seg["segment_type"] == seg_type].copy()
         d["kind"] = d["kind"].astype(str)
         with holder:
-            charts.show(charts.share_bars(d, "segment", x_title, f"Hits by {seg_type}", list(HIT_KINDS),
-                                          subtitle=f"who finds each test pair at K={K}"),
-                        key=f"hits_by_{seg_type.split()[1]}", filename=f"hits_by_{seg_type.replace(' ', '_')}")
+            show(charts.share_bars(d, "segment", x_title, f"Hits by {seg_type}", list(HIT_KINDS),
+                                   subtitle=f"who finds each test pair at K={K}"),
+                 key=f"hits_by_{seg_type.split()[1]}", filename=f"hits_by_{seg_type.replace(' ', '_')}")
             table = d.pivot_table(index="segment", columns="kind", values="count", aggfunc="sum", observed=False)
             table = table.reindex(index=list(dict.fromkeys(d["segment"])), columns=list(HIT_KINDS))
             st.dataframe(table, width="stretch", key=f"hits_table_{seg_type.split()[1]}")
 
+    unique_finds_section(ctx)
+
+
+def unique_finds_section(ctx: Ctx) -> None:
+    """Which kinds of items (popularity, genres, titles) each view finds on its own."""
+    K = ctx.K
     st.subheader("What each view finds on its own")
-    uf = ctx.derived("unique_finds", K)
+    uf = data.unique_finds(ctx.key, K, ctx.users_sel, ctx.items_sel)
     kinds = list(HIT_KINDS[:3])
     dec = uf["decile"].copy()
-    charts.show(charts.grouped_share(dec, "decile", "item popularity decile (1 = least popular, 10 = most)",
-                                     "Popularity of the hits", kinds, "share of the kind's hits (%)",
-                                     subtitle=f"share of each kind's hits per popularity decile (K={K})"),
-                key="hits_deciles", filename="hits_by_decile")
+    show(charts.grouped_share(dec, "decile", "item popularity decile (1 = least popular, 10 = most)",
+                              "Popularity of the hits", kinds, "share of the kind's hits (%)",
+                              subtitle=f"share of each kind's hits per popularity decile (K={K})"),
+         key="hits_deciles", filename="hits_by_decile")
     gen = uf["genre"].copy()
     order = gen.groupby("genre")["count"].sum().sort_values(ascending=False).index
     gen["genre"] = pd.Categorical(gen["genre"], categories=list(order))
     gen = gen.sort_values("genre")
-    charts.show(charts.grouped_share(gen, "genre", "genre (an item counts once per genre)", "Genres of the hits", kinds,
-                                     "share of the kind's hits (%)",
-                                     subtitle=f"share of each kind's hits per genre (K={K})"),
-                key="hits_genres", filename="hits_by_genre")
+    show(charts.grouped_share(gen, "genre", "genre (an item counts once per genre)", "Genres of the hits", kinds,
+                              "share of the kind's hits (%)", subtitle=f"share of each kind's hits per genre (K={K})"),
+         key="hits_genres", filename="hits_by_genre")
     top = uf["top"]
     items = ctx.run.items.set_index("item_idx")
     c1, c2 = st.columns(2)

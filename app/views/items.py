@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.common import Ctx, current_ctx, md_escape
-from app.derive import genre_long
-from app.derive_more import probe_name
+from app.data import items as data
+from app.data.alignment import probe_name
+from app.data.common import item_frame, run_genres
+from app.state import Ctx, current_ctx, md_escape
 
 ITEM_KEY = "items_item"
 QP = "item"
@@ -63,25 +64,14 @@ def current_item(ctx: Ctx, default: int) -> int:
     return int(default)
 
 
-def ranked_items(ctx: Ctx, genres: list[str]) -> pd.DataFrame:
-    """Items in the popularity filter (and with one of ``genres``), by disagreement (most first)."""
-    df = ctx.item_frame()
-    mask = ctx.item_mask(df) & df["disagreement"].notna().to_numpy()
-    if genres:
-        gl = ctx.derived("genre_long_of_run")
-        keep = set(gl.loc[gl["genre"].isin(genres), "item_idx"])
-        mask &= df["item_idx"].isin(keep).to_numpy()
-    return df[mask].sort_values(["disagreement", "popularity", "item_idx"], ascending=[False, False, True])
-
-
 def render(ctx: Ctx) -> None:
     k, K = ctx.k, ctx.K
     st.title("Items")
     st.caption(f"Items ranked by disagreement@{k} = 1 − overlap of their {k} nearest neighbours in the two views. "
                f"Click a row to drill down. {md_escape(ctx.segment_note())}.")
-    all_genres = sorted(set(ctx.derived("genre_long_of_run")["genre"]))
+    all_genres = sorted(set(run_genres(ctx.key)["genre"]))
     genres = st.multiselect("Genre", all_genres, key="items_genres", placeholder="all genres")
-    ranked = ranked_items(ctx, genres)
+    ranked = data.ranked_items(ctx.key, K, k, ctx.users_sel, ctx.pop_buckets, tuple(genres))
     cols = ["item_id", "title", "popularity", "pop_bucket", "genres", "overlap", "disagreement", "procrustes_cos",
             "hit_type", "n_test"]
     shown = ranked[[c for c in cols if c in ranked.columns]]
@@ -95,7 +85,7 @@ def render(ctx: Ctx) -> None:
 
     default = int(ranked["item_idx"].iloc[0]) if len(ranked) else 0
     item = current_item(ctx, default)
-    df = ctx.item_frame()
+    df = item_frame(ctx.key, K, k, ctx.users_sel)
     row = df[df["item_idx"] == item].iloc[0]
     set_item(item, row["item_id"])
     drill_down(ctx, row)
@@ -106,17 +96,13 @@ def _share(v) -> str:
 
 
 def structure_facts(row: pd.Series) -> None:
-    """The item's alignment-probe residual (when the run has probes) and its shared / private energy per view."""
+    """The item's alignment-probe residual and its shared / private energy per view."""
     m = st.columns(3)
-    res = row.get("probe_residual", None)
-    if "probe_residual" in row.index:
-        best = probe_name(row.get("probe_best", "") or "")
-        m[0].metric("Probe residual", "n/a (cold)" if pd.isna(res) else f"{float(res):.3f}",
-                    help="‖y − f(x)‖² / ‖y − ȳ‖²: share of the item's collaborative vector that the best map from its "
-                         f"semantic vector ({best}, cross-fitted) cannot explain; 1 = no better than "
-                         "the mean vector")
-    else:
-        m[0].metric("Probe residual", "n/a", help="this run has no alignment probes; recompute it with --force")
+    res = row["probe_residual"]
+    m[0].metric("Probe residual", "n/a (cold)" if pd.isna(res) else f"{float(res):.3f}",
+                help="‖y − f(x)‖² / ‖y − ȳ‖²: share of the item's collaborative vector that the best map from its "
+                     f"semantic vector ({probe_name(row['probe_best'] or '')}, cross-fitted) cannot explain; 1 = no "
+                     "better than the mean vector")
     for holder, tag, view in ((m[1], "sem", "semantic"), (m[2], "col", "collaborative")):
         holder.metric(f"{view.capitalize()} energy · shared / private",
                       f"{_share(row.get(f'{tag}_shared'))} / {_share(row.get(f'{tag}_private'))}",
@@ -126,7 +112,6 @@ def structure_facts(row: pd.Series) -> None:
 
 def drill_down(ctx: Ctx, row: pd.Series) -> None:
     k, K = ctx.k, ctx.K
-    item = int(row["item_idx"])
     st.divider()
     st.subheader(md_escape(row["title"]))
     facts = [f"id {md_escape(row['item_id'])}", f"popularity {int(row['popularity']):,} ({md_escape(row['pop_bucket'])})",
@@ -143,34 +128,38 @@ def drill_down(ctx: Ctx, row: pd.Series) -> None:
     m[2].metric("Procrustes cos", "n/a" if pd.isna(pc) else f"{pc:.3f}")
     m[3].metric(f"test hits at K={K} (sem / col / both)",
                 f"{int(row['hits_sem_only'])} / {int(row['hits_col_only'])} / {int(row['hits_shared'])}")
-
     structure_facts(row)
+    neighbours_section(ctx, int(row["item_idx"]))
+    hit_users_section(ctx, int(row["item_idx"]))
 
-    nb = ctx.derived("item_neighbours", item, k)
+
+NEIGHBOUR_COLUMNS = {
+    "title": st.column_config.TextColumn("title", width="medium"),
+    "sem_sim": st.column_config.NumberColumn("sem. cos", format="%.3f", width="small", help="cosine in the semantic view"),
+    "col_sim": st.column_config.NumberColumn("col. cos", format="%.3f", width="small",
+                                             help="cosine in the collaborative view"),
+    "sem_rank": st.column_config.NumberColumn("sem. rank", format="%d", width="small"),
+    "col_rank": st.column_config.NumberColumn("col. rank", format="%d", width="small"),
+    "popularity": st.column_config.NumberColumn("pop.", width="small", help="training interactions")}
+KIND_SIMS = {"shared": ["sem_sim", "col_sim"], "semantic-only": ["sem_sim", "sem_rank"],
+             "collaborative-only": ["col_sim", "col_rank"]}
+
+
+def neighbours_section(ctx: Ctx, item: int) -> None:
+    """The item's neighbours by kind (a row click pivots to it), the cold ones apart, and a pivot picker."""
+    k = ctx.k
+    nb = data.item_neighbours(ctx.key, item, k)
     st.markdown(f"**Neighbours** (k={k}, cosine in each view's original vectors)")
-    cols = st.columns(3)
     pivot_opts: dict[int, str] = {}
-    for holder, kind in zip(cols, ("shared", "semantic-only", "collaborative-only")):
+    for holder, kind in zip(st.columns(3), ("shared", "semantic-only", "collaborative-only")):
         d = nb[nb["kind"] == kind]
         with holder:
             st.markdown(f"**{KIND_LABELS[kind]}** ({len(d)})")
-            sims = {"shared": ["sem_sim", "col_sim"], "semantic-only": ["sem_sim", "sem_rank"],
-                    "collaborative-only": ["col_sim", "col_rank"]}[kind]
-            view = d[["title", *sims, "popularity", "item_id"]]
-            ids_key = f"items_nb_ids::{kind}"
+            ids_key, tkey = f"items_nb_ids::{kind}", f"items_nb::{kind}::{item}"
             st.session_state[ids_key] = d["neighbor_idx"].astype(int).tolist()
-            tkey = f"items_nb::{kind}::{item}"
-            st.dataframe(view, hide_index=True, width="stretch", key=tkey, selection_mode="single-row",
-                         on_select=lambda t=tkey, i=ids_key: _table_pick(t, i, ctx),
-                         column_config={"title": st.column_config.TextColumn("title", width="medium"),
-                                        "sem_sim": st.column_config.NumberColumn("sem. cos", format="%.3f", width="small",
-                                                                                 help="cosine in the semantic view"),
-                                        "col_sim": st.column_config.NumberColumn("col. cos", format="%.3f", width="small",
-                                                                                 help="cosine in the collaborative view"),
-                                        "sem_rank": st.column_config.NumberColumn("sem. rank", format="%d", width="small"),
-                                        "col_rank": st.column_config.NumberColumn("col. rank", format="%d", width="small"),
-                                        "popularity": st.column_config.NumberColumn("pop.", width="small",
-                                                                                    help="training interactions")})
+            st.dataframe(d[["title", *KIND_SIMS[kind], "popularity", "item_id"]], hide_index=True, width="stretch",
+                         key=tkey, selection_mode="single-row", on_select=lambda t=tkey, i=ids_key: _table_pick(t, i, ctx),
+                         column_config=NEIGHBOUR_COLUMNS)
         for j, t in zip(d["neighbor_idx"].astype(int), d["title"].astype(str)):
             pivot_opts[j] = f"{t} ({kind})"
     cold = nb[nb["kind"] == "cold"]
@@ -183,8 +172,12 @@ def drill_down(ctx: Ctx, row: pd.Series) -> None:
         st.selectbox("Open a neighbour", list(pivot_opts), index=None, key=pk, placeholder="pick a neighbour to pivot",
                      format_func=lambda j: pivot_opts[j], on_change=_pick_neighbour, args=(pk, ctx))
 
+
+def hit_users_section(ctx: Ctx, item: int) -> None:
+    """The test users for whom the item was a hit, with the rank each system gave it."""
+    K = ctx.K
     st.markdown(f"**Test users for whom it was a hit** (top-{K})")
-    users = ctx.derived("item_hit_users", item, K)
+    users = data.item_hit_users(ctx.key, item, K)
     if ctx.users_sel is not None and len(users):
         users = users[users["user_idx"].isin(ctx.users_sel)]
     if users.empty:
@@ -193,7 +186,7 @@ def drill_down(ctx: Ctx, row: pd.Series) -> None:
     counts = users["kind"].value_counts()
     st.caption(" · ".join(f"{md_escape(kd)}: {int(n)}" for kd, n in counts.items()) +
                f" — values are the rank at which each system recommended it (blank = not in its top-{K}).")
-    shown = users.drop(columns=["user_idx"]).copy()
+    shown = users.drop(columns=["user_idx"])
     for c in shown.columns[3:]:  # one column per system: the rank at which it recommended the item
         shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"#{int(v)}")
     st.dataframe(shown, hide_index=True, width="stretch", key="items_users")

@@ -14,8 +14,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import charts
-from app.common import Ctx, current_ctx, md_escape
+from app.charts import maps as charts
+from app.charts.style import HIT_COLORS, OKABE_ITO, POP_BUCKET_COLORS, show
+from app.data import maps as data
+from app.state import Ctx, current_ctx, md_escape
 
 #: above this many items the maps draw a stratified sample (``$SEMCOLLAB_MAX_MAP_POINTS`` overrides)
 MAX_POINTS = int(os.environ.get("SEMCOLLAB_MAX_MAP_POINTS") or 30_000)
@@ -31,10 +33,10 @@ def color_options(df: pd.DataFrame, k: int, K: int) -> dict[str, tuple[str, bool
         f"disagreement@{k}": ("disagreement", False, None, False),
         "popularity (train interactions, log scale)": ("popularity", False, None, True),
         "primary genre": ("primary_genre", True, None, False),
-        f"hit type at K={K}": ("hit_type", True, charts.HIT_COLORS, False),
-        "popularity bucket": ("pop_bucket", True, charts.POP_BUCKET_COLORS, False),
-        "cold (no training interactions)": ("cold", True, {"False": charts.OKABE_ITO["blue"],
-                                                            "True": charts.OKABE_ITO["vermillion"]}, False),
+        f"hit type at K={K}": ("hit_type", True, HIT_COLORS, False),
+        "popularity bucket": ("pop_bucket", True, POP_BUCKET_COLORS, False),
+        "cold (no training interactions)": ("cold", True, {"False": OKABE_ITO["blue"], "True": OKABE_ITO["vermillion"]},
+                                            False),
     }
     for c in df.columns:
         if c in _SKIP:
@@ -66,56 +68,40 @@ def _set_focus(key: str) -> None:
     st.session_state[FOCUS] = st.session_state.get(key)
 
 
-def search(df: pd.DataFrame, query: str, limit: int = 50) -> pd.DataFrame:
-    """Items whose title contains ``query`` (case-insensitive, literal) or whose id equals it."""
-    q = query.strip()
-    if not q:
-        return df.iloc[0:0]
-    hit = df["title"].astype(str).str.contains(q, case=False, regex=False) | (df["item_id"].astype(str) == q)
-    return df[hit].sort_values(["popularity", "item_idx"], ascending=[False, True]).head(limit)
-
-
-def render(ctx: Ctx) -> None:
-    k, K = ctx.k, ctx.K
-    st.title("Maps")
-    st.caption("Each point is an item, placed by a 2-D layout (UMAP) of the view's item vectors (positions are for looking, not "
-               "measuring: neighbourhoods and disagreement are computed in the original vectors). Click a point or "
-               "draw a box / lasso in either map: the same items are ringed in the other map and listed below. "
-               f"{md_escape(ctx.segment_note())}.")
-    df = ctx.item_frame()
-    st.session_state.setdefault(SEL, [])
-    st.session_state.setdefault(FOCUS, None)
-    opts = color_options(df, k, K)
-
+def controls(df: pd.DataFrame, opts: dict) -> str:
+    """Colour, search (with the matches to jump to) and clear; returns the chosen colour option."""
     c1, c2, c3, c4 = st.columns([2, 2, 3, 1], vertical_alignment="bottom")
     color_label = c1.selectbox("Colour by", list(opts), key="maps_color")
     query = c2.text_input("Find an item (title or id)", key="maps_query", placeholder="e.g. a word of the title")
-    matches = search(df, query) if query else df.iloc[0:0]
-    pick_key = f"maps_pick::{query.strip()}"
     if query:
+        matches = data.search(df, query)
+        pick_key = f"maps_pick::{query.strip()}"
         titles = dict(zip(matches["item_idx"].astype(int), matches["title"].astype(str)))
         ids = dict(zip(matches["item_idx"].astype(int), matches["item_id"].astype(str)))
         c3.selectbox(f"{len(matches)} match(es){' (first 50)' if len(matches) == 50 else ''}", list(titles),
                      index=None, key=pick_key, placeholder="pick one to jump to it",
                      format_func=lambda i: f"{titles[i]} — {ids[i]}", on_change=_set_focus, args=(pick_key,))
     c4.button("Clear", key="maps_clear", on_click=_clear, help="Clear the selection and the found item")
+    return color_label
 
-    dis = df["disagreement"]
+
+def visible_items(ctx: Ctx, df: pd.DataFrame) -> np.ndarray:
+    """The disagreement-range slider and its histogram; returns the mask of items in the filter and range."""
+    k, dis = ctx.k, df["disagreement"]
     lo, hi = st.slider(f"Disagreement@{k} range shown on the maps", 0.0, 1.0, (0.0, 1.0), step=0.05,
                        key="maps_range", help="Items without a disagreement (cold items) are shown only for the full range")
-    full_range = lo <= 0.0 and hi >= 1.0
-    in_range = dis.between(lo, hi).to_numpy() | (full_range & dis.isna().to_numpy())
-    visible = ctx.item_mask(df) & in_range
-    charts.show(charts.disagreement_hist(dis[ctx.item_mask(df)], lo, hi, k, df.attrs.get("chance", np.nan)),
-                key="maps_hist", filename="disagreement_histogram")
+    in_range = dis.between(lo, hi).to_numpy() | ((lo <= 0.0 and hi >= 1.0) & dis.isna().to_numpy())
+    show(charts.disagreement_hist(dis[ctx.item_mask(df)], lo, hi, k, df.attrs.get("chance", np.nan)),
+         key="maps_hist", filename="disagreement_histogram")
+    return ctx.item_mask(df) & in_range
 
-    selected = [int(i) for i in st.session_state[SEL]]
-    focus = st.session_state[FOCUS]
-    sample = ctx.derived("map_sample", MAX_POINTS)
+
+def drawn_frame(ctx: Ctx, df: pd.DataFrame, visible: np.ndarray, selected: list[int], focus: int | None) -> pd.DataFrame:
+    """The items drawn (a stratified sample of large catalogues, plus the selected and found items), with a note."""
+    sample = data.map_sample(ctx.key, MAX_POINTS)
     drawn = visible & (df["item_idx"].isin(sample).to_numpy() | df["item_idx"].isin(selected).to_numpy()
                        | (df["item_idx"] == (focus if focus is not None else -1)).to_numpy())
-    plot_df = df[drawn]
-    n_vis = int(visible.sum())
+    plot_df, n_vis = df[drawn], int(visible.sum())
     if len(sample) < len(df):
         st.info(f"Showing {len(plot_df):,} of {n_vis:,} items: above {MAX_POINTS:,} items the maps draw a sample "
                 "stratified by popularity decile × cold that keeps every tail and cold item (selected and found "
@@ -127,7 +113,12 @@ def render(ctx: Ctx) -> None:
     if pca:
         st.info(f"This run has no UMAP layout for the {' and '.join(pca)} view (made with UMAP off): "
                 "those maps show the first two principal components of the view's item vectors instead.")
-    column, categorical, cat_colors, log_color = opts[color_label]
+    return plot_df
+
+
+def draw_maps(df: pd.DataFrame, plot_df: pd.DataFrame, option: tuple, color_label: str, selected: list[int],
+              focus: int | None) -> None:
+    column, categorical, cat_colors, log_color = option
     short = color_label.replace("column: ", "")
     left, right = st.columns(2)
     for holder, view, xc, yc in ((left, "semantic", "sem_x", "sem_y"), (right, "collaborative", "col_x", "col_y")):
@@ -135,16 +126,18 @@ def render(ctx: Ctx) -> None:
                               category_colors=cat_colors, log_color=log_color,
                               source=df.attrs.get("map_source", {}).get(view, "UMAP"))
         with holder:
-            charts.show(fig, key=MAP_KEYS[view], filename=f"{view}_map", on_select=_selection_callback(view))
-
+            show(fig, key=MAP_KEYS[view], filename=f"{view}_map", on_select=_selection_callback(view))
     if focus is not None and focus in set(df["item_idx"]):
         f = df[df["item_idx"] == focus].iloc[0]
         st.caption(f"Found item: {md_escape(f['title'])} ({md_escape(f['item_id'])}) — starred and zoomed in both maps.")
 
+
+def selection_table(ctx: Ctx, df: pd.DataFrame, selected: list[int]) -> None:
     st.subheader("Selection")
     if not selected:
         st.caption("Nothing selected yet: click a point or draw a box / lasso on either map.")
         return
+    k, K = ctx.k, ctx.K
     src = st.session_state.get(SRC) or "?"
     table = df[df["item_idx"].isin(selected)]
     cols = ["item_id", "title", "popularity", "pop_bucket", "genres", "cold", "overlap", "disagreement", "hit_type",
@@ -157,6 +150,25 @@ def render(ctx: Ctx) -> None:
                                 "disagreement": st.column_config.NumberColumn(f"disagreement@{k}", format="%.2f")})
     st.download_button("Download the selection (CSV)", table.to_csv(index=False).encode("utf-8"),
                        file_name="semcollab_selection.csv", mime="text/csv", key="maps_download")
+
+
+def render(ctx: Ctx) -> None:
+    st.title("Maps")
+    st.caption("Each point is an item, placed by a 2-D layout (UMAP) of the view's item vectors (positions are for looking, not "
+               "measuring: neighbourhoods and disagreement are computed in the original vectors). Click a point or "
+               "draw a box / lasso in either map: the same items are ringed in the other map and listed below. "
+               f"{md_escape(ctx.segment_note())}.")
+    df = data.item_frame(ctx.key, ctx.K, ctx.k, ctx.users_sel)
+    st.session_state.setdefault(SEL, [])
+    st.session_state.setdefault(FOCUS, None)
+    opts = color_options(df, ctx.k, ctx.K)
+    color_label = controls(df, opts)
+    visible = visible_items(ctx, df)
+    selected = [int(i) for i in st.session_state[SEL]]
+    focus = st.session_state[FOCUS]
+    plot_df = drawn_frame(ctx, df, visible, selected, focus)
+    draw_maps(df, plot_df, opts[color_label], color_label, selected, focus)
+    selection_table(ctx, df, selected)
 
 
 render(current_ctx())

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from app import charts, charts_more
-from app.common import Ctx, current_ctx, discover_runs, md_escape, run_label, runs_root
-from app.derive_more import sweep_folder_of, sweep_folders
+from app.charts import regimes as charts
+from app.charts.style import show
+from app.data import regimes as data
+from app.state import Ctx, current_ctx, discover_runs, md_escape, run_label, runs_root
 
 SWEEP_CMD = "semcollab sweep --dataset ml-100k --out runs/ml-100k-sweep"
 
@@ -25,8 +26,8 @@ def render(ctx: Ctx) -> None:
     st.caption("Complementarity is not a constant of a dataset: it grows as collaborative data get sparser and peaks on "
                "items without interactions. A sweep runs one dataset in several regimes, each tuned on its own "
                "validation data.")
-    own = sweep_folder_of(ctx.run)
-    found = sweep_folders(str(runs_root()))
+    own = data.sweep_folder_of(ctx.path)
+    found = data.sweep_folders(runs_root())
     choices = list(dict.fromkeys(([own] if own else []) + found))
     if not choices:
         root = str(runs_root()).replace("`", "'")
@@ -39,13 +40,12 @@ def render(ctx: Ctx) -> None:
     root = runs_root()
     folder = st.selectbox("Sweep", choices, key="regimes_folder",
                           format_func=lambda p: run_label(Path(p), root) + (" (current run's sweep)" if p == own else ""))
-    stamp = (Path(folder) / "sweep.parquet").stat().st_mtime_ns
-    table = ctx.derived("sweep_table", folder, stamp)
+    table = data.sweep_table(folder, data.sweep_stamp(folder))
     if table.empty:
         st.warning(f"The sweep at {md_escape(folder)} has no regimes.")
         return
     K = int(table["K"].iloc[0])
-    charts.show(charts_more.regimes(table, K), key="regimes_chart", filename="regimes")
+    show(charts.regimes(table, K), key="regimes_chart", filename="regimes")
     st.caption("Oracle gain = per-user selection oracle − best single view chosen on validation; control floor = "
                "the same for most-popular + collaborative; only the excess over the floor is complementarity. "
                "Cold start follows the standard protocol: the cold items are held out entirely (all their pairs are "
@@ -57,9 +57,9 @@ def render(ctx: Ctx) -> None:
             "fusion_gain_ndcg", "union_gain_ndcg_other_view", "union_gain_ndcg_raw", "alpha_valid",
             "warm_semantic_recall", "warm_collab_recall", "warm_fusion_recall",
             "cold_semantic_recall", "cold_collab_recall", "cold_fusion_recall"]
-    show = table[[c for c in cols if c in table.columns]]
-    st.dataframe(show, hide_index=True, width="stretch", key="regimes_table",
-                 column_config={c: st.column_config.NumberColumn(format="%.4f") for c in show.columns
+    shown = table[[c for c in cols if c in table.columns]]
+    st.dataframe(shown, hide_index=True, width="stretch", key="regimes_table",
+                 column_config={c: st.column_config.NumberColumn(format="%.4f") for c in shown.columns
                                 if c not in ("regime", "n_cold_items", "best_single")})
     runs = discover_runs()
     by_path = {str(p.resolve()): label for label, p in runs.items()}

@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app.common import Ctx, current_ctx, md_escape
-from app.derive_more import METHOD_LABELS, fused_list
+from app.data import users as data
+from app.data.fusion import METHOD_LABELS, fusion_info
+from app.state import Ctx, current_ctx, md_escape
 
 COUNTER = "users_random_counter"
 
@@ -31,10 +32,10 @@ HIT_BG = "background-color: #D5EFE6"  # light Okabe-Ito bluish green
 
 def _list_table(df: pd.DataFrame, key: str, other: str, show_cold: bool) -> None:
     cols = ["rank", "hit", "title", f"in {other}"] + (["cold"] if show_cold else []) + ["item_id"]
-    show = df[cols].copy()
-    show["hit"] = np.where(show["hit"], "✓", "")
-    styled = show.style.apply(lambda r: [HIT_BG if r["hit"] else ""] * len(r), axis=1)
-    st.dataframe(styled, hide_index=True, width="stretch", key=key, height=min(38 + 35 * len(show), 740),
+    shown = df[cols].copy()
+    shown["hit"] = np.where(shown["hit"], "✓", "")
+    styled = shown.style.apply(lambda r: [HIT_BG if r["hit"] else ""] * len(r), axis=1)
+    st.dataframe(styled, hide_index=True, width="stretch", key=key, height=min(38 + 35 * len(shown), 740),
                  column_config={"hit": st.column_config.TextColumn("hit", width=36, help="a test item of the user"),
                                 "rank": st.column_config.NumberColumn("#", width=36),
                                 "title": st.column_config.TextColumn("title", width="medium"),
@@ -44,17 +45,14 @@ def _list_table(df: pd.DataFrame, key: str, other: str, show_cold: bool) -> None
                                 f"in {other}": st.column_config.CheckboxColumn(f"in {other}", width=70)})
 
 
-def render(ctx: Ctx) -> None:
-    run, K = ctx.run, ctx.K
-    st.title("Users")
-    users = run.users.set_index("user_idx")
-    pool_all = ctx.derived("unique_hit_users")
+def pick_user(ctx: Ctx, users: pd.DataFrame) -> int | None:
+    """The user selectbox (restricted to the activity filter) and the "random user with unique hits" button."""
     sel = ctx.users_sel
     options = sorted(users.index.tolist()) if sel is None else sorted(sel)
     if not options:
         st.warning("No user is in the sidebar's activity filter.")
-        return
-    pool = tuple(int(u) for u in pool_all if sel is None or u in set(sel))
+        return None
+    pool = tuple(int(u) for u in data.unique_hit_users(ctx.key) if sel is None or u in set(sel))
     if st.session_state.get("users_user") not in set(options):
         st.session_state["users_user"] = pool[0] if pool else options[0]
     labels = dict(zip(users.index.tolist(), (users["user_id"].astype(str) + " · " + users["activity_bucket"].astype(str)
@@ -63,8 +61,13 @@ def render(ctx: Ctx) -> None:
     user = c1.selectbox("User", options, key="users_user", format_func=labels.__getitem__)
     c2.button("Random user with unique hits", key="users_random", on_click=_random_user, args=(pool,),
               disabled=not pool, help=f"{len(pool):,} users with a semantic-only or collaborative-only test hit at "
-                                      f"K={run.manifest.get('K')}")
-    info = ctx.derived("fusion_info")
+                                      f"K={ctx.manifest.get('K')}")
+    return int(user)
+
+
+def fusion_controls(ctx: Ctx) -> tuple[float, str]:
+    """α (default: the run's validation α) and the fusion method (default: the run's)."""
+    info = fusion_info(ctx.key)
     alpha_valid = info["alpha_valid"] if np.isfinite(info["alpha_valid"]) else 0.5
     s1, s2 = st.columns([3, 2])
     alpha = s1.slider("Fusion weight α (weight of the semantic view)", 0.0, 1.0, float(alpha_valid), 0.05,
@@ -74,50 +77,32 @@ def render(ctx: Ctx) -> None:
     method = s2.radio("Fusion method", methods, index=methods.index(info["method"]) if info["method"] in methods else 1,
                       format_func=lambda m: METHOD_LABELS[m] + (" (run's choice)" if m == info["method"] else ""),
                       key="users_method", horizontal=True)
+    return float(alpha), method
 
-    u = users.loc[user]
-    hist = ctx.derived("user_history", int(user))
-    sem_items = ctx.derived("saved_list", int(user), ctx.sem, K)
-    col_items = ctx.derived("saved_list", int(user), ctx.col, K)
-    fused = fused_list(run, int(user), float(alpha), K, method == "cold_aware")
-    lists = {"semantic": sem_items, "collaborative": col_items, "fusion": fused}
-    hits = {n: int(np.isin(v, hist["test"]["item_idx"].to_numpy()).sum()) for n, v in lists.items()}
-    st.caption(f"User {md_escape(u['user_id'])}: {int(u['n_train'])} training, {int(u['n_valid'])} validation and "
-               f"{int(u['n_test'])} test items; activity {md_escape(u['activity_bucket'])}. Lists are test-time "
-               f"top-{K} lists (training and validation items masked); a hit is a test item.")
-    m = st.columns(4)
-    m[0].metric(f"Semantic hits @{K}", hits["semantic"])
-    m[1].metric(f"Collaborative hits @{K}", hits["collaborative"])
-    m[2].metric(f"Fusion hits @{K} (α = {alpha:.2f})", hits["fusion"])
-    m[3].metric("Unique hits (sem / col)", f"{int(u.get('only_sem', 0))} / {int(u.get('only_col', 0))}",
-                help=f"Test hits at K={run.manifest.get('K')} found by only one compared view")
 
-    cols = st.columns(3)
-    frames = {
-        "semantic": ctx.derived("list_frame", int(user), tuple(sem_items.tolist()), None),
-        "collaborative": ctx.derived("list_frame", int(user), tuple(col_items.tolist()), None),
-    }
-    frames["fusion"] = ctx.derived("list_frame", int(user), tuple(fused.tolist()), None)
-    for holder, (name, title) in zip(cols, (("semantic", f"Semantic view · {ctx.sem}"),
-                                            ("collaborative", f"Collaborative view · {ctx.col}"),
-                                            ("fusion", f"Fusion at α = {alpha:.2f}"))):
+def list_columns(ctx: Ctx, user: int, lists: dict[str, np.ndarray], alpha: float, method: str) -> None:
+    """The semantic, collaborative and fused top-K lists side by side, hits marked."""
+    sem_items, col_items, fused = lists["semantic"], lists["collaborative"], lists["fusion"]
+    titles = {"semantic": f"Semantic view · {ctx.sem}", "collaborative": f"Collaborative view · {ctx.col}",
+              "fusion": f"Fusion at α = {alpha:.2f}"}
+    show_cold = bool(ctx.run.items["cold"].any())
+    for holder, name in zip(st.columns(3), ("semantic", "collaborative", "fusion")):
+        df = data.list_frame(ctx.key, user, tuple(lists[name].tolist()))
         other = "fusion" if name != "fusion" else "a view"
-        df = frames[name].copy()
         if name == "fusion":
             df[f"in {other}"] = np.isin(df["item_idx"], np.union1d(sem_items, col_items))
-            df["from"] = np.select([np.isin(df["item_idx"], sem_items) & np.isin(df["item_idx"], col_items),
-                                    np.isin(df["item_idx"], sem_items), np.isin(df["item_idx"], col_items)],
-                                   ["both", "semantic", "collaborative"], "neither")
         else:
             df[f"in {other}"] = np.isin(df["item_idx"], fused)
         with holder:
-            st.markdown(f"**{md_escape(title)}**")
-            _list_table(df, f"users_list_{name}", other, bool(run.items["cold"].any()))
+            st.markdown(f"**{md_escape(titles[name])}**")
+            _list_table(df, f"users_list_{name}", other, show_cold)
             if name == "fusion":
                 st.caption(f"{METHOD_LABELS[method]}, recomputed from the saved vectors. From the semantic list: "
                            f"{int(np.isin(fused, sem_items).sum())}, from the collaborative list: "
                            f"{int(np.isin(fused, col_items).sum())}.")
 
+
+def history_tables(hist: dict[str, pd.DataFrame], lists: dict[str, np.ndarray]) -> None:
     h1, h2 = st.columns([3, 2])
     with h1:
         st.markdown(f"**Training history** ({len(hist['train'])} items)")
@@ -130,6 +115,33 @@ def render(ctx: Ctx) -> None:
         st.markdown(f"**Held-out items** ({len(hist['valid'])} validation, {len(hist['test'])} test)")
         st.dataframe(held[["part", "title", "item_id", "found by", "popularity", "cold"]], hide_index=True,
                      width="stretch", key="users_heldout", height=320)
+
+
+def render(ctx: Ctx) -> None:
+    K = ctx.K
+    st.title("Users")
+    users = ctx.run.users.set_index("user_idx")
+    user = pick_user(ctx, users)
+    if user is None:
+        return
+    alpha, method = fusion_controls(ctx)
+    u = users.loc[user]
+    hist = data.user_history(ctx.key, user)
+    lists = {"semantic": data.saved_list(ctx.key, user, ctx.sem, K),
+             "collaborative": data.saved_list(ctx.key, user, ctx.col, K),
+             "fusion": data.fused_list(ctx.key, user, alpha, K, method == "cold_aware")}
+    hits = {n: int(np.isin(v, hist["test"]["item_idx"].to_numpy()).sum()) for n, v in lists.items()}
+    st.caption(f"User {md_escape(u['user_id'])}: {int(u['n_train'])} training, {int(u['n_valid'])} validation and "
+               f"{int(u['n_test'])} test items; activity {md_escape(u['activity_bucket'])}. Lists are test-time "
+               f"top-{K} lists (training and validation items masked); a hit is a test item.")
+    m = st.columns(4)
+    m[0].metric(f"Semantic hits @{K}", hits["semantic"])
+    m[1].metric(f"Collaborative hits @{K}", hits["collaborative"])
+    m[2].metric(f"Fusion hits @{K} (α = {alpha:.2f})", hits["fusion"])
+    m[3].metric("Unique hits (sem / col)", f"{int(u.get('only_sem', 0))} / {int(u.get('only_col', 0))}",
+                help=f"Test hits at K={ctx.manifest.get('K')} found by only one compared view")
+    list_columns(ctx, user, lists, alpha, method)
+    history_tables(hist, lists)
 
 
 render(current_ctx())
