@@ -165,6 +165,13 @@ class _CandidatePool:
         return out, np.flatnonzero(~(self.covered | (kth > bound)))
 
 
+def _check_block(sa: np.ndarray, sb: np.ndarray, norm_scope: str) -> None:
+    if norm_scope not in ("catalogue", "candidates"):
+        raise ConfigError(f"norm_scope must be 'catalogue' or 'candidates', got {norm_scope!r}")
+    if sa.shape != sb.shape:
+        raise ConfigError(f"score matrices differ in shape: {sa.shape} vs {sb.shape}")
+
+
 class _Prepared:
     """Normalised scores of one user block, reused across α.
 
@@ -179,10 +186,7 @@ class _Prepared:
     """
 
     def __init__(self, sa, sb, seen_mask, cold_aware: bool, norm_scope: str):
-        if norm_scope not in ("catalogue", "candidates"):
-            raise ConfigError(f"norm_scope must be 'catalogue' or 'candidates', got {norm_scope!r}")
-        if sa.shape != sb.shape:
-            raise ConfigError(f"score matrices differ in shape: {sa.shape} vs {sb.shape}")
+        _check_block(sa, sb, norm_scope)
         self.fa, self.fb = np.isfinite(sa), np.isfinite(sb)
         seen_mask = np.zeros(sa.shape, bool) if seen_mask is None else np.asarray(seen_mask, bool)
         va, vb = (self.fa, self.fb) if norm_scope == "catalogue" else (self.fa & ~seen_mask, self.fb & ~seen_mask)
@@ -190,16 +194,13 @@ class _Prepared:
         # seen items outside a "candidates" scope keep a value but are always excluded
         self.a0 = minmax_rows(sa, va, fill=0.0)
         self.b0 = minmax_rows(sb, vb, fill=0.0)
-        self.seen = seen_mask
-        self.cold_aware = cold_aware
-        self.slots = None
+        self.seen, self.cold_aware, self.slots = seen_mask, cold_aware, None
         if cold_aware:  # the blend covers the warm candidates only: unseen, both views score them
             self.excl_mid = seen_mask | ~(self.fa & self.fb)
             self.slots = single_view_slots(self.a0, self.b0, self.fa, self.fb, seen_mask)
         else:
             self.excl_mid = seen_mask | ~(self.fa | self.fb)
-        self._pool = None
-        self._m = None
+        self._pool, self._m = None, None
 
     # ------------------------------------------------------------------- scores
     def _excl(self, alpha: float) -> np.ndarray:

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from analysis.data import make_items
-from analysis.errors import ConfigError, DataError
+from analysis.errors import CacheWarning, ConfigError, DataError
 from analysis.models.encoder import encode_texts, item_texts
 
 
@@ -67,6 +67,12 @@ def test_minilm_vectors_semantics_and_cache(tmp_path, monkeypatch):
     other = encode_texts(texts[::-1], progress=False)
     assert not other.cache_hit
     np.testing.assert_allclose(other.vectors, v[::-1], atol=1e-5)
+    # a damaged cache entry is reported (naming the file) and rebuilt
+    cached[0].write_bytes(b"not an npy file")
+    with pytest.warns(CacheWarning, match=cached[0].name):
+        again = encode_texts(texts, progress=False)
+    assert not again.cache_hit and np.array_equal(again.vectors, v)
+    assert np.array_equal(np.load(cached[0], allow_pickle=False), v)
 
 
 def test_unknown_encoder_is_a_config_error(tmp_path, monkeypatch):

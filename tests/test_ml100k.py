@@ -46,7 +46,7 @@ def test_ml100k_run_has_real_views_and_collab_beats_semantic(ml100k_run):
     tuning = ml100k_run.table("tuning")
     assert tuning["chosen"].sum() == 3 and len(tuning) > 10
     # item agreement is far above chance but far from identical
-    assert s["chance_overlap"] < s["mean_overlap"] < 0.5
+    assert s.raw["chance_overlap"] < s.raw["mean_overlap"] < 0.5
     # semantic neighbours of Toy Story are found in the original vectors, itself excluded
     nb = ml100k_run.table("neighbors")
     toy = nb[(nb.item_idx == 0) & (nb.view == "semantic")]

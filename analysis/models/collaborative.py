@@ -217,17 +217,7 @@ def train_bpr(
     with torch_threads(num_threads if dev.type == "cpu" else None):
         U, V, es = train_with_early_stopping(run_epoch, snapshot, lambda U, V: EmbeddingRecommender(name, U, V, scorable),
                                              split, epochs, eval_every, patience, k, f"BPR d={dim}", progress)
-    params = {
-        "model": "bpr",
-        "dim": int(dim),
-        "lr": float(lr),
-        "reg": float(reg),
-        "max_epochs": int(epochs),
-        "eval_every": int(eval_every),
-        "patience": int(patience),
-        "batch_size": int(batch_size),
-        "seed": int(seed),
-        "device": str(dev),
-        **es.summary(),
-    }
+    params = {"model": "bpr", "dim": int(dim), "lr": float(lr), "reg": float(reg), "max_epochs": int(epochs),
+              "eval_every": int(eval_every), "patience": int(patience), "batch_size": int(batch_size),
+              "seed": int(seed), "device": str(dev), **es.summary()}
     return EmbeddingRecommender(name, U, V, scorable, params)

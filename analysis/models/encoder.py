@@ -17,6 +17,7 @@ second run with the same catalogue and model reads the file instead of re-encodi
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..cache import atomic_save_npy, cache_dir, digest
-from ..errors import ConfigError, DataError
+from ..errors import CacheWarning, ConfigError, DataError
 from .validation import resolve_device
 
 #: alias -> description used in the cache key (the local path may differ between machines)
@@ -162,8 +163,11 @@ def encode_texts(
             vecs = np.load(f, allow_pickle=False)
             if vecs.ndim == 2 and vecs.shape[0] == len(texts) and vecs.dtype == np.float32 and np.isfinite(vecs).all():
                 return Encoded(vecs, True, model_id, f)
-        except (OSError, ValueError):
-            pass  # unreadable cache entry: re-encode and overwrite it
+            problem = f"shape {vecs.shape}, dtype {vecs.dtype} for {len(texts)} texts, or non-finite values"
+        except (OSError, ValueError) as e:
+            problem = f"{type(e).__name__}: {e}"
+        warnings.warn(f"encoded-vector cache entry {f} is unusable ({problem}); encoding again", CacheWarning,
+                      stacklevel=2)
     enc = _load(path, resolve_device(device))
     if texts:
         vecs = enc.encode(
