@@ -211,7 +211,7 @@ def by_popularity_decile(agreement_df: pd.DataFrame, popularity: np.ndarray) -> 
 
 
 def neighbour_table(idx: np.ndarray, sims: np.ndarray, view_name: str) -> pd.DataFrame:
-    """Long table of a kNN graph: item_idx, view, rank (1 = nearest), neighbour_idx, sim.
+    """Long table of a kNN graph: item_idx, view, rank (1 = nearest), neighbor_idx (the run's column name), sim.
 
     Rows of invalid items (-1) are left out.
     """
@@ -225,7 +225,7 @@ def neighbour_table(idx: np.ndarray, sims: np.ndarray, view_name: str) -> pd.Dat
         "item_idx": np.repeat(np.arange(n, dtype=np.int32), k)[keep],
         "view": pd.Series([view_name] * int(keep.sum()), dtype="category"),
         "rank": np.tile(np.arange(1, k + 1, dtype=np.int16), n)[keep],
-        "neighbour_idx": idx.ravel()[keep].astype(np.int32),
+        "neighbor_idx": idx.ravel()[keep].astype(np.int32),
         "sim": sims.ravel()[keep].astype(np.float32),
     })
 

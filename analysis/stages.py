@@ -286,7 +286,7 @@ def item_geometry_stage(s: State) -> None:
     agree = neighbourhood_agreement(nn_sem_warm[0], nn_col[0], k)
     s.tables["agreement_deciles"] = by_popularity_decile(agree, np.asarray(s.split.train.sum(0)).ravel())
     s.tables["neighbors"] = pd.concat([neighbour_table(*nn_sem, "semantic"), neighbour_table(*nn_col, "collaborative")],
-                                      ignore_index=True).rename(columns={"neighbour_idx": "neighbor_idx"})
+                                      ignore_index=True)
     s.results.update(col_items=col_items, depth=depth, nn_sem=nn_sem, nn_col=nn_col, agree=agree,
                      chance=chance_overlap(int(warm.sum()), k),
                      procrustes_cos=procrustes_cosine(s.sem_vecs, col_items, valid=warm))

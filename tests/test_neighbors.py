@@ -170,7 +170,7 @@ def test_neighbour_table():
     t = neighbour_table(idx, sims, "semantic")
     assert len(t) == 8 and 2 not in set(t["item_idx"])
     row = t[(t["item_idx"] == 4) & (t["rank"] == 2)].iloc[0]
-    assert row["neighbour_idx"] == 0 and row["sim"] == pytest.approx(np.cos(np.deg2rad(150)), abs=1e-6)
+    assert row["neighbor_idx"] == 0 and row["sim"] == pytest.approx(np.cos(np.deg2rad(150)), abs=1e-6)
     assert (t["view"] == "semantic").all() and t["rank"].tolist()[:2] == [1, 2]
 
 
