@@ -136,7 +136,7 @@ def _estimate(metrics: pd.DataFrame, system: str, metric: str, k: int, part: str
               segment: str = "all") -> dict[str, float]:
     r = metrics[(metrics.system == system) & (metrics.metric == metric) & (metrics.k == k)
                 & (metrics.part == part) & (metrics.segment == segment)].iloc[0]
-    return {"mean": float(r["mean"]), "lo": float(r["lo"]), "hi": float(r["hi"])}
+    return {"mean": float(r["mean"]), "lo": float(r["lo"]), "hi": float(r["hi"]), "n_users": int(r["n_users"])}
 
 
 def summary(s: "State") -> dict[str, Any]:
@@ -185,7 +185,8 @@ def manifest(s: "State") -> dict[str, Any]:
     out = {
         "config": cfg.to_dict(), "config_hash": cfg.key(), "regime": sp_.regime,
         "dataset": {"name": ds.name, "source": ds.source, "checksum": r["checksum"], "n_users": sp_.n_users,
-                    "n_items": sp_.n_items, "n_interactions": int(sp_.train.nnz + sp_.valid.nnz + sp_.test.nnz)},
+                    "n_items": sp_.n_items,
+                    "n_interactions": int(sp_.train.nnz + sp_.valid.nnz + sp_.test.nnz + sp_.removed.nnz)},
         "systems": manifest_systems(cfg.collab, s.compared_semantic),
         "semantic_source": s.sem_source,
         "compared": {"semantic": s.compared_semantic, "collaborative": "collab"},

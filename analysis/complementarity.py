@@ -179,7 +179,9 @@ def summarise(df: pd.DataFrame) -> dict[str, float]:
     Means skip NaN users. ``unique_hit_share_a/b`` and ``shared_hit_share`` are ratios of
     sums over users (all distinct hits pooled); ``mean_unique_share_a/b`` average the
     per-user shares over users with at least one hit. ``oracle_*_gain`` is the oracle
-    minus the better single view's mean, except for the union pool's NDCG: its raw gain
+    minus the better view *of this pair* on these users (a description of the pair, the same rule
+    for the compared pair and its control; fusion gains use the best single view chosen on
+    validation instead, :func:`analysis.fusion.best_single`), except for the union pool's NDCG: its raw gain
     (``oracle_union_ndcg_gain_raw``) is mostly re-ordering, so ``oracle_union_ndcg_gain``
     is read against the better view's own hits placed first (``hits_first_ndcg_best``):
     only that part comes from the other view.

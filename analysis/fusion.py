@@ -509,6 +509,7 @@ def fusion_curve(
     segment_type ("all" or the segment name), segment ("all" or the bucket label, str).
     Each user block is normalised once and every α reuses it (``_Prepared``).
     """
+    metrics = list(metrics)
     be = backend or get_backend()
     ks = sorted({int(k) for k in ks})
     alphas = np.asarray(DEFAULT_ALPHAS if alphas is None else list(alphas), dtype=np.float64)

@@ -26,8 +26,10 @@ def regime_name(keep: float, cold: float) -> str:
 def sweep_row(name: str, r: Run) -> dict:
     """The comparison-table row of one run.
 
-    Gains are read against the best single view *chosen on validation* (the run's
-    ``best_single``), as the pipeline does, never against the best one on test.
+    Two kinds of gain, each with one definition: the *oracle* gains describe a pair of views and
+    are read against the better view of that pair (:func:`analysis.complementarity.summarise`,
+    the same for the compared pair and the control pair); the *fusion* gain is a system choice and
+    is read against the best single view chosen on validation (the run's ``best_single``).
     """
     s = RunSummary(r.manifest)
     raw, regime, K = s.raw, r.manifest["regime"], s.K
@@ -43,8 +45,8 @@ def sweep_row(name: str, r: Run) -> dict:
         **{f"{sys_}_recall": s.mean(sys_, "recall") for sys_ in ("semantic", "semantic_zs", "collab", "ease", "fusion")},
         **{f"{sys_}_ndcg": s.mean(sys_, "ndcg") for sys_ in ("semantic", "collab", "fusion")},
         "oracle_ndcg": s.mean("oracle_select"),
-        "oracle_gain_ndcg": s.gain_over_best("oracle_select"),
-        "control_oracle_gain_ndcg": s.mean("control_oracle_select") - s.mean("collab"),
+        "oracle_gain_ndcg": comp["oracle_select_ndcg_gain"],
+        "control_oracle_gain_ndcg": ctrl["oracle_select_ndcg_gain"],
         "fusion_gain_ndcg": s.gain_over_best("fusion"),
         "union_gain_ndcg_raw": raw["union_oracle_gain"]["gain_raw"],
         "union_gain_ndcg_other_view": raw["union_oracle_gain"]["gain_other_view"],
@@ -58,12 +60,20 @@ def sweep_row(name: str, r: Run) -> dict:
     }
 
 
+#: a warm / cold segment evaluated on fewer users than this is left out of the sweep table (NaN)
+MIN_SEGMENT_USERS = 20
+
+
 def _segment_columns(s: RunSummary) -> dict:
-    """Warm-only and cold-only test Recall@K of the views and the fusion (NaN without cold items)."""
+    """Warm-only and cold-only test Recall@K of the views and the fusion, and the users each is over
+    (NaN without cold items, or when fewer than :data:`MIN_SEGMENT_USERS` users have a pair there)."""
     out = {}
     for seg in ("warm", "cold"):
+        n = s.estimate("collab", "recall", seg).n_users if s.has_segment(seg) else 0
+        out[f"{seg}_n_users"] = n
         for system in ("semantic", "semantic_zs", "collab", "fusion"):
-            out[f"{seg}_{system}_recall"] = s.mean(system, "recall", seg) if s.has_segment(seg) else float("nan")
+            out[f"{seg}_{system}_recall"] = (s.mean(system, "recall", seg) if n >= MIN_SEGMENT_USERS
+                                             else float("nan"))
     return out
 
 

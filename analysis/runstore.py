@@ -150,8 +150,10 @@ def _fsync_dir(path: Path) -> None:
 
 # ----------------------------------------------------------------------------- what may be replaced
 def _is_run_dir(path: Path) -> bool:
-    """A real folder (not a link) that holds ``manifest.json``: a run, possibly damaged."""
-    return path.is_dir() and not path.is_symlink() and (path / MANIFEST).is_file()
+    """A run, possibly damaged: a real folder (not a link) that holds ``manifest.json`` and nothing
+    but run files (a folder of someone else's that happens to hold a ``manifest.json`` -- a web app,
+    a browser extension, a run with the user's own notes added -- is not one)."""
+    return path.is_dir() and not path.is_symlink() and (path / MANIFEST).is_file() and _run_shaped(path)
 
 
 def _replaceable(path: Path) -> bool:
@@ -159,17 +161,18 @@ def _replaceable(path: Path) -> bool:
     return _is_run_dir(path) or (path.is_dir() and not path.is_symlink() and not any(path.iterdir()))
 
 
+def _is_run_file(e: Path) -> bool:
+    """An entry a run folder holds: manifest.json, a parquet table, or vectors/ with .npy files only."""
+    if e.name == "vectors" and e.is_dir() and not e.is_symlink():
+        return all(v.suffix == ".npy" and v.is_file() and not v.is_symlink() for v in e.iterdir())
+    return e.is_file() and not e.is_symlink() and (e.name == MANIFEST or e.suffix == ".parquet")
+
+
 def _run_shaped(path: Path) -> bool:
     """A real folder holding nothing but run files (a run being written or being removed)."""
     if not path.is_dir() or path.is_symlink():
         return False
-    for e in path.iterdir():
-        if e.name == "vectors" and e.is_dir() and not e.is_symlink():
-            if not all(v.suffix == ".npy" and v.is_file() for v in e.iterdir()):
-                return False
-        elif not (e.is_file() and (e.name == MANIFEST or e.suffix == ".parquet")):
-            return False
-    return True
+    return all(_is_run_file(e) for e in path.iterdir())
 
 
 def _complete(path: Path) -> bool:
@@ -205,8 +208,9 @@ def _check_target(out: Path) -> None:
     except OSError as e:
         raise RunError(f"cannot use {out} as a run folder: {e.strerror or e}") from e
     if not ok:
-        shown = ", ".join(sorted(e.name for e in out.iterdir())[:5])
-        raise RunError(f"{out} is a folder that is not a run (it holds {shown}, and no {MANIFEST}); semcollab "
+        foreign = sorted(e.name for e in out.iterdir() if not _is_run_file(e))
+        what = f"no {MANIFEST}" if not (out / MANIFEST).is_file() else "files a run never holds"
+        raise RunError(f"{out} is a folder that is not a run (it holds {', '.join(foreign[:5])}: {what}); semcollab "
                        "only replaces a run or an empty folder: pick another --out or move those files away")
     parent = out.parent
     while not os.path.lexists(parent) and parent != parent.parent:
@@ -471,8 +475,8 @@ def write_run(out: Path, tables: dict[str, pd.DataFrame], vectors: dict[str, np.
         _write_files(tmp, tables, vectors, manifest)
         displaced = _install(tmp, out)
         _fsync_dir(out.parent)
-        if displaced is not None:
-            shutil.rmtree(displaced)
+        if displaced is not None:  # the new run is in place: a failure here only leaves a leftover
+            shutil.rmtree(displaced, ignore_errors=True)
     finally:
         if os.path.lexists(tmp) and (_run_shaped(tmp) or _is_run_dir(tmp)):
             shutil.rmtree(tmp, ignore_errors=True)

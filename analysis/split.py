@@ -95,6 +95,10 @@ class Split:
         return self.cold_items.copy() if segment == "cold" else ~self.cold_items
 
     @cached_property
+    def _seen(self) -> dict[tuple[str, str], sp.csr_matrix]:
+        return {}
+
+    @cached_property
     def _history(self) -> dict[str, sp.csr_matrix]:
         return {"valid": _union(self.train, self.removed),
                 "test": _union(self.train, self.valid, self.removed)}
@@ -108,13 +112,18 @@ class Split:
         and ``cold`` segments also mask every item outside the segment.
         """
         _check_part(part, segment)
-        seen = self._history[part]
-        if part == "valid" and self.held_out_items.any():
-            seen = _union(seen, _columns(self.n_users, np.flatnonzero(self.held_out_items), self.n_items))
-        if segment != "all":
-            outside = np.flatnonzero(~self.segment_items(segment))
-            seen = _union(seen, _columns(self.n_users, outside, self.n_items))
-        return seen
+        key = (part, segment)
+        if key not in self._seen:  # built once per split (tuning asks for the validation mask hundreds of times)
+            seen = self._history[part]
+            if part == "valid" and self.held_out_items.any():
+                seen = _union(seen, _columns(self.n_users, np.flatnonzero(self.held_out_items), self.n_items))
+            if segment != "all":
+                outside = np.flatnonzero(~self.segment_items(segment))
+                seen = _union(seen, _columns(self.n_users, outside, self.n_items))
+            for a in (seen.data, seen.indices, seen.indptr):
+                a.flags.writeable = False  # shared by every caller: read-only
+            self._seen[key] = seen
+        return self._seen[key]
 
     def target(self, part: str, segment: str = "all") -> sp.csr_matrix:
         """Relevant pairs of ``part``; for a test segment, only its pairs on the segment's items."""

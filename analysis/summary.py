@@ -20,6 +20,8 @@ class Estimate:
     mean: float
     lo: float
     hi: float
+    #: users the mean is over (users with at least one relevant item)
+    n_users: int = -1
 
 
 class RunSummary:
@@ -39,7 +41,7 @@ class RunSummary:
         if table is None or system not in table:
             raise RunError(f"the run's summary has no {metric}@{self.K} of {system!r} on segment {segment!r}")
         d = table[system][metric]
-        return Estimate(float(d["mean"]), float(d["lo"]), float(d["hi"]))
+        return Estimate(float(d["mean"]), float(d["lo"]), float(d["hi"]), int(d.get("n_users", -1)))
 
     def mean(self, system: str, metric: str = "ndcg", segment: str = "all") -> float:
         return self.estimate(system, metric, segment).mean

@@ -472,3 +472,18 @@ def test_seal_run_accepts_a_run_changed_on_purpose(saved):
     assert rs.verify_run(saved) == m
     assert rs.open_run(saved).table("items")["name"].iloc[0] == "other-0"
     assert sorted(p.name for p in saved.iterdir() if p.name.startswith(".")) == []
+
+
+@pytest.mark.parametrize("extra", ["background.js", "figures/plot.png", "notes.txt"])
+def test_a_folder_with_a_manifest_and_foreign_files_is_not_replaced(tmp_path, extra):
+    """A web app / browser extension holds a manifest.json too; a run with the user's own files added
+    is no longer only a run: neither is replaced, and every file survives."""
+    victim = tmp_path / "victim"
+    (victim / Path(extra).parent).mkdir(parents=True, exist_ok=True)
+    (victim / "manifest.json").write_text('{"name": "my extension"}')
+    (victim / extra).write_text("precious")
+    with pytest.raises(RunError, match=rf"{victim}.*not a run.*{Path(extra).parts[0]}"):
+        rs.prepare_out(victim)
+    with pytest.raises(RunError, match="not a run"):
+        rs.write_run(victim, _tables("old"), _vectors("old"), _manifest("old"))
+    assert (victim / extra).read_text() == "precious" and (victim / "manifest.json").is_file()

@@ -1,10 +1,18 @@
 """The synthetic generator plants what it says it plants."""
 from __future__ import annotations
 
-import numpy as np
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
+import numpy as np
+import pytest
+
+from analysis import synthetic
 from analysis.data import index, validate
-from analysis.synthetic import generate
+from analysis.synthetic import SyntheticConfig, generate
 
 
 def test_seeded_and_valid():
@@ -41,3 +49,107 @@ def test_interactions_follow_the_planted_popularity_and_activity():
     per_user = np.bincount(ix.users)
     assert per_user.min() >= 8
     assert len(ds.interactions) == len(ds.interactions.drop_duplicates(["user_id", "item_id"]))
+
+
+# --- the block-wise sampler (issue 10: never dense in users × items) -------------------------------------
+
+
+def _dense_reference(cfg_kw: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The generator's interactions as they were drawn before the block-wise sampler: the whole
+    users × items utility and Gumbel matrices, one argsort (same RNG draws, same order)."""
+    cfg = SyntheticConfig(**cfg_kw)
+    rng = np.random.default_rng(cfg.seed)
+    n_u, n_i = cfg.n_users, cfg.n_items
+    shared = rng.standard_normal((n_i, cfg.d_shared))
+    sem_p = rng.standard_normal((n_i, cfg.d_sem))
+    col_p = rng.standard_normal((n_i, cfg.d_col))
+    pop = rng.standard_normal(n_i) * cfg.pop_scale
+    a, e, c = (rng.standard_normal((n_u, d)) / np.sqrt(max(d, 1)) for d in (cfg.d_shared, cfg.d_sem, cfg.d_col))
+    utility = a @ shared.T + cfg.w_sem * (e @ sem_p.T) + cfg.w_col * (c @ col_p.T) + pop[None, :]
+    n_per = np.clip(
+        np.rint(rng.lognormal(np.log(cfg.mean_per_user) - 0.5 * 0.6**2, 0.6, n_u)), cfg.min_per_user, n_i // 2
+    ).astype(int)
+    gumbel = -np.log(-np.log(rng.random((n_u, n_i))))
+    order = np.argsort(-(utility / cfg.temperature + gumbel), axis=1)
+    return np.repeat(np.arange(n_u), n_per), np.concatenate([order[u, : n_per[u]] for u in range(n_u)])
+
+
+@pytest.mark.parametrize("block_elements, threads", [(1, 1), (3 * 150, 2), (37 * 150, 3), (1 << 22, 1)])
+def test_block_wise_generator_equals_the_dense_reference(monkeypatch, block_elements, threads):
+    # the uniforms are drawn block after block in row order (the dense draw's stream) and each block's keys
+    # use its own rows only: the sample is the dense one, whatever the block size or the number of threads
+    kw = {"n_users": 230, "n_items": 150, "mean_per_user": 12.0, "w_sem": 0.7, "seed": 5}
+    users, items = _dense_reference(kw)
+    monkeypatch.setattr(synthetic, "BLOCK_ELEMENTS", block_elements)
+    monkeypatch.setattr(synthetic, "sampler_threads", lambda: threads)
+    ds = generate(**kw)
+    assert ds.interactions["user_id"].tolist() == [f"u{u}" for u in users]
+    assert ds.interactions["item_id"].tolist() == [f"i{i}" for i in items]
+
+
+def test_block_size_and_threads_do_not_change_the_sample():
+    rng = np.random.default_rng(0)
+    util = rng.standard_normal((97, 40)) * 2
+    n_per = rng.integers(0, 41, 97)  # 0 and all 40 items included
+    n_per[:3] = [0, 40, 1]
+
+    def utility(lo, hi, out, tmp):
+        out[:] = util[lo:hi]
+        return out
+
+    ref = synthetic.gumbel_top_k(np.random.default_rng(1), utility, n_per, 40, 0.5, block_users=97, threads=1)
+    assert len(ref) == n_per.sum()
+    starts = np.r_[0, np.cumsum(n_per)]
+    assert all(len(set(ref[starts[u]:starts[u + 1]])) == n_per[u] for u in range(97))  # distinct per user
+    assert sorted(ref[starts[1]:starts[2]]) == list(range(40))
+    for block_users, threads in [(1, 1), (5, 2), (13, 4), (96, 2)]:
+        got = synthetic.gumbel_top_k(np.random.default_rng(1), utility, n_per, 40, 0.5, block_users=block_users, threads=threads)
+        np.testing.assert_array_equal(got, ref)
+
+
+def test_block_wise_sampler_draws_from_the_softmax_without_replacement():
+    # One utility row shared by 120,000 users, each drawing 2 distinct items. Sampling without replacement
+    # from p = softmax(utility / T) (Plackett–Luce): P(first = i) = p_i and
+    # P(i among the 2) = p_i + sum_{j != i} p_j p_i / (1 - p_j). Empirical frequencies must lie within
+    # 5 binomial standard errors of both (fixed seed; |z| > 5 has probability < 1e-5 per item).
+    u_row = np.array([1.2, 0.4, 0.0, -0.3, -1.0, 0.9])
+    temperature, n_users, k = 0.8, 120_000, 2
+    p = np.exp(u_row / temperature)
+    p /= p.sum()
+    incl = p + p * ((p / (1 - p)).sum() - p / (1 - p))
+
+    def utility(lo, hi, out, tmp):
+        out[:] = u_row
+        return out
+
+    items = synthetic.gumbel_top_k(np.random.default_rng(7), utility, np.full(n_users, k), len(u_row), temperature,
+                                   block_users=4096, threads=2).reshape(n_users, k)
+    assert (items[:, 0] != items[:, 1]).all()
+    first = np.bincount(items[:, 0], minlength=len(u_row)) / n_users
+    either = np.bincount(items.ravel(), minlength=len(u_row)) / n_users
+    assert np.all(np.abs(first - p) < 5 * np.sqrt(p * (1 - p) / n_users))
+    assert np.all(np.abs(either - incl) < 5 * np.sqrt(incl * (1 - incl) / n_users))
+
+
+def test_generating_20k_users_by_20k_items_stays_far_below_the_dense_footprint():
+    # The dense generator needed two 20k × 20k float64 matrices (3.2 GB each, 7 GB peak). The block-wise one
+    # holds a few 32 MiB blocks: bound the growth of peak RSS (measured in a fresh process, after the imports)
+    # and the peak of Python/numpy allocations (tracemalloc) at 1.5 GB. A resource bound, not a timing.
+    script = textwrap.dedent(
+        """
+        import json, resource, tracemalloc
+        from analysis.synthetic import generate
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        tracemalloc.start()
+        ds = generate(n_users=20_000, n_items=20_000, mean_per_user=60, seed=0)
+        peak = tracemalloc.get_traced_memory()[1]
+        grow = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
+        print(json.dumps({"rows": len(ds.interactions), "traced": peak, "rss_growth": grow * 1024}))
+        """
+    )
+    res = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, timeout=900, check=True)
+    got = json.loads(res.stdout.strip().splitlines()[-1])
+    assert 1_000_000 < got["rows"] < 1_400_000  # ~60 per user
+    assert got["traced"] < 1.5e9, got
+    assert got["rss_growth"] < 1.5e9, got

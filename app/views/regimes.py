@@ -46,8 +46,9 @@ def render(ctx: Ctx) -> None:
         return
     K = int(table["K"].iloc[0])
     show(charts.regimes(table, K), key="regimes_chart", filename="regimes")
-    st.caption("Oracle gain = per-user selection oracle − best single view chosen on validation; control floor = "
-               "the same for most-popular + collaborative; only the excess over the floor is complementarity. "
+    st.caption("Oracle gain = per-user selection oracle − the better view of the pair; control floor = "
+               "the same for most-popular + collaborative; only the excess over the floor is complementarity. Fusion gain = "
+               "fusion − the best single view chosen on validation. "
                "Cold start follows the standard protocol: the cold items are held out entirely (all their pairs are "
                "test pairs; validation never sees them). Cold-item points (right, top) rank the cold items only "
                f"(Recall@{K} on their test pairs); the table also gives the warm-only ranking.")
