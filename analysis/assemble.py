@@ -21,7 +21,7 @@ from .systems import RANKED, manifest_systems
 if TYPE_CHECKING:
     from .stages import State
 
-VERSIONED_PACKAGES = ["numpy", "scipy", "pandas", "pyarrow", "scikit-learn", "torch", "implicit", "umap-learn",
+VERSIONED_PACKAGES = ["numpy", "scipy", "pandas", "pyarrow", "scikit-learn", "torch", "implicit", "umap-learn", "faiss-cpu",
                       "sentence-transformers", "semcollab"]
 
 
@@ -192,6 +192,7 @@ def manifest(s: "State") -> dict[str, Any]:
         "compared": {"semantic": s.compared_semantic, "collaborative": "collab"},
         "K": K, "ks": list(cfg.ks), "k_neighbors": cfg.k_neighbors, "neighbor_depth": r["depth"],
         "chance_overlap": r["chance"], "chance_jaccard": r["agree"].attrs["chance_jaccard"],
+        "neighbor_search": r["knn"],
         "fusion": {"alpha_valid": f["alpha"], "metric": f"ndcg@{K}", "method": f["method"],
                    "alphas": f["alphas"].tolist(),
                    "valid_best": {m_: {"value": v, "alpha": a_} for m_, (v, a_) in f["best_valid"].items()},

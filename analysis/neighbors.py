@@ -1,4 +1,4 @@
-"""Item-level agreement of two views: exact cosine kNN, neighbourhood overlap, Procrustes cosine.
+"""Item-level agreement of two views: cosine kNN (faiss), neighbourhood overlap, Procrustes cosine.
 
 Definitions follow DIAGNOSTICS.md ("Item-level agreement"):
 
@@ -15,8 +15,18 @@ none for cold items).  Invalid items are never neighbours and their own rows are
 compare two views fairly, compute both kNN graphs with the **same** mask (items valid in both
 views); :func:`neighbourhood_agreement` refuses graphs whose neighbourhoods contain items the
 other view cannot place, since those could never overlap and would bias the score below chance.
+
+kNN at scale (:func:`knn_cosine_with_report`): exact up to ``EXACT_MAX_ITEMS`` valid items (faiss
+``IndexFlatIP`` on the unit-normalised float32 vectors), an HNSW index above it, whose recall@k against
+exact search on a seeded sample of items is measured and reported.  Both paths fetch a few candidates
+beyond k and re-score them exactly in float64, so the reported sims do not depend on the engine and ties
+are ordered by item index; the exact path widens its candidate list for rows whose k-th sim is not clear
+of the next candidate's by the float32 error bound, so it equals brute force, ties included.
 """
 from __future__ import annotations
+
+import os
+import time
 
 import numpy as np
 import pandas as pd
@@ -52,19 +62,220 @@ def _unit_rows(X: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return Xv / norms[:, None]
 
 
-def knn_cosine(
+# ------------------------------------------------------------------ cosine kNN (faiss)
+#: above this many valid items, :func:`knn_cosine` uses an approximate (HNSW) index; override with the
+#: ``exact_max`` argument or ``$SEMCOLLAB_KNN_EXACT_MAX``.  Exact search grows with n²·d: on two cores,
+#: k = 40, 2.5 s at 20k × 384, 11 s at 50k × 384 and at 100k × 64, 100 s at 100k × 384 (HNSW there: 76 s,
+#: recall 0.9996); above ~100k items the index is the only option that stays fast.
+EXACT_MAX_ITEMS = 50_000
+RECALL_SAMPLE = 1_000  # query items on which the approximate graph is checked against exact search
+RECALL_TARGET = 0.95  # efSearch is doubled (up to EF_SEARCH_MAX) until the sample's recall@k reaches this
+HNSW_M = 32
+EF_CONSTRUCTION = 128
+EF_SEARCH_MAX = 1024
+_MARGIN = 8  # candidates fetched beyond k (+1 for the item itself) before the exact re-rank
+_CELLS = 2**22  # float64 cells per re-rank block (32 MB)
+
+
+def _exact_max(exact_max: int | None) -> int:
+    if exact_max is None:
+        env = os.environ.get("SEMCOLLAB_KNN_EXACT_MAX")
+        if env is None:
+            return EXACT_MAX_ITEMS
+        try:
+            exact_max = int(env)
+        except ValueError:
+            raise ConfigError(f"$SEMCOLLAB_KNN_EXACT_MAX must be an integer, got {env!r}") from None
+    if exact_max < 0:
+        raise ConfigError(f"exact_max must be >= 0, got {exact_max}")
+    return int(exact_max)
+
+
+def _tolerance(d: int) -> float:
+    """Bound on |float32 inner product − exact| for unit vectors of dimension d (γ_d, doubled), plus the
+    float32 rounding of the re-ranked value: a candidate search may misorder items closer than this."""
+    return (d + 4) * 2.0**-23
+
+
+def _exact_sims(U: np.ndarray, qpos: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """Cosine of each query row with its candidates, float32, clipped to ≤ 1; the query itself and
+    missing candidates (-1) get -inf.  Products are taken in float64 and each sum reduces the same way,
+    so identical vectors get bit-identical sims (exact ties stay ties)."""
+    q, c = cand.shape
+    out = np.empty((q, c), dtype=np.float32)
+    step = max(1, _CELLS // max(c * U.shape[1], 1))
+    for s in range(0, q, step):
+        e = min(s + step, q)
+        A = U[qpos[s:e]].astype(np.float64)[:, None, :]
+        B = U[np.maximum(cand[s:e], 0)].astype(np.float64)
+        out[s:e] = np.minimum((A * B).sum(axis=2), 1.0)
+    out[(cand < 0) | (cand == qpos[:, None])] = -np.inf
+    return out
+
+
+def _rerank(U: np.ndarray, qpos: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Candidates re-scored exactly and sorted by (−sim, position): ``(pos (q, k), sims (q, k))``, -inf / -1
+    where a row has fewer than k candidates."""
+    sims = _exact_sims(U, qpos, cand)
+    cand = np.where(np.isfinite(sims), cand, np.iinfo(np.int64).max)  # the item itself / missing: last
+    order = np.lexsort((cand, -sims), axis=1)[:, :k]
+    pos = np.take_along_axis(cand, order, axis=1)
+    sims = np.take_along_axis(sims, order, axis=1)
+    pos[~np.isfinite(sims)] = -1
+    return pos, sims
+
+
+class _FlatSearch:
+    """Top-kk inner products of some rows of U against all rows of U: faiss ``IndexFlatIP`` on the CPU,
+    the backend's matrix product on the GPU (cupy), numpy blocks where faiss is not installed."""
+
+    def __init__(self, U: np.ndarray, be: Backend, block: int):
+        self.U, self.be, self.block = U, be, block
+        self.index = None
+        if be.name == "cupy":
+            import cupy
+
+            self.G = cupy.asarray(U)
+            self.engine = "cupy matmul"
+            return
+        try:
+            import faiss
+        except ImportError:  # a stale environment: the same result, more slowly
+            self.engine = "numpy matmul"
+            return
+        self.index = faiss.IndexFlatIP(U.shape[1])
+        self.index.add(U)
+        self.engine = "faiss.IndexFlatIP"
+
+    def __call__(self, qpos: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+        if self.index is not None:
+            D, I = self.index.search(self.U[qpos], kk)
+            return D, I.astype(np.int64)
+        nv = self.U.shape[0]
+        D = np.empty((len(qpos), kk), np.float32)
+        I = np.empty((len(qpos), kk), np.int64)
+        step = max(1, min(self.block, 2**26 // max(nv, 1)))  # a score block of at most ~256 MB
+        for s in range(0, len(qpos), step):
+            q = qpos[s:s + step]
+            S = self.G[q] @ self.G.T if self.be.name == "cupy" else self.U[q] @ self.U.T
+            top, val = self.be.topk(S, kk)
+            I[s:s + step], D[s:s + step] = np.asarray(top), np.asarray(val, dtype=np.float32)
+        return D, I
+
+
+def _exact_knn(U: np.ndarray, search: _FlatSearch, qpos: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Exact top-k (by index, ties to the lower position) of the rows ``qpos``: candidates from the flat
+    search, re-ranked exactly; a row whose k-th sim is not clear of the last candidate's by the float
+    tolerance (ties or near-ties at the boundary) is searched again with 4× the candidates.
+    Returns ``(pos, sims, n_widened)``."""
+    nv, d = U.shape
+    tol = _tolerance(d)
+    pos = np.full((len(qpos), k), -1, np.int64)
+    sims = np.full((len(qpos), k), -np.inf, np.float32)
+    todo = np.arange(len(qpos))
+    kk = min(k + 1 + _MARGIN, nv)
+    widened = 0
+    while len(todo):
+        step = max(1, 2**24 // kk)
+        unresolved = []
+        for s in range(0, len(todo), step):
+            rows = todo[s:s + step]
+            D, I = search(qpos[rows], kk)
+            p, v = _rerank(U, qpos[rows], I, k)
+            ok = np.full(len(rows), kk >= nv) | (v[:, -1] > D[:, -1] + tol)
+            pos[rows[ok]], sims[rows[ok]] = p[ok], v[ok]
+            unresolved.append(rows[~ok])
+        todo = np.concatenate(unresolved)
+        if len(todo):
+            widened = widened or len(todo)  # rows that needed more than the first k + 1 + margin candidates
+            kk = min(4 * kk, nv)
+    return pos, sims, widened
+
+
+def _recall_sample(nv: int, size: int, seed: int) -> np.ndarray:
+    """Positions (among the valid items, sorted) of the seeded sample on which recall is measured."""
+    m = min(int(size), nv)
+    return np.sort(np.random.default_rng(seed).choice(nv, size=m, replace=False))
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean over rows of |found_i ∩ truth_i| / k (rows of distinct ids; -1 never counts)."""
+    found, truth = np.asarray(found), np.asarray(truth)
+    k = truth.shape[1]
+    hits = [(np.intersect1d(f[f >= 0], t[t >= 0]).size) for f, t in zip(found, truth)]
+    return float(np.mean(hits) / k) if len(hits) else float("nan")
+
+
+def _approx_knn(U: np.ndarray, k: int, seed: int, sample: int, target: float, m: int, ef_construction: int,
+                report: dict) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
+    nv, d = U.shape
+    kk = min(k + 1 + _MARGIN, nv)
+    t0 = time.perf_counter()
+    index = faiss.IndexHNSWFlat(d, int(m), faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = int(ef_construction)
+    index.add(U)
+    build_s = time.perf_counter() - t0
+
+    def search(qpos: np.ndarray, ef: int) -> tuple[np.ndarray, np.ndarray]:
+        index.hnsw.efSearch = int(ef)
+        pos = np.empty((len(qpos), k), np.int64)
+        sims = np.empty((len(qpos), k), np.float32)
+        step = max(1, 2**22 // kk)
+        for s in range(0, len(qpos), step):
+            q = qpos[s:s + step]
+            _, I = index.search(U[q], kk)
+            pos[s:s + step], sims[s:s + step] = _rerank(U, q, I.astype(np.int64), k)
+        return pos, sims
+
+    spos = _recall_sample(nv, sample, seed)
+    truth, _, _ = _exact_knn(U, _FlatSearch(U, get_backend("numpy"), 1024), spos, k)
+    ef = max(64, 2 * kk)
+    while True:
+        got, _ = search(spos, ef)
+        rec = recall_at_k(got, truth)
+        if rec >= target or ef >= EF_SEARCH_MAX:
+            break
+        ef = min(2 * ef, EF_SEARCH_MAX)
+    t1 = time.perf_counter()
+    pos, sims = search(np.arange(nv), ef)
+    short = np.flatnonzero((pos < 0).any(axis=1))  # the graph reached fewer than k items: search exactly
+    if len(short):
+        p, v, _ = _exact_knn(U, _FlatSearch(U, get_backend("numpy"), 1024), short, k)
+        pos[short], sims[short] = p, v
+    recall = recall_at_k(pos[spos], truth)
+    report.update(engine="faiss.IndexHNSWFlat", metric="inner product on unit vectors", hnsw_m=int(m),
+                  ef_construction=int(ef_construction), ef_search=int(ef), recall_at_k=recall,
+                  recall_sample=int(len(spos)), recall_seed=int(seed), recall_target=float(target),
+                  recall_met=bool(recall >= target), exact_fallback_rows=int(len(short)),
+                  build_s=round(build_s, 3), search_s=round(time.perf_counter() - t1, 3))
+    return pos, sims
+
+
+def knn_cosine_with_report(
     X: np.ndarray,
     k: int,
     valid: np.ndarray | None = None,
     block: int = 1024,
     backend: Backend | str | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Exact cosine kNN of the rows of ``X``: ``(idx int32 (n, k), sims float32 (n, k))``, best first.
+    *,
+    exact_max: int | None = None,
+    seed: int = 0,
+    recall_sample: int = RECALL_SAMPLE,
+    recall_target: float = RECALL_TARGET,
+    hnsw_m: int = HNSW_M,
+    ef_construction: int = EF_CONSTRUCTION,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """:func:`knn_cosine` and a JSON-able report of how it was computed: ``(idx, sims, report)``.
 
-    The item itself is excluded by index (an identical duplicate is a neighbour with sim 1).
-    Items with ``valid[i] == False`` are never neighbours; their rows are -1 / NaN.
-    Ties are broken by lower item index with the numpy backend (other backends: same items up
-    to float ties).  ``k`` must be at most (number of valid items − 1).
+    Up to ``exact_max`` valid items (default :data:`EXACT_MAX_ITEMS`, or ``$SEMCOLLAB_KNN_EXACT_MAX``) the
+    graph is exact (``report["method"] == "exact"``).  Above it, an HNSW index (faiss ``IndexHNSWFlat``,
+    inner product on the unit vectors) gives the candidates, re-ranked exactly; its ``efSearch`` is raised
+    until recall@k against exact search on a seeded sample of ``recall_sample`` valid items reaches
+    ``recall_target`` (or ``EF_SEARCH_MAX``), and the report holds that recall (``recall_at_k``), the
+    sample's size and seed (positions: ``_recall_sample(n_valid, recall_sample, seed)`` among the valid
+    items in index order) and the index parameters.
     """
     X = np.asarray(X)
     if X.ndim != 2:
@@ -77,23 +288,45 @@ def knn_cosine(
         raise ConfigError(f"k must be a positive integer, got {k!r}")
     if k > nv - 1:
         raise ConfigError(f"k={k} neighbours requested but only {nv} valid items (at most {max(nv - 1, 0)})")
+    k = int(k)
+    limit = _exact_max(exact_max)
     be = backend if isinstance(backend, Backend) else get_backend(backend)
-    U = _unit_rows(X, valid)
-    xp = np
-    if be.name == "cupy":
-        import cupy as xp  # noqa: N813 - array-module alias
-
-        U = xp.asarray(U)
+    U = np.ascontiguousarray(_unit_rows(X, valid))
+    report: dict = {"n_items": int(n), "n_valid": int(nv), "k": k, "dim": int(X.shape[1]), "exact_max": limit}
+    t0 = time.perf_counter()
+    if nv > limit:
+        report["method"] = "approximate"
+        pos, val = _approx_knn(U, k, seed, recall_sample, recall_target, hnsw_m, ef_construction, report)
+    else:
+        search = _FlatSearch(U, be, block)
+        pos, val, widened = _exact_knn(U, search, np.arange(nv), k)
+        report.update(method="exact", engine=search.engine, widened_rows=int(widened))
+    report["seconds"] = round(time.perf_counter() - t0, 3)
     idx = np.full((n, k), -1, dtype=np.int32)
     sims = np.full((n, k), np.nan, dtype=np.float32)
-    block = max(1, min(int(block), max(1, 2**26 // max(nv, 1))))  # cap a score block at ~256 MB
-    for s in range(0, nv, block):
-        e = min(s + block, nv)
-        S = U[s:e] @ U.T  # (b, nv) cosine among valid items
-        S[xp.arange(e - s), xp.arange(s, e)] = -xp.inf  # exclude the item itself, by index
-        top, val = be.topk(S, k)
-        idx[vidx[s:e]] = vidx[np.asarray(top)]
-        sims[vidx[s:e]] = np.minimum(np.asarray(val, dtype=np.float32), 1.0)
+    idx[vidx] = vidx[pos]
+    sims[vidx] = val
+    return idx, sims, report
+
+
+def knn_cosine(
+    X: np.ndarray,
+    k: int,
+    valid: np.ndarray | None = None,
+    block: int = 1024,
+    backend: Backend | str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine kNN of the rows of ``X``: ``(idx int32 (n, k), sims float32 (n, k))``, best first.
+
+    Exact up to :data:`EXACT_MAX_ITEMS` valid items (faiss ``IndexFlatIP`` on the unit-normalised
+    vectors; the backend's matrix product with cupy), approximate above it (HNSW, recall measured:
+    :func:`knn_cosine_with_report`).  Either way the candidates are re-scored exactly (float64 products),
+    so ``sims`` are the cosines of the float32 unit vectors, clipped to ≤ 1, and ties in ``sims`` are
+    ordered by lower item index on every backend.  The item itself is excluded by index (an identical
+    duplicate is a neighbour with sim 1).  Items with ``valid[i] == False`` are never neighbours; their
+    rows are -1 / NaN.  ``k`` must be at most (number of valid items − 1).
+    """
+    idx, sims, _ = knn_cosine_with_report(X, k, valid=valid, block=block, backend=backend)
     return idx, sims
 
 

@@ -271,7 +271,7 @@ def collab_item_vectors(s: State) -> np.ndarray:
 
 
 def item_geometry_stage(s: State) -> None:
-    from .neighbors import (by_popularity_decile, chance_overlap, knn_cosine, neighbour_table,
+    from .neighbors import (by_popularity_decile, chance_overlap, knn_cosine_with_report, neighbour_table,
                             neighbourhood_agreement, procrustes_cosine)
 
     cfg, n_i, warm = s.cfg, s.split.n_items, s.warm
@@ -279,15 +279,22 @@ def item_geometry_stage(s: State) -> None:
     depth = min(max(2 * cfg.k_neighbors, 30), n_i - 2, int(warm.sum()) - 1)  # the app re-cuts at smaller k
     # the semantic graph over every item (drill-downs, the map) and, for the agreement score,
     # over the items both views can place (cold items cannot overlap)
-    nn_sem = knn_cosine(s.sem_vecs, depth, backend=s.be)
-    nn_sem_warm = nn_sem if warm.all() else knn_cosine(s.sem_vecs, depth, valid=warm, backend=s.be)
-    nn_col = knn_cosine(np.nan_to_num(col_items), depth, valid=warm, backend=s.be)
+    report = {}
+
+    def knn(view: str, X: np.ndarray, valid: np.ndarray | None = None):
+        """faiss kNN (exact, or approximate with its measured recall above a size) with its report."""
+        idx, sims, report[view] = knn_cosine_with_report(X, depth, valid=valid, backend=s.be, seed=cfg.seed)
+        return idx, sims
+
+    nn_sem = knn("semantic", s.sem_vecs)
+    nn_sem_warm = nn_sem if warm.all() else knn("semantic_warm", s.sem_vecs, warm)
+    nn_col = knn("collaborative", np.nan_to_num(col_items), warm)
     k = min(cfg.k_neighbors, depth)
     agree = neighbourhood_agreement(nn_sem_warm[0], nn_col[0], k)
     s.tables["agreement_deciles"] = by_popularity_decile(agree, np.asarray(s.split.train.sum(0)).ravel())
     s.tables["neighbors"] = pd.concat([neighbour_table(*nn_sem, "semantic"), neighbour_table(*nn_col, "collaborative")],
                                       ignore_index=True)
-    s.results.update(col_items=col_items, depth=depth, nn_sem=nn_sem, nn_col=nn_col, agree=agree,
+    s.results.update(col_items=col_items, depth=depth, nn_sem=nn_sem, nn_col=nn_col, agree=agree, knn=report,
                      chance=chance_overlap(int(warm.sum()), k),
                      procrustes_cos=procrustes_cosine(s.sem_vecs, col_items, valid=warm))
 

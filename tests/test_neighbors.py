@@ -1,6 +1,8 @@
 """Item-level agreement: exact cosine kNN, overlap / Jaccard, popularity deciles, Procrustes cosine."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -214,3 +216,140 @@ def test_chance_jaccard_exact_by_enumeration_and_half_of_overlap_for_small_k():
     assert chance_jaccard(6, 2) == pytest.approx(brute, rel=1e-12)
     assert chance_jaccard(1682, 10) == pytest.approx(chance_overlap(1682, 10) / 2, rel=0.1)  # ≈ k / (2(N − 1))
     assert chance_jaccard(1682, 10) != pytest.approx(chance_overlap(1682, 10), rel=0.1)
+
+
+# ------------------------------------------------------------------ faiss: exact and approximate paths
+def _reference_knn(X, k, valid=None):
+    """Brute force in numpy: float64 cosines of the float32 unit rows, rounded to float32 and clipped to ≤ 1,
+    ordered by (−sim, index), the item itself excluded by index."""
+    n = len(X)
+    valid = np.ones(n, dtype=bool) if valid is None else valid
+    v = np.flatnonzero(valid)
+    U = np.asarray(X[valid], dtype=np.float32)
+    U = (U / np.linalg.norm(U, axis=1)[:, None]).astype(np.float64)
+    S = np.minimum(U @ U.T, 1.0).astype(np.float32)
+    np.fill_diagonal(S, -np.inf)
+    order = np.lexsort((np.broadcast_to(np.arange(len(v)), S.shape), -S), axis=1)[:, :k]
+    idx = np.full((n, k), -1, dtype=np.int32)
+    sims = np.full((n, k), np.nan, dtype=np.float32)
+    idx[v], sims[v] = v[order], np.take_along_axis(S, order, axis=1)
+    return idx, sims
+
+
+def _tied_data(seed):
+    """Small integer vectors (many equal cosines, parallel rows) with blocks of exact duplicates."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(-2, 3, size=(2500, 6)).astype(np.float32)
+    X[~X.any(axis=1)] = 1.0
+    X[100:260] = X[5]  # a tie group far larger than k + margin: the search must widen
+    X[900:905] = X[2000]
+    return X
+
+
+@pytest.mark.parametrize("k", [1, 7, 30])
+def test_exact_knn_equals_bruteforce_reference_with_ties_and_duplicates(k):
+    from analysis.neighbors import knn_cosine_with_report
+
+    X = _tied_data(11)
+    valid = np.ones(len(X), dtype=bool)
+    valid[[3, 150, 2000]] = False  # one inside the duplicate block, one duplicated item
+    idx, sims, report = knn_cosine_with_report(X, k, valid=valid)
+    ref_idx, ref_sims = _reference_knn(X, k, valid)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_array_equal(sims, ref_sims)
+    assert report["method"] == "exact" and report["engine"] == "faiss.IndexFlatIP"
+    if k == 30:
+        assert report["widened_rows"] > 0
+        # a row of the duplicate block: its first neighbours are the lowest other indices of the block
+        group = [i for i in [5, *range(100, 260)] if valid[i]]
+        assert idx[120].tolist() == [i for i in group if i != 120][:30]
+        assert (sims[120] == 1.0).all()
+
+
+def test_exact_knn_equals_bruteforce_reference_continuous_and_float32():
+    for n, d in ((1682, 384), (1682, 64)):  # ml-100k-like sizes
+        X = np.random.default_rng(d).normal(size=(n, d)).astype(np.float32)
+        idx, sims = knn_cosine(X, 30)
+        ref_idx, ref_sims = _reference_knn(X, 30)
+        np.testing.assert_array_equal(idx, ref_idx)
+        np.testing.assert_array_equal(sims, ref_sims)
+        assert idx.dtype == np.int32 and sims.dtype == np.float32 and (sims <= 1).all()
+
+
+def test_exact_knn_without_faiss_gives_the_same_graph(monkeypatch):
+    import sys
+
+    from analysis.neighbors import knn_cosine_with_report
+
+    X = _tied_data(12)
+    with_faiss = knn_cosine(X, 12)
+    monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss -> ImportError
+    idx, sims, report = knn_cosine_with_report(X, 12, block=300)
+    assert report["engine"] == "numpy matmul"
+    np.testing.assert_array_equal(idx, with_faiss[0])
+    np.testing.assert_array_equal(sims, with_faiss[1])
+
+
+def test_approximate_path_reports_recall_measured_on_its_sample():
+    from analysis.neighbors import knn_cosine_with_report
+
+    rng = np.random.default_rng(13)
+    n, k = 6000, 10
+    X = rng.normal(size=(n, 24)).astype(np.float32)  # isotropic: hard for a graph index
+    valid = rng.random(n) > 0.05
+    X[~valid] = 0.0  # invalid items may be zero vectors
+    # threshold lowered and a deliberately weak graph, so that recall is measured below 1
+    idx, sims, report = knn_cosine_with_report(X, k, valid=valid, exact_max=5000, seed=7, recall_sample=1000,
+                                               recall_target=0.9, hnsw_m=8, ef_construction=16)
+    assert report["method"] == "approximate" and report["engine"] == "faiss.IndexHNSWFlat"
+    assert report["recall_sample"] == 1000 and report["recall_seed"] == 7 and report["ef_search"] >= 64
+    assert report["recall_at_k"] >= 0.9 and report["recall_met"]
+    json.dumps(report)  # goes into the run's manifest as it is
+    # the graph's form is the exact path's: invalid rows blank, never a neighbour, no self, sims exact, sorted
+    v = np.flatnonzero(valid)
+    assert (idx[~valid] == -1).all() and np.isnan(sims[~valid]).all()
+    assert valid[idx[valid]].all() and not (idx[v] == v[:, None]).any()
+    U = X / np.maximum(np.linalg.norm(X, axis=1), 1e-30)[:, None]
+    np.testing.assert_allclose(sims[v], np.einsum("id,ijd->ij", U[v], U[idx[v]]), atol=1e-5)
+    assert (np.diff(sims[v], axis=1) <= 0).all()
+    # independent recomputation on the same sample: seeded positions among the valid items, brute-force top-k
+    items = v[np.sort(np.random.default_rng(7).choice(len(v), size=1000, replace=False))]
+    S = U[items].astype(np.float64) @ U[v].T.astype(np.float64)
+    S[np.arange(len(items)), np.searchsorted(v, items)] = -np.inf
+    truth = v[np.argsort(-S, axis=1, kind="stable")[:, :k]]
+    recall = np.mean([len(set(idx[i]) & set(t)) / k for i, t in zip(items, truth)])
+    assert report["recall_at_k"] == pytest.approx(recall, abs=1e-12)
+    assert recall < 1.0  # the check above compares a real measurement
+    # the same data at the threshold is exact
+    _, _, exact = knn_cosine_with_report(X, k, valid=valid, exact_max=int(valid.sum()))
+    assert exact["method"] == "exact" and "recall_at_k" not in exact
+
+
+def test_exact_threshold_from_the_environment(monkeypatch):
+    from analysis.neighbors import knn_cosine_with_report
+
+    X = np.random.default_rng(14).normal(size=(400, 8)).astype(np.float32)
+    monkeypatch.setenv("SEMCOLLAB_KNN_EXACT_MAX", "300")
+    _, _, report = knn_cosine_with_report(X, 5, recall_sample=100)
+    assert report["method"] == "approximate" and report["exact_max"] == 300 and report["recall_sample"] == 100
+    monkeypatch.setenv("SEMCOLLAB_KNN_EXACT_MAX", "lots")
+    with pytest.raises(ConfigError, match="SEMCOLLAB_KNN_EXACT_MAX"):
+        knn_cosine(X, 5)
+
+
+@pytest.mark.slow
+def test_approximate_path_by_default_above_fifty_thousand_items():
+    from analysis.neighbors import EXACT_MAX_ITEMS, knn_cosine_with_report
+
+    n, k = 60_000, 10
+    assert n > EXACT_MAX_ITEMS
+    X = np.random.default_rng(15).normal(size=(n, 16)).astype(np.float32)
+    idx, sims, report = knn_cosine_with_report(X, k, seed=3)
+    assert report["method"] == "approximate" and report["recall_sample"] == 1000 and report["recall_at_k"] >= 0.9
+    U = (X / np.linalg.norm(X, axis=1)[:, None]).astype(np.float64)
+    items = np.sort(np.random.default_rng(3).choice(n, size=1000, replace=False))
+    S = U[items] @ U.T
+    S[np.arange(len(items)), items] = -np.inf
+    truth = np.argsort(-S, axis=1, kind="stable")[:, :k]
+    assert report["recall_at_k"] == pytest.approx(np.mean([len(set(idx[i]) & set(t)) / k
+                                                           for i, t in zip(items, truth)]), abs=1e-12)
