@@ -15,6 +15,14 @@ selection takes K+1 items, and rows whose (K+1)-th value equals the K-th (other 
 may tie the boundary) are re-selected exactly (with continuous scores there are none).
 Scores must not contain NaN (``analysis.ranking`` checks this); ``-inf`` marks items
 that must not be returned and is sorted last.
+
+Embedding scores (``<user_vec, item_vec>``) have one kernel, :class:`EmbeddingScorer`
+(torch ``mm`` on CPU, whatever the backend): ``EmbeddingRecommender.score`` and the fused
+ranking of :func:`analysis.ranking.rank` both go through it, with the same padded shapes,
+so a user's scores are bit-identical whichever path, block or thread count produced them
+(numpy's OpenBLAS gives different last bits for different block sizes; MKL's ``mm`` does
+not once a block has ``MIN_ROWS`` rows). :func:`fused_topk` selects from a masked score
+block in about one pass over it: exact top-K with the same tie rule (see its docstring).
 """
 from __future__ import annotations
 
@@ -118,3 +126,180 @@ def get_backend(name: str | None = None) -> Backend:
     if name == "cupy" and not cuda_available():
         raise ConfigError("backend 'cupy' requested but cupy or a CUDA device is not available")
     return Backend(name)
+
+
+# --------------------------------------------------------------------------------------
+# Embedding scores and the fused top-K (analysis.ranking's fast path)
+
+#: items are padded (zero vectors, scores then set to -inf) to a multiple of this
+COL_ALIGN = 128
+#: score blocks are computed with at least this many rows (MKL picks another kernel, with
+#: other rounding, for fewer rows; measured: 1-11 rows differ, 12+ agree)
+MIN_ROWS = 16
+#: the fast path needs max ||u|| * max ||v|| below this, so no score can overflow or be NaN
+_SAFE_BOUND = 1e37
+
+
+def padded_items(n_items: int) -> int:
+    """Number of score columns the kernel computes for ``n_items`` items."""
+    return max(COL_ALIGN, -(-int(n_items) // COL_ALIGN) * COL_ALIGN)
+
+
+class EmbeddingScorer:
+    """``<user_vecs[u], item_vecs[i]>`` through one torch kernel (float32 vectors: float32
+    ``mm``; float64 vectors: float64 ``mm``, scores cast to float32).
+
+    ``block(rows, out)`` writes the ``(len(rows), padded_items(n_items))`` scores of a block
+    into ``out`` (a float32 torch tensor with at least ``max(len(rows), MIN_ROWS)`` rows);
+    the padding columns are 0 and must be masked by the caller.
+    """
+
+    def __init__(self, user_vecs, item_vecs):
+        import torch
+
+        self.torch = torch
+        U = np.asarray(user_vecs)
+        V = np.asarray(item_vecs)
+        if U.ndim != 2 or V.ndim != 2 or U.shape[1] != V.shape[1]:
+            raise ConfigError(f"user vectors {U.shape} and item vectors {V.shape} do not match")
+        dt = np.result_type(U.dtype, V.dtype)
+        self.dtype = np.float64 if dt == np.float64 else np.float32
+        self.U = U
+        self.n_items, self.dim = V.shape
+        self.n_cols = padded_items(self.n_items)
+        Vp = np.zeros((self.n_cols, self.dim), self.dtype)
+        Vp[: self.n_items] = V
+        self.Vt = torch.from_numpy(Vp).T  # (d, n_cols) view of a row-major (n_cols, d) matrix
+
+    def bounded(self, users: np.ndarray) -> bool:
+        """True when every score of ``users`` is finite (vectors finite, Cauchy-Schwarz bound)."""
+        Ub = self.U[users]
+        V = self.Vt.T.numpy()[: self.n_items]
+        if not (np.isfinite(Ub).all() and np.isfinite(V).all()):
+            return False
+        if len(Ub) == 0 or len(V) == 0:
+            return True
+        nu = float(np.sqrt(np.einsum("ij,ij->i", Ub, Ub, dtype=np.float64).max()))
+        nv = float(np.sqrt(np.einsum("ij,ij->i", V, V, dtype=np.float64).max()))
+        return nu * nv < _SAFE_BOUND
+
+    def block(self, rows: np.ndarray, out, ubuf: np.ndarray | None = None):
+        """Scores of ``rows`` into ``out[:max(len(rows), MIN_ROWS)]``; returns ``out[:len(rows)]``.
+
+        ``ubuf``: optional ``(>= max(len(rows), MIN_ROWS), dim)`` array of ``self.dtype``
+        reused for the gathered user vectors.
+        """
+        torch = self.torch
+        b = len(rows)
+        m = max(b, MIN_ROWS)
+        if ubuf is None or ubuf.shape[0] < m:
+            ubuf = np.empty((m, self.dim), self.dtype)
+        ub = ubuf[:m]
+        if self.U.dtype == self.dtype:
+            np.take(self.U, rows, axis=0, out=ub[:b])
+        else:
+            ub[:b] = self.U[rows]
+        if b < m:
+            ub[b:] = 0
+        if self.dtype == np.float32:
+            torch.mm(torch.from_numpy(ub), self.Vt, out=out[:m])
+        else:
+            out[:m].copy_(torch.mm(torch.from_numpy(ub), self.Vt))
+        return out[:b]
+
+    def scores(self, users: np.ndarray) -> np.ndarray:
+        """float32 ``(len(users), n_items)`` scores (a new array)."""
+        torch = self.torch
+        users = np.asarray(users)
+        if users.ndim == 0:  # one user: one row of scores, as numpy indexing gives
+            return self.scores(users[None])[0]
+        out = torch.empty((max(len(users), MIN_ROWS), self.n_cols), dtype=torch.float32)
+        s = self.block(users, out).numpy()
+        return s if self.n_cols == self.n_items else np.ascontiguousarray(s[:, : self.n_items])
+
+
+def chunk_size(n_cols: int, k: int) -> int:
+    """Chunk width of :func:`fused_topk` (a divisor of ``n_cols``): about sqrt(n_cols / k),
+    at least 32 (torch's chunk-max reduction is slow below that), at most 128."""
+    g = 32
+    while g < 128 and g * g * k < n_cols and n_cols % (2 * g) == 0:
+        g *= 2
+    return g
+
+
+def _desc_key(v: np.ndarray) -> np.ndarray:
+    """int64 key in [0, 2^32), ascending in descending float32 value (-0.0 == 0.0; no NaN)."""
+    b = (v + np.float32(0)).view(np.int32)
+    b ^= (b >> 31) & 0x7FFFFFFF  # signed int32 ``o``, ascending with the value
+    b ^= np.int32(0x7FFFFFFF)  # bits of 0x7FFFFFFF - o as uint32: descending
+    return b.view(np.uint32).astype(np.int64)
+
+
+_NEG_INF_KEY = int(_desc_key(np.array([-np.inf], np.float32))[0])
+
+
+def fused_topk(S, n_items: int, k: int, g: int | None = None) -> np.ndarray:
+    """Exact top-``k`` item indices (int32 ``(b, k)``, -1 padded) of a masked score block.
+
+    ``S``: float32 torch tensor ``(b, n_cols)``, C-contiguous, no NaN and no ``+inf``, with
+    ``-inf`` on every column that must not be returned (seen, unscorable, padding beyond
+    ``n_items``). Same result as sorting each row by (score descending, item index
+    ascending) and dropping ``-inf``.
+
+    Selection in about one pass: the maximum of each chunk of ``g`` columns; ``T`` = the
+    K-th largest chunk maximum is a lower bound of the row's K-th largest score (K chunks
+    each hold a score >= T) and, when the (K+1)-th chunk maximum is strictly smaller, every
+    score >= T lies in the K chunks whose maximum is >= T. Those K*g candidates are
+    gathered, the ones >= T (about K per row) sorted by one int64 key (row, descending
+    value, item), and the first K of each row taken. Rows where that does not hold (the
+    (K+1)-th chunk maximum ties the K-th, or fewer than K chunks hold a finite score) go
+    through the exact :meth:`Backend.topk`; continuous scores rarely have any.
+    """
+    import torch
+
+    b, n_cols = S.shape
+    out = np.full((b, k), -1, np.int32)
+    if b == 0:
+        return out
+    g = g or chunk_size(n_cols, k)
+    nc = n_cols // g
+    Sn = S.numpy()
+    cb = (n_cols - 1).bit_length()
+    if nc <= k or g & (g - 1) or nc * g != n_cols or (b - 1).bit_length() + 32 + cb > 63:
+        # small catalogue (or a block too large for the int64 key): exact selection over every column
+        return _exact_topk(Sn, np.arange(b), n_items, k, out)
+    Cm = S.view(b, nc, g).amax(2).numpy()
+    part = np.partition(Cm, nc - k - 1, axis=1)
+    nxt = part[:, nc - k - 1]  # the (K+1)-th largest chunk maximum
+    T = part[:, nc - k :].min(1)  # the K-th
+    slow = (nxt == T) | (T == -np.inf)
+    rows = np.arange(b)
+    if slow.any():
+        T[slow] = np.inf  # no chunk qualifies: these rows are redone exactly below
+        rows = rows[~slow]
+        if len(rows) == 0:
+            return _exact_topk(Sn, np.flatnonzero(slow), n_items, k, out)
+    pc = np.flatnonzero(Cm >= T[:, None])  # row * nc + chunk: exactly K per row, ascending
+    cand = S.view(b * nc, g).index_select(0, torch.from_numpy(pc)).numpy()
+    width = k * g
+    p = np.flatnonzero(cand.reshape(len(rows), width) >= T[rows][:, None])
+    r = rows[p // width]
+    col = pc[p >> (g.bit_length() - 1)] * g + (p & (g - 1)) - r * n_cols
+    key = (r << (32 + cb)) | (_desc_key(cand.reshape(-1)[p]) << cb) | col
+    key.sort()
+    cnt = np.bincount(r, minlength=b)[rows]  # >= K on every row here
+    start = np.cumsum(cnt) - cnt
+    out[rows] = key[start[:, None] + np.arange(k)] & ((1 << cb) - 1)
+    if len(rows) < b:
+        _exact_topk(Sn, np.flatnonzero(slow), n_items, k, out)
+    return out
+
+
+def _exact_topk(Sn: np.ndarray, rows: np.ndarray, n_items: int, k: int, out: np.ndarray) -> np.ndarray:
+    """``out[rows]`` = exact top-``k`` of ``Sn[rows, :n_items]`` (-1 for ``-inf``), via numpy."""
+    idx, vals = Backend("numpy").topk(Sn[rows, :n_items], k)
+    idx = idx.astype(np.int32)
+    idx[~np.isfinite(vals)] = -1
+    out[rows] = -1
+    out[rows, : idx.shape[1]] = idx
+    return out

@@ -25,7 +25,12 @@ class Recommender(Protocol):
 
 @dataclass
 class EmbeddingRecommender:
-    """score(u, i) = <user_vecs[u], item_vecs[i]>; unscorable items get -inf."""
+    """score(u, i) = <user_vecs[u], item_vecs[i]>; unscorable items get -inf.
+
+    Scores come from one torch kernel (:class:`analysis.backend.EmbeddingScorer`), the one
+    :func:`analysis.ranking.rank` fuses with its top-K selection, so ``score`` and ``rank``
+    agree to the bit whatever the block of users.
+    """
 
     name: str
     user_vecs: np.ndarray
@@ -33,8 +38,14 @@ class EmbeddingRecommender:
     scorable: np.ndarray
     params: dict = field(default_factory=dict)
 
+    def scorer(self):
+        """The scoring kernel over this model's vectors (built per call: vectors may change)."""
+        from ..backend import EmbeddingScorer
+
+        return EmbeddingScorer(self.user_vecs, self.item_vecs)
+
     def score(self, users: np.ndarray) -> np.ndarray:
-        s = np.asarray(self.user_vecs[users] @ self.item_vecs.T, dtype=np.float32)
+        s = self.scorer().scores(np.asarray(users))
         if not self.scorable.all():
             s[:, ~self.scorable] = -np.inf
         return s
