@@ -278,14 +278,9 @@ def record_path(root: Path, name: str) -> Path:
 
 def max_jobs() -> int:
     """How many jobs may run at once over one runs folder: ``$SEMCOLLAB_MAX_JOBS`` (default 2)."""
-    raw = os.environ.get(MAX_JOBS_ENV, "").strip()
-    try:
-        n = int(raw) if raw else DEFAULT_MAX_JOBS
-    except ValueError:
-        raise ConfigError(f"{MAX_JOBS_ENV}={raw!r} is not a whole number") from None
-    if n < 1:
-        raise ConfigError(f"{MAX_JOBS_ENV}={raw!r} must be at least 1")
-    return n
+    from app.upload_check import env_int
+
+    return env_int(MAX_JOBS_ENV, DEFAULT_MAX_JOBS)
 
 
 @contextlib.contextmanager

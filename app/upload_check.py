@@ -62,7 +62,11 @@ class Limits:
 
 
 def _env_int(key: str) -> int:
-    name, default = _ENV[key]
+    return env_int(*_ENV[key])
+
+
+def env_int(name: str, default: int) -> int:
+    """A positive whole number from the environment variable ``name`` (``default`` when unset)."""
     raw = os.environ.get(name, "").strip()
     try:
         value = int(raw) if raw else default
