@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sps
 
+from .complementarity import summarise
 from .fusion import headroom
 from .metrics import hits_matrix
 from .systems import RANKED, manifest_systems
@@ -29,7 +30,8 @@ def assemble(s: "State") -> None:
     """Fill ``s.tables`` (every run table), ``s.results["vectors"]`` and ``s.results["manifest"]``."""
     from .stages import union_gain
 
-    s.results["union_gain"] = union_gain(s.results["comp"], s.cfg.n_boot, s.cfg.seed)
+    s.results["comp_summary"] = summarise(s.results["comp"])
+    s.results["union_gain"] = union_gain(s.results["comp"], s.results["comp_summary"], s.cfg.n_boot, s.cfg.seed)
     s.tables.update(items=items_table(s), users=users_table(s), topk=topk_table(s),
                     interactions=interactions_table(s.split), tuning=pd.concat(s.tuning, ignore_index=True))
     sem = s.models["semantic"]
@@ -151,7 +153,7 @@ def summary(s: "State") -> dict[str, Any]:
         "K": K, "metrics": est, "best_single": best,
         "fusion_headroom_ndcg": headroom(est["fusion"]["ndcg"]["mean"], est[best]["ndcg"]["mean"],
                                          est["oracle_select"]["ndcg"]["mean"]),
-        "complementarity": _summarise(r["comp"]), "control": _summarise(r["ctrl"]),
+        "complementarity": r["comp_summary"], "control": summarise(r["ctrl"]),
         "union_oracle_gain": r["union_gain"],
         "segments": {seg: {sys_: {metric: _estimate(m, sys_, metric, K, segment=seg) for metric in ("recall", "ndcg")}
                            for sys_ in d} for seg, d in s.per_segment.items()},
@@ -161,12 +163,6 @@ def summary(s: "State") -> dict[str, Any]:
         "similarity": {f"{x.statistic}/{x.variant}": {"raw": x.raw, "null_mean": x.null_mean, "p_value": x.p_value}
                        for x in sim.itertuples()},
     }
-
-
-def _summarise(df: pd.DataFrame) -> dict:
-    from .complementarity import summarise
-
-    return summarise(df)
 
 
 def _versions() -> dict[str, str]:

@@ -215,6 +215,7 @@ def summarise(df: pd.DataFrame) -> dict[str, float]:
             out[f"oracle_{o}_{m}"] = v
             out[f"oracle_{o}_{m}_gain"] = v - best
     better = "a" if out["ndcg_a"] >= out["ndcg_b"] else "b"
+    out["better"] = better
     out["hits_first_ndcg_best"] = mean(f"hits_first_ndcg_{better}")
     out["oracle_union_ndcg_gain_raw"] = out["oracle_union_ndcg_gain"]
     out["oracle_union_ndcg_gain"] = out["oracle_union_ndcg"] - out["hits_first_ndcg_best"]

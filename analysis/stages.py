@@ -248,17 +248,16 @@ def bootstrap_stage(s: State) -> None:
     s.tables["differences"] = paired_rows(s.per_user["test"], pairs, part="test", **boot)
 
 
-def union_gain(comp: pd.DataFrame, n_boot: int, seed: int) -> dict:
-    """Union-pool NDCG gain: raw (vs the better view as ranked) and from the other view only
-    (vs the better view's own hits placed first), the latter with a paired bootstrap interval."""
-    better = "a" if np.nanmean(comp["ndcg_a"]) >= np.nanmean(comp["ndcg_b"]) else "b"
-    union = comp["oracle_union_ndcg"].to_numpy(float)
-    d = paired_bootstrap(union, comp[f"hits_first_ndcg_{better}"].to_numpy(float), n_boot=n_boot, seed=seed)
+def union_gain(comp: pd.DataFrame, summary: dict, n_boot: int, seed: int) -> dict:
+    """Union-pool NDCG gain as :func:`analysis.complementarity.summarise` defines it (``summary``:
+    raw, and from the other view only, against the better view's own hits placed first), with the
+    latter's paired bootstrap interval over the per-user columns of ``comp``."""
+    better = summary["better"]
+    d = paired_bootstrap(comp["oracle_union_ndcg"].to_numpy(float), comp[f"hits_first_ndcg_{better}"].to_numpy(float),
+                         n_boot=n_boot, seed=seed)
     return {"better_view": "semantic" if better == "a" else "collaborative",
-            "union_ndcg": float(np.nanmean(union)),
-            "best_ndcg": float(np.nanmean(comp[f"ndcg_{better}"])),
-            "best_hits_first_ndcg": float(np.nanmean(comp[f"hits_first_ndcg_{better}"])),
-            "gain_raw": float(np.nanmean(union) - np.nanmean(comp[f"ndcg_{better}"])),
+            "union_ndcg": summary["oracle_union_ndcg"], "best_ndcg": summary[f"ndcg_{better}"],
+            "best_hits_first_ndcg": summary["hits_first_ndcg_best"], "gain_raw": summary["oracle_union_ndcg_gain_raw"],
             "gain_other_view": d["diff"], "lo": d["lo"], "hi": d["hi"], "p_value": d["p_value"]}
 
 
