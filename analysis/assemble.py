@@ -17,6 +17,7 @@ import scipy.sparse as sps
 from .complementarity import summarise
 from .fusion import headroom
 from .metrics import hits_matrix
+from .split import activity_buckets, pop_buckets
 from .systems import RANKED, manifest_systems
 
 if TYPE_CHECKING:
@@ -65,7 +66,6 @@ def item_hit_counts(top_sem: np.ndarray, top_col: np.ndarray, target, users: np.
 
 def items_table(s: "State") -> pd.DataFrame:
     from .models.encoder import item_texts
-    from .pipeline import pop_buckets
 
     sp_, items, r = s.split, s.ds.items, s.results
     n_i = sp_.n_items
@@ -95,8 +95,6 @@ def items_table(s: "State") -> pd.DataFrame:
 
 
 def users_table(s: "State") -> pd.DataFrame:
-    from .pipeline import activity_buckets
-
     sp_ = s.split
     n_train = np.diff(sp_.train.indptr)
     df = pd.DataFrame({

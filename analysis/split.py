@@ -141,6 +141,24 @@ class Split:
                 "cold_test_share": n_cold / self.test.nnz if self.test.nnz else float("nan")}
 
 
+def pop_buckets(pop: np.ndarray, cold: np.ndarray) -> np.ndarray:
+    """head = top 20 % of warm items by training popularity, tail = bottom 50 %, torso between; cold apart."""
+    out = np.full(len(pop), "cold", dtype=object)
+    warm = np.flatnonzero(~cold)
+    order = warm[np.argsort(-pop[warm], kind="stable")]
+    n = len(order)
+    out[order[: int(np.ceil(0.2 * n))]] = "head"
+    out[order[int(np.ceil(0.2 * n)) : int(np.ceil(0.5 * n))]] = "torso"
+    out[order[int(np.ceil(0.5 * n)) :]] = "tail"
+    return out
+
+
+def activity_buckets(n_train: np.ndarray) -> np.ndarray:
+    """Users split into terciles of training activity: light / medium / heavy."""
+    q1, q2 = np.quantile(n_train, [1 / 3, 2 / 3])
+    return np.where(n_train <= q1, "light", np.where(n_train <= q2, "medium", "heavy")).astype(object)
+
+
 def _csr(users: np.ndarray, items: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
     m = sp.csr_matrix((np.ones(len(users), np.float32), (users, items)), shape=shape)
     m.sum_duplicates()

