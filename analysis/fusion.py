@@ -83,7 +83,8 @@ from .errors import ConfigError
 from .metrics import METRICS, metrics_from_hits
 from .models.base import Recommender
 from .calibration import desc_order, first_singles, merge_topk, single_view_slots
-from .ranking import check_scores, seen_rows, topk_padded
+from .ranking import check_scores, topk_padded
+from .seen import Seen, as_seen
 
 DEFAULT_ALPHAS = np.linspace(0.0, 1.0, 21)
 _EPS = 1e-9
@@ -113,14 +114,10 @@ def minmax_rows(scores: np.ndarray, valid: np.ndarray | None = None, fill: float
     return x
 
 
-def _dense_mask(seen: sp.spmatrix | None, rows: np.ndarray, n_items: int) -> np.ndarray:
-    m = np.zeros((len(rows), n_items), dtype=bool)
-    if seen is not None:
-        if seen.shape[1] != n_items:
-            raise ConfigError(f"matrix has {seen.shape[1]} items but scores have {n_items} columns")
-        r, c = seen_rows(seen, rows)
-        m[r, c] = True
-    return m
+def _dense_mask(seen: "Seen | sp.spmatrix | None", rows: np.ndarray, n_items: int) -> np.ndarray:
+    """bool ``(len(rows), n_items)``: the items masked for ``rows`` (or a CSR's non-zeros)."""
+    seen = as_seen(seen, n_items)
+    return np.zeros((len(rows), n_items), dtype=bool) if seen is None else seen.dense(rows)
 
 
 class _CandidatePool:
@@ -344,7 +341,7 @@ def fuse_topk(
     model_a: Recommender,
     model_b: Recommender,
     users: np.ndarray,
-    seen: sp.spmatrix | None,
+    seen: Seen | sp.spmatrix | None,
     k: int,
     alpha: float,
     cold_aware: bool = False,
@@ -378,7 +375,7 @@ def rrf_topk(
     model_a: Recommender,
     model_b: Recommender,
     users: np.ndarray,
-    seen: sp.spmatrix | None,
+    seen: Seen | sp.spmatrix | None,
     k: int,
     rrf_k: int = 60,
     depth: int | None = None,
@@ -491,7 +488,7 @@ def fusion_curve(
     model_a: Recommender,
     model_b: Recommender,
     users: np.ndarray,
-    seen: sp.spmatrix | None,
+    seen: Seen | sp.spmatrix | None,
     target: sp.spmatrix,
     ks: Iterable[int] = (10, 20),
     alphas: Iterable[float] | None = None,

@@ -77,6 +77,7 @@ from .metrics import evaluate
 from .models.base import EmbeddingRecommender, Recommender
 from .models.validation import torch_threads, validate
 from .ranking import check_scores, mask_seen, rank
+from .seen import Seen, as_seen
 from .split import Split
 
 #: the systems this comparison adds to the two views (names of :mod:`analysis.systems`)
@@ -145,7 +146,7 @@ class GatedFusion:
     params: dict = field(default_factory=dict)
     #: the user's known items (masked by ``rank`` anyway); they are left out of the warm
     #: candidates that single-view items are calibrated against. None: calibrate against all.
-    seen: sp.csr_matrix | None = None
+    seen: Seen | None = None
     #: ρ: single-view items' calibrated scores are multiplied by ρ (1: as cold-aware fusion;
     #: < 1 demotes them, as plain fusion's zero fill does; 0: after every warm item)
     cold_scale: float = 1.0
@@ -161,11 +162,11 @@ class GatedFusion:
         self.col_ok = np.asarray(self.col.scorable, bool)
         self.scorable = self.sem_ok | self.col_ok
 
-    def with_seen(self, seen: sp.spmatrix | None) -> "GatedFusion":
+    def with_seen(self, seen: Seen | sp.spmatrix | None) -> "GatedFusion":
         """A copy that calibrates single-view items against the *unseen* warm items (as ``rank`` masks ``seen``)."""
         return GatedFusion(self.sem, self.col, self.item_feats, self.user_feats, np.asarray(self.theta).copy(),
                            self.name, list(self.feature_names), dict(self.params),
-                           None if seen is None else sp.csr_matrix(seen), self.cold_scale)
+                           as_seen(seen), self.cold_scale)
 
     def gate_logits(self, users: np.ndarray) -> np.ndarray:
         p = self.item_feats.shape[1]
@@ -192,10 +193,7 @@ class GatedFusion:
         if not (only_a.any() or only_b.any()):
             return s
         n, m = s.shape
-        seen = np.zeros((n, m), bool)
-        if self.seen is not None:
-            sub = self.seen[users]
-            seen[np.repeat(np.arange(n), np.diff(sub.indptr)), sub.indices] = True
+        seen = np.zeros((n, m), bool) if self.seen is None else self.seen.dense(users)
         slots = single_view_slots(a, b, np.broadcast_to(self.sem_ok, (n, m)), np.broadcast_to(self.col_ok, (n, m)), seen)
         if slots.key is None:
             return s

@@ -379,7 +379,7 @@ class _Evaluator:
         tgt.eliminate_zeros()
         self.users = np.flatnonzero(np.diff(tgt.indptr) > 0)
         self.target = tgt
-        self.seen = sp.csr_matrix(split.seen_for("test").tocsr()[:, self.E])
+        self.seen = split.seen_for("test").select_items(self.E)
         self.U = np.asarray(U, np.float32)
         ceil_u = self._per_user(self.Y0[self.E])
         rng = np.random.default_rng([int(seed), 104729])

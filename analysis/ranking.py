@@ -1,8 +1,9 @@
 """Full-catalogue top-K with the user's seen items masked (DIAGNOSTICS.md protocol).
 
 ``rank`` scores users block by block through a :class:`Recommender`; ``rank_scores`` does
-the same from a score matrix already in memory. Both mask seen items with one vectorised
-scatter from the CSR matrix, never return seen or unscorable (``-inf``) items, break ties
+the same from a score matrix already in memory. Both mask seen items (an
+:class:`analysis.seen.Seen`: each user's history, one vectorised scatter from its CSR rows, plus
+item columns masked for every user, one column fill per block; a CSR matrix is a history), never return seen or unscorable (``-inf``) items, break ties
 by lower item index (see :mod:`analysis.backend`) and pad unfillable slots with -1.
 
 An :class:`EmbeddingRecommender` (score = ``<u, v>``, ``-inf`` on unscorable items) is
@@ -21,6 +22,7 @@ import scipy.sparse as sp
 
 from .backend import MIN_ROWS, Backend, EmbeddingScorer, fused_topk, get_backend, padded_items
 from .errors import ConfigError, VectorError
+from .seen import Seen, as_seen
 from .models.base import EmbeddingRecommender, Recommender
 
 
@@ -30,21 +32,21 @@ def _check_k(k: int) -> int:
     return int(k)
 
 
-def seen_rows(seen: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(row position within ``rows``, item) of every stored non-zero of ``seen[rows]``."""
-    sub = seen.tocsr()[rows].tocsr()
-    r = np.repeat(np.arange(len(rows)), np.diff(sub.indptr))
-    keep = sub.data != 0
-    return r[keep], sub.indices[keep]
+def seen_rows(seen: "Seen | sp.spmatrix", rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row position within ``rows``, item) of every non-zero *history* entry of ``seen[rows]``
+    (a :class:`analysis.seen.Seen`'s item columns are not listed: apply ``seen.columns`` too)."""
+    return as_seen(seen).rows(rows)
 
 
-def mask_seen(scores: np.ndarray, seen: sp.csr_matrix | None, rows: np.ndarray) -> np.ndarray:
-    """Set ``scores[j, i] = -inf`` for every item ``i`` seen by user ``rows[j]`` (in place)."""
+def mask_seen(scores: np.ndarray, seen: "Seen | sp.spmatrix | None", rows: np.ndarray) -> np.ndarray:
+    """Set ``scores[j, i] = -inf`` for every item ``i`` masked for user ``rows[j]`` (in place):
+    the user's history and the mask's item columns."""
+    seen = as_seen(seen, scores.shape[1])
     if seen is None:
         return scores
-    if seen.shape[1] != scores.shape[1]:
-        raise ConfigError(f"seen matrix has {seen.shape[1]} items but scores have {scores.shape[1]} columns")
-    r, c = seen_rows(seen, rows)
+    if len(seen.columns):
+        scores[:, seen.columns] = -np.inf
+    r, c = seen.rows(rows)
     scores[r, c] = -np.inf
     return scores
 
@@ -84,19 +86,17 @@ def choose_block(n_items: int, dim: int) -> int:
     return 1 << (int(b).bit_length() - 1)
 
 
-def _seen_rows_csr(seen: sp.csr_matrix, users: np.ndarray, n_items: int):
-    """(entries per user, items, data) of ``seen[users]`` (CSR order; a slice when ``users`` is a range)."""
-    if seen.shape[1] != n_items:
-        raise ConfigError(f"seen matrix has {seen.shape[1]} items but scores have {n_items} columns")
-    seen = seen.tocsr()
+def _seen_rows_csr(seen: Seen, users: np.ndarray):
+    """(entries per user, items, data) of ``seen.history[users]`` (CSR order; a slice when ``users`` is a range)."""
+    hist = seen.history
     n = len(users)
     a = int(users[0]) if n else 0
-    contiguous = n and 0 <= a and a + n <= seen.shape[0] and users[-1] == a + n - 1
+    contiguous = n and 0 <= a and a + n <= hist.shape[0] and users[-1] == a + n - 1
     if contiguous and np.array_equal(users, np.arange(a, a + n)):
-        lo, hi = seen.indptr[a], seen.indptr[a + n]
-        counts, items, data = np.diff(seen.indptr[a : a + n + 1]), seen.indices[lo:hi], seen.data[lo:hi]
+        lo, hi = hist.indptr[a], hist.indptr[a + n]
+        counts, items, data = np.diff(hist.indptr[a : a + n + 1]), hist.indices[lo:hi], hist.data[lo:hi]
     else:
-        sub = seen[users]
+        sub = hist[users]
         counts, items, data = np.diff(sub.indptr), sub.indices, sub.data
     return counts, items, data
 
@@ -109,10 +109,14 @@ def _rank_embedding(model: EmbeddingRecommender, users: np.ndarray, seen, k: int
     n, n_items, n_cols = len(users), scorer.n_items, scorer.n_cols
     block = int(block or choose_block(n_items, scorer.dim))
     out = np.empty((n, k), dtype=np.int32)
-    neg = np.flatnonzero(~np.asarray(model.scorable, bool))
+    seen = as_seen(seen, n_items)
+    neg = ~np.asarray(model.scorable, bool)
+    if seen is not None:
+        neg[seen.columns] = True  # columns masked for every user: one fill per block
+    neg = np.flatnonzero(neg)
     neg_cols = torch.from_numpy(neg) if len(neg) else None
     if seen is not None:
-        counts, items, data = _seen_rows_csr(seen, users, n_items)
+        counts, items, data = _seen_rows_csr(seen, users)
         # position of each seen entry inside its block's score buffer
         flat = np.repeat(np.arange(n, dtype=np.int64) % block * n_cols, counts) + items
         starts = np.concatenate([[0], np.cumsum(counts)])  # entries of user j: starts[j]:starts[j + 1]
@@ -153,7 +157,7 @@ def _fused_scorer(model, users: np.ndarray, be: Backend) -> EmbeddingScorer | No
 def rank(
     model: Recommender,
     users: np.ndarray,
-    seen: sp.csr_matrix | None,
+    seen: Seen | sp.csr_matrix | None,
     k: int,
     block: int | None = None,
     backend: Backend | None = None,
@@ -185,7 +189,7 @@ def rank(
 def rank_scores(
     scores: np.ndarray,
     k: int,
-    seen: sp.csr_matrix | None = None,
+    seen: Seen | sp.csr_matrix | None = None,
     users: np.ndarray | None = None,
     backend: Backend | None = None,
     block: int = 4096,

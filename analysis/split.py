@@ -10,7 +10,7 @@ per-user random 80/10/10 by default, temporal leave-one-out as an option. Regime
 - item cold-start (``cold_item_share``), the standard protocol: a seeded share of the items
   with interactions is held out entirely; **all** their pairs (train, validation and test
   parts) move to test. Training and validation never see them, and at validation time they
-  are not candidates (:meth:`Split.seen_for` masks them), so nothing tuned on validation has
+  are not candidates (:meth:`Split.seen_for` masks them as columns), so nothing tuned on validation has
   looked at the items the test then evaluates.
 
 Test metrics are reported per *segment* (:data:`SEGMENTS`): ``all`` (every test pair, every
@@ -29,6 +29,7 @@ import scipy.sparse as sp
 
 from .data import Indexed
 from .errors import ConfigError, DataError
+from .seen import Seen
 
 PARTS = ("valid", "test")
 SEGMENTS = ("all", "warm", "cold")
@@ -41,14 +42,6 @@ def _check_part(part: str, segment: str = "all") -> None:
         raise ConfigError(f"unknown item segment {segment!r}: use one of {list(SEGMENTS)}")
     if part == "valid" and segment != "all":
         raise ConfigError("validation has no cold items: item segments apply to the test part only")
-
-
-def _columns(n_users: int, cols: np.ndarray, n_items: int) -> sp.csr_matrix:
-    """A binary CSR that holds the item columns ``cols`` for every user."""
-    cols = np.asarray(cols, np.int32)
-    indptr = np.arange(n_users + 1, dtype=np.int64) * len(cols)
-    data = np.ones(n_users * len(cols), np.float32)
-    return sp.csr_matrix((data, np.tile(cols, n_users), indptr), shape=(n_users, n_items))
 
 
 def _union(*ms: sp.csr_matrix) -> sp.csr_matrix:
@@ -95,35 +88,29 @@ class Split:
         return self.cold_items.copy() if segment == "cold" else ~self.cold_items
 
     @cached_property
-    def _seen(self) -> dict[tuple[str, str], sp.csr_matrix]:
-        return {}
-
-    @cached_property
     def _history(self) -> dict[str, sp.csr_matrix]:
-        return {"valid": _union(self.train, self.removed),
-                "test": _union(self.train, self.valid, self.removed)}
+        h = {"valid": _union(self.train, self.removed), "test": _union(self.train, self.valid, self.removed)}
+        for m in h.values():
+            for a in (m.data, m.indices, m.indptr):
+                a.flags.writeable = False  # shared by every caller: read-only
+        return h
 
-    def seen_for(self, part: str, segment: str = "all") -> sp.csr_matrix:
+    def seen_for(self, part: str, segment: str = "all") -> Seen:
         """Items to mask before top-K when evaluating on ``part`` (and item ``segment``).
 
         Validation masks the training items, the pairs a sparsity regime removed, and the
         held-out cold items (not candidates at validation time). Test masks training,
         validation and removed pairs (the user's known history, as in RecBole); the ``warm``
-        and ``cold`` segments also mask every item outside the segment.
+        and ``cold`` segments also mask every item outside the segment. Item columns masked
+        for every user are kept as columns (:class:`analysis.seen.Seen`), never as CSR entries.
         """
         _check_part(part, segment)
-        key = (part, segment)
-        if key not in self._seen:  # built once per split (tuning asks for the validation mask hundreds of times)
-            seen = self._history[part]
-            if part == "valid" and self.held_out_items.any():
-                seen = _union(seen, _columns(self.n_users, np.flatnonzero(self.held_out_items), self.n_items))
-            if segment != "all":
-                outside = np.flatnonzero(~self.segment_items(segment))
-                seen = _union(seen, _columns(self.n_users, outside, self.n_items))
-            for a in (seen.data, seen.indices, seen.indptr):
-                a.flags.writeable = False  # shared by every caller: read-only
-            self._seen[key] = seen
-        return self._seen[key]
+        cols = np.zeros(self.n_items, bool)
+        if part == "valid":
+            cols |= self.held_out_items
+        if segment != "all":
+            cols |= ~self.segment_items(segment)
+        return Seen(self._history[part], np.flatnonzero(cols))
 
     def target(self, part: str, segment: str = "all") -> sp.csr_matrix:
         """Relevant pairs of ``part``; for a test segment, only its pairs on the segment's items."""

@@ -107,7 +107,7 @@ def test_gate_is_forced_to_one_on_cold_items_and_cold_items_follow_the_semantic_
     assert ((g[:, ~cold] > 0) & (g[:, ~cold] < 1)).all() and g[:, ~cold].std() > 0.05
     sc = m.score(users)
     a = sem.score(users)
-    seen = s.seen_for("test")[users].toarray() > 0
+    seen = s.seen_for("test").dense(users)
     for j in range(len(users)):
         c = np.flatnonzero(cold & ~seen[j])
         o = c[np.lexsort((c, -a[j, c]))]  # semantic order among the user's unseen cold items

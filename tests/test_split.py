@@ -81,10 +81,10 @@ def test_cold_items_are_held_out_entirely_standard_protocol():
 
 def test_held_out_items_are_not_validation_candidates():
     s = _synthetic_split()
-    seen = s.seen_for("valid").toarray() > 0
+    seen = s.seen_for("valid").to_csr().toarray() > 0
     assert seen[:, s.held_out_items].all()
     assert not seen[:, ~s.cold_items][s.train[:, ~s.cold_items].toarray() == 0].any()  # warm unseen stay candidates
-    assert not (s.seen_for("test").toarray() > 0)[:, s.held_out_items].any()  # at test they are candidates
+    assert not (s.seen_for("test").to_csr().toarray() > 0)[:, s.held_out_items].any()  # at test they are candidates
 
 
 def test_recommending_exactly_the_cold_consumptions_scores_recall_one_on_cold_ranking():
@@ -108,7 +108,7 @@ def test_warm_segment_ranks_and_targets_warm_items_only():
     warm_target = s.target("test", "warm")
     assert warm_target[:, s.cold_items].nnz == 0
     assert warm_target.nnz + s.target("test", "cold").nnz == s.test.nnz
-    seen = s.seen_for("test", "warm").toarray() > 0
+    seen = s.seen_for("test", "warm").to_csr().toarray() > 0
     assert seen[:, s.cold_items].all()
 
 
@@ -117,14 +117,14 @@ def test_sparsity_removed_pairs_are_masked_not_misses():
     assert sparse.removed.nnz == full.train.nnz - sparse.train.nnz == sparse.regime["n_removed_train_pairs"]
     assert (sparse.removed + sparse.train != full.train).nnz == 0
     for part in ("valid", "test"):
-        assert (sparse.seen_for(part) != full.seen_for(part)).nnz == 0  # same known history masked
+        assert (sparse.seen_for(part).to_csr() != full.seen_for(part).to_csr()).nnz == 0  # same known history masked
     assert sparse.removed.multiply(sparse.test).nnz == 0
 
 
 def test_seen_for_masks_train_on_valid_and_train_plus_valid_on_test():
     s = split(_toy(), seed=0)
-    assert (s.seen_for("valid") != s.train).nnz == 0
-    assert (s.seen_for("test") != (s.train + s.valid)).nnz == 0
+    assert (s.seen_for("valid").to_csr() != s.train).nnz == 0
+    assert (s.seen_for("test").to_csr() != (s.train + s.valid)).nnz == 0
 
 
 def test_unknown_part_or_segment_is_a_config_error():
@@ -142,3 +142,23 @@ def test_unknown_part_or_segment_is_a_config_error():
 def test_bad_regimes_are_refused(kw):
     with pytest.raises(ConfigError):
         split(_toy(), **kw)
+
+
+def test_column_masks_are_columns_not_csr_entries_and_rank_like_their_csr():
+    """Held-out and segment masks cost one index per item, not n_users entries per item, and
+    ranking with them equals ranking with the same mask written out as CSR."""
+    from analysis.models.base import EmbeddingRecommender
+    from analysis.ranking import rank
+
+    s = _synthetic_split()
+    rng = np.random.default_rng(3)
+    m = EmbeddingRecommender("r", rng.standard_normal((s.n_users, 8)).astype(np.float32),
+                             rng.standard_normal((s.n_items, 8)).astype(np.float32), np.ones(s.n_items, bool))
+    users = np.arange(s.n_users)
+    for part, seg in (("valid", "all"), ("test", "warm"), ("test", "cold")):
+        seen = s.seen_for(part, seg)
+        assert seen.history.nnz == s.seen_for(part).history.nnz  # the columns are not in the CSR
+        expected_cols = s.held_out_items if part == "valid" else ~s.segment_items(seg)
+        np.testing.assert_array_equal(seen.columns, np.flatnonzero(expected_cols))
+        np.testing.assert_array_equal(rank(m, users, seen, 20), rank(m, users, seen.to_csr(), 20))
+        np.testing.assert_array_equal(rank(m, users[::3], seen, 20, block=7), rank(m, users[::3], seen.to_csr(), 20))
