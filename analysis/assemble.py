@@ -34,7 +34,7 @@ def assemble(s: "State") -> None:
     s.results["comp_summary"] = summarise(s.results["comp"])
     s.results["union_gain"] = union_gain(s.results["comp"], s.results["comp_summary"], s.cfg.n_boot, s.cfg.seed)
     s.tables.update(items=items_table(s), users=users_table(s), topk=topk_table(s),
-                    interactions=interactions_table(s.split), tuning=pd.concat(s.tuning, ignore_index=True))
+                    interactions=interactions_table(s.split, s.users), tuning=pd.concat(s.tuning, ignore_index=True))
     sem = s.models["semantic"]
     s.results["vectors"] = {
         "semantic_items": s.sem_vecs, "semantic_rec_items": np.asarray(sem.item_vecs, np.float32),
@@ -71,7 +71,7 @@ def items_table(s: "State") -> pd.DataFrame:
     n_i = sp_.n_items
     pop = np.asarray(sp_.train.sum(0)).ravel()
     hits = item_hit_counts(s.tops["test"][s.compared_semantic], s.tops["test"]["collab"], sp_.test, s.users)
-    n_test = np.asarray(sp_.test.sum(0)).ravel().astype(np.int64)
+    n_test = np.asarray(sp_.test[s.users].sum(0)).ravel().astype(np.int64)  # the evaluated users' test pairs
     energy = r["energy"]
     residuals = r["probes"]["residuals"].set_index("item_idx").reindex(np.arange(n_i))
     agree = r["agree"]
@@ -95,12 +95,12 @@ def items_table(s: "State") -> pd.DataFrame:
 
 
 def users_table(s: "State") -> pd.DataFrame:
-    sp_ = s.split
+    sp_, u = s.split, s.users
     n_train = np.diff(sp_.train.indptr)
     df = pd.DataFrame({
-        "user_idx": s.users, "user_id": s.ix.user_ids.astype(str), "n_train": n_train,
-        "n_valid": np.diff(sp_.valid.indptr), "n_test": np.diff(sp_.test.indptr),
-        "activity_bucket": activity_buckets(n_train),
+        "user_idx": u, "user_id": s.ix.user_ids[u].astype(str), "n_train": n_train[u],
+        "n_valid": np.diff(sp_.valid.indptr)[u], "n_test": np.diff(sp_.test.indptr)[u],
+        "activity_bucket": activity_buckets(n_train)[u],
     })
     cols = {f"{name}_{key}": v for name, d in s.per_user["test"].items() for key, v in d.items()}
     comp = s.results["comp"].rename(columns={"hits_a": "hits_sem", "hits_b": "hits_col", "only_a": "only_sem",
@@ -123,11 +123,12 @@ def topk_table(s: "State") -> pd.DataFrame:
     return df[df.item_idx >= 0]
 
 
-def interactions_table(sp_) -> pd.DataFrame:
+def interactions_table(sp_, users: np.ndarray) -> pd.DataFrame:
+    """The evaluated ``users``' interactions by part (what the dashboard's user drill-downs show)."""
     rows = []
     for part, m in (("train", sp_.train), ("valid", sp_.valid), ("test", sp_.test), ("removed", sp_.removed)):
-        coo = m.tocoo()
-        rows.append(pd.DataFrame({"user_idx": coo.row.astype(np.int32), "item_idx": coo.col.astype(np.int32),
+        coo = m[users].tocoo()
+        rows.append(pd.DataFrame({"user_idx": users[coo.row].astype(np.int32), "item_idx": coo.col.astype(np.int32),
                                   "part": part}))
     return pd.concat(rows, ignore_index=True)
 
@@ -173,6 +174,13 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def evaluation_record(s: "State") -> dict[str, Any]:
+    """Which users the run evaluated: all of them, or a seeded sample (metrics and intervals describe it)."""
+    n, m = s.split.n_users, len(s.users)
+    return {"n_users": n, "n_evaluated": m, "sampled": m < n, "max_users": s.cfg.eval_users, "seed": s.cfg.seed,
+            "rule": "every user" if m == n else f"seeded uniform sample of {m:,} of {n:,} users; training used every user"}
+
+
 def manifest(s: "State") -> dict[str, Any]:
     cfg, ds, sp_, r, K = s.cfg, s.ds, s.split, s.results, s.K
     f = s.fusion
@@ -181,6 +189,7 @@ def manifest(s: "State") -> dict[str, Any]:
         "dataset": {"name": ds.name, "source": ds.source, "checksum": r["checksum"], "n_users": sp_.n_users,
                     "n_items": sp_.n_items,
                     "n_interactions": int(sp_.train.nnz + sp_.valid.nnz + sp_.test.nnz + sp_.removed.nnz)},
+        "evaluation": evaluation_record(s),
         "systems": manifest_systems(cfg.collab, s.compared_semantic),
         "semantic_source": s.sem_source,
         "compared": {"semantic": s.compared_semantic, "collaborative": "collab"},

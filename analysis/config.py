@@ -45,6 +45,9 @@ class RunConfig:
     device: str = "auto"
     backend: str | None = None
     n_boot: int = 1000
+    #: users evaluated (ranked, scored, bootstrapped): every user up to this many, then a seeded
+    #: sample of this size (0: always every user). Training always uses every user.
+    eval_users: int = 50_000
     n_alphas: int = 21
     rrf_k: int = 60
     umap: bool = True
@@ -67,6 +70,8 @@ class RunConfig:
             raise ConfigError(f"compare_semantic must be 'trained' or 'zeroshot', got {self.compare_semantic!r}")
         if self.k_neighbors < 1:
             raise ConfigError("k_neighbors must be >= 1")
+        if self.eval_users < 0:
+            raise ConfigError(f"eval_users must be >= 0 (0 = every user), got {self.eval_users}")
         if self.n_alphas < 2:
             raise ConfigError("n_alphas must be >= 2")
 

@@ -435,6 +435,7 @@ def evaluate_fusion_models(
     backend: Backend | None = None,
     gated: GatedFusion | None = None,
     gate_kw: Mapping[str, Any] | None = None,
+    users: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Gated fusion vs best single view, validation-α score fusion and the alignment baseline, on test.
 
@@ -447,14 +448,15 @@ def evaluate_fusion_models(
     "<system>_<metric>@<k>"...], valid: DataFrame[system, metric, k, mean], model: the fitted
     :class:`GatedFusion`, summary: dict). The alignment rows are absent when ``mapped`` is None.
     ``gated``: an already fitted model to evaluate instead of fitting one; ``gate_kw``: extra
-    arguments of :func:`train_gated_fusion` (e.g. ``n_candidates``, ``max_steps``).
+    arguments of :func:`train_gated_fusion` (e.g. ``n_candidates``, ``max_steps``); ``users``: the
+    users evaluated (default: every user; the pipeline passes its evaluation sample).
     """
     t0 = time.perf_counter()
     be = backend or get_backend()
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise ConfigError(f"ks must be positive integers, got {ks}")
-    ev = _Comparison(split, ks, be)
+    ev = _Comparison(split, ks, be, users)
     names = view_names(sem_model, col_model)
     timings = {"single_s": ev.add_ranked(names[0], sem_model) + ev.add_ranked(names[1], col_model)}
     best = best_single({n: ev.valid_mean(n) for n in names}, collaborative=names[1])
@@ -505,10 +507,10 @@ def view_names(sem_model: Recommender, col_model: Recommender) -> tuple[str, str
 class _Comparison:
     """Per-user validation and test metrics of several systems on one split, then their tables."""
 
-    def __init__(self, split: Split, ks: list[int], be: Backend):
+    def __init__(self, split: Split, ks: list[int], be: Backend, users: np.ndarray | None = None):
         self.split, self.ks, self.be, self.K = split, ks, be, max(ks)
-        self.users = np.arange(split.n_users)
-        self.vusers = np.flatnonzero(np.diff(split.valid.indptr) > 0)
+        self.users = np.arange(split.n_users) if users is None else np.asarray(users, np.int64)
+        self.vusers = self.users[np.diff(split.valid.indptr)[self.users] > 0]
         self.res: dict[str, dict[str, dict[str, np.ndarray]]] = {"valid": {}, "test": {}}
 
     def top(self, model: Recommender, part: str) -> np.ndarray:

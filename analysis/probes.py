@@ -369,7 +369,7 @@ class _Evaluator:
     """
 
     def __init__(self, Y, U, split: Split, warm, E, k, K, be, seed: int = 0, n_floor: int = N_FLOOR,
-                 Q: np.ndarray | None = None, shared: Mapping[str, Any] | None = None):
+                 Q: np.ndarray | None = None, shared: Mapping[str, Any] | None = None, users: np.ndarray | None = None):
         self.Y, self.E, self.k, self.K, self.be, self.Q = Y, np.asarray(E), k, K, be, Q
         self.shared = dict(shared or {})
         self.cand = np.flatnonzero(warm)
@@ -378,6 +378,8 @@ class _Evaluator:
         tgt = sp.csr_matrix(split.test.tocsr()[:, self.E])
         tgt.eliminate_zeros()
         self.users = np.flatnonzero(np.diff(tgt.indptr) > 0)
+        if users is not None:  # the run's evaluation sample
+            self.users = np.intersect1d(self.users, users)
         self.target = tgt
         self.seen = split.seen_for("test").select_items(self.E)
         self.U = np.asarray(U, np.float32)
@@ -651,6 +653,7 @@ def run_probes(
     backend: Backend | str | None = None,
     log: Callable[[str], None] | None = None,
     mlp_kw: Mapping[str, Any] | None = None,
+    users: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Alignment probes over regimes x capacities (see module docstring).
 
@@ -670,7 +673,8 @@ def run_probes(
     cca_pca_dims, cca_n_perm, shared_var_eval), skipped_regimes {regime: reason},
     unreadable_regimes {regime: reason}, the protocol texts (recall_protocol, readable_rule,
     shared_subspace), the grids, device, timings. ``mlp_kw``: extra arguments of
-    :func:`fit_mlp` (lr, weight_decay, max_epochs, patience).
+    :func:`fit_mlp` (lr, weight_decay, max_epochs, patience). ``users``: the users whose test
+    pairs are evaluated (default: every user; the pipeline passes its evaluation sample).
     """
     from threadpoolctl import threadpool_limits
 
@@ -679,11 +683,11 @@ def run_probes(
     with threadpool_limits(1, user_api="blas"):
         return _run_probes(X, Y, U, split, k_neighbors=k_neighbors, K=K, order=order, seed=seed, device=device,
                            ranks=ranks, widths=widths, lambdas=lambdas, n_folds=n_folds, backend=backend, log=log,
-                           mlp_kw=dict(mlp_kw or {}))
+                           mlp_kw=dict(mlp_kw or {}), users=users)
 
 
 def _run_probes(X, Y, U, split, *, k_neighbors, K, order, seed, device, ranks, widths, lambdas, n_folds, backend, log,
-                mlp_kw):
+                mlp_kw, users):
     from .models.validation import resolve_device
 
     t0 = time.perf_counter()
@@ -709,7 +713,8 @@ def _run_probes(X, Y, U, split, *, k_neighbors, K, order, seed, device, ranks, w
     rows, fitted, evals = [], {}, {}
     for regime, idx in regimes.items():
         Q, shared = _shared_for(X, Y, idx[0], idx[2], seed)
-        evals[regime] = ev = _Evaluator(Y, U, split, warm, idx[2], k, int(K), be, seed=seed, Q=Q, shared=shared)
+        evals[regime] = ev = _Evaluator(Y, U, split, warm, idx[2], k, int(K), be, seed=seed, Q=Q, shared=shared,
+                                        users=users)
         r, f = _regime_ladder(regime, idx, X, Y, caps, ev, lambdas, seed, dev, mlp_kw)
         rows += r
         if regime == "in_distribution":

@@ -47,6 +47,17 @@ def n_user_rows(run: Run) -> int:
     return int(run.users["user_idx"].max()) + 1 if len(run.users) else 0
 
 
+def evaluation_note(manifest: dict) -> str:
+    """How many users the run's metrics describe: every user, or a seeded sample (see
+    :func:`analysis.split.evaluation_users`)."""
+    ev = manifest.get("evaluation") or {}
+    n = int(ev.get("n_users", (manifest.get("dataset") or {}).get("n_users", 0)))
+    m = int(ev.get("n_evaluated", n))
+    if m >= n:
+        return f"all {n:,} users evaluated"
+    return f"{m:,} of {n:,} users evaluated (seeded sample; intervals describe it, training used every user)"
+
+
 # ----------------------------------------------------------------------------- metrics
 def metric_row(run: Run, system: str, metric: str, k: int, part: str = "test",
                segment: str = "all") -> dict[str, float] | None:

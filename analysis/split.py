@@ -236,6 +236,18 @@ def split(
     return s
 
 
+def evaluation_users(n_users: int, max_users: int, seed: int = 0) -> np.ndarray:
+    """The users a run evaluates (sorted indices): all of them when ``n_users <= max_users`` (or
+    ``max_users == 0``), else a seeded uniform sample of ``max_users`` without replacement, so
+    every metric, interval and per-user table describes that sample (training uses every user)."""
+    if max_users < 0:
+        raise ConfigError(f"max_users must be >= 0, got {max_users}")
+    if max_users == 0 or n_users <= max_users:
+        return np.arange(n_users)
+    rng = np.random.default_rng([int(seed), 50_021])  # its own stream: independent of the split's draws
+    return np.sort(rng.choice(n_users, size=int(max_users), replace=False))
+
+
 def check_evaluable(s: Split, min_users: int = 20, min_items: int = 44, where: str = "") -> None:
     """Refuse, right after the split, data too small to evaluate; say exactly what is missing.
 

@@ -26,7 +26,7 @@ from .fusion import best_single, choose_fusion, fuse_topk, fusion_curve, fusion_
 from .metrics import evaluate
 from .models.base import EmbeddingRecommender
 from .ranking import rank
-from .split import SEGMENTS, Split, activity_buckets, check_evaluable, pop_buckets, split
+from .split import SEGMENTS, Split, activity_buckets, check_evaluable, evaluation_users, pop_buckets, split
 
 Log = Callable[[str], None]
 PARTS = ("valid", "test")
@@ -43,6 +43,8 @@ class State:
     progress: bool = True
     ix: Indexed | None = None
     split: Split | None = None
+    #: the users evaluated (sorted): every user, or a seeded sample when there are many (cfg.eval_users)
+    eval_users: np.ndarray | None = None
     sem_vecs: np.ndarray | None = None
     sem_source: str = ""
     #: system name (analysis.systems) -> recommender: semantic, semantic_zs, collab, ease, pop
@@ -64,7 +66,8 @@ class State:
 
     @property
     def users(self) -> np.ndarray:
-        return np.arange(self.split.n_users)
+        """The evaluated users: every per-user array of the state is aligned with them."""
+        return self.eval_users
 
     @property
     def compared_semantic(self) -> str:
@@ -90,9 +93,13 @@ def split_stage(s: State) -> None:
                     cold_item_share=cfg.cold_item_share)
     check_evaluable(s.split, min_items=max(40, 4 * (cfg.k_neighbors + 1)), where=s.ds.source)
     sp_ = s.split
+    s.eval_users = evaluation_users(sp_.n_users, cfg.eval_users, cfg.seed)
     s.log(f"  {sp_.n_users} users, {sp_.n_items} items, train/valid/test = {sp_.train.nnz}/{sp_.valid.nnz}/"
           f"{sp_.test.nnz}, {int(sp_.cold_items.sum())} cold items ({sp_.regime['cold_test_share']:.1%} of test "
           "pairs on them)")
+    if len(s.eval_users) < sp_.n_users:
+        s.log(f"  evaluating a seeded sample of {len(s.eval_users):,} of the {sp_.n_users:,} users "
+              "(--eval-users; training uses every user)")
 
 
 def semantic_vectors_stage(s: State) -> None:
@@ -357,7 +364,7 @@ def probes_stage(s: State) -> None:
         order = np.where(np.isfinite(order), order, np.nanmedian(order))
     p = run_probes(s.sem_vecs, s.results["col_items"], np.asarray(s.models["collab"].user_vecs, np.float32), s.split,
                    k_neighbors=s.cfg.k_neighbors, K=s.K, order=order, seed=s.cfg.seed, device=s.cfg.device,
-                   backend=s.be)
+                   backend=s.be, users=s.users)
     s.tables["probes"] = p["curves"]
     s.results["probes"] = p
 
@@ -369,7 +376,8 @@ def fusion_models_stage(s: State) -> None:
     feats = {"shared_energy": np.nan_to_num(energy["sem_shared"].to_numpy(float)),
              "col_private_energy": np.nan_to_num(energy["col_private"].to_numpy(float))}
     fm = evaluate_fusion_models(s.sem_cmp, s.models["collab"], s.split, mapped=s.results["probes"]["mapped_all"],
-                                item_features=feats, ks=s.cfg.ks, seed=s.cfg.seed, n_boot=s.cfg.n_boot, backend=s.be)
+                                item_features=feats, ks=s.cfg.ks, seed=s.cfg.seed, n_boot=s.cfg.n_boot, backend=s.be,
+                                users=s.users)
     s.tables["fusion_models"], s.tables["fusion_model_differences"] = fm["table"], fm["differences"]
     s.results["fusion_models"] = fm["summary"]
 

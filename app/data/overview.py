@@ -265,3 +265,8 @@ def reading(key: RunKey, K: int, k: int, head: pd.DataFrame, shares: dict[str, f
     rec = head[head["metric"] == "recall"].set_index("role") if not head.empty else pd.DataFrame()
     return (_singles_lines(K, rec) + _shares_lines(shares) + _oracle_lines(K, gains)
             + _fusion_lines(K, rec, summary(key).best_single) + _overlap_lines(k, overlap))
+
+
+def evaluation_note(manifest: dict) -> str:
+    """How many users the run's metrics describe (:func:`analysis.run_queries.evaluation_note`)."""
+    return rq.evaluation_note(manifest)

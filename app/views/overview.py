@@ -93,7 +93,7 @@ def render(ctx: Ctx) -> None:
     st.title("Overview")
     st.caption(f"Run {md_escape(ctx.run.name)} · dataset {md_escape(ds.get('name', '?'))} · compared views: "
                f"{md_escape(ctx.sem)} (semantic) vs {md_escape(ctx.col)} (collaborative) · K={K}, k={k} · "
-               f"{md_escape(ctx.segment_note())}")
+               f"{md_escape(ctx.segment_note())} · {md_escape(data.evaluation_note(ctx.manifest))}")
     head = data.headline(key, K, ctx.users_sel)
     if head.empty:
         st.warning(f"The run has no test metrics at K={K}.")
