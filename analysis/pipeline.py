@@ -1,11 +1,13 @@
 """From a :class:`RunConfig` to a saved run: load -> the stages of :mod:`analysis.stages` -> write.
 
 :func:`run` loads the dataset, checks the cache, then runs :data:`analysis.stages.STAGES` in order
-(each timed into the manifest, each with a progress line) and writes the run atomically with
+(each timed, with its peak resident memory, into the manifest; each with a progress line) and writes the run atomically with
 :mod:`analysis.runstore`. This module also gives the dataset a config names (:func:`load_dataset`).
 """
 from __future__ import annotations
 
+import os
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,18 +22,42 @@ from .data import Dataset, preprocess, validate
 Log = Callable[[str], None]
 
 
+def _rss_bytes() -> int:
+    """Resident memory of this process now (Linux /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 class _Timer:
-    def __init__(self, log: Log):
+    """Times each stage and samples its peak resident memory (a daemon thread reads RSS every
+    ``interval`` seconds; the stage's peak is the largest sample, including its first and last)."""
+
+    def __init__(self, log: Log, interval: float = 0.1):
         self.timings: dict[str, float] = {}
+        self.memory: dict[str, float] = {}  # stage -> peak RSS in GiB
         self.log = log
+        self._peak, self._stop = 0, threading.Event()
+        threading.Thread(target=self._sample, args=(interval,), daemon=True).start()
+
+    def _sample(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self._peak = max(self._peak, _rss_bytes())
+
+    def close(self) -> None:
+        self._stop.set()
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
         self.log(f"[{name}] ...")
         t = time.perf_counter()
+        self._peak = _rss_bytes()
         yield
         self.timings[name] = round(time.perf_counter() - t, 3)
-        self.log(f"[{name}] done in {self.timings[name]:.1f}s")
+        self.memory[name] = round(max(self._peak, _rss_bytes()) / 2**30, 3)
+        self.log(f"[{name}] done in {self.timings[name]:.1f}s (peak memory {self.memory[name]:.2f} GiB)")
 
 
 def load_dataset(cfg: RunConfig, log: Log = print) -> Dataset:
@@ -74,20 +100,23 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
 
     out = runstore.prepare_out(Path(out or Path("runs") / cfg.dataset), log=log)  # before any computing
     timer = _Timer(log)
-    with timer.stage("load"):
-        ds = load_dataset(cfg, log)
-        checksum = ds.checksum()
-    hit = None if force else runstore.cached_run(out, cfg.key(), checksum, runstore.SCHEMA_VERSION, log=log)
-    if hit is not None:  # same config, dataset and schema, every file verified
-        return hit
-    state = State(cfg=cfg, ds=ds, be=get_backend(cfg.backend), log=log, progress=progress)
-    state.results["checksum"] = checksum
-    for name, stage in STAGES:
-        with timer.stage(name):
-            stage(state)
-    manifest = state.results["manifest"]
-    with timer.stage("write"):
-        manifest["timings"] = timer.timings
-        runstore.write_run(out, state.tables, state.results["vectors"], manifest)
+    try:
+        with timer.stage("load"):
+            ds = load_dataset(cfg, log)
+            checksum = ds.checksum()
+        hit = None if force else runstore.cached_run(out, cfg.key(), checksum, runstore.SCHEMA_VERSION, log=log)
+        if hit is not None:  # same config, dataset and schema, every file verified
+            return hit
+        state = State(cfg=cfg, ds=ds, be=get_backend(cfg.backend), log=log, progress=progress)
+        state.results["checksum"] = checksum
+        for name, stage in STAGES:
+            with timer.stage(name):
+                stage(state)
+        manifest = state.results["manifest"]
+        with timer.stage("write"):
+            manifest["timings"], manifest["peak_memory_gib"] = timer.timings, timer.memory
+            runstore.write_run(out, state.tables, state.results["vectors"], manifest)
+    finally:
+        timer.close()
     log(f"run written to {out}")
     return runstore.open_run(out)

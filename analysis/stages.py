@@ -186,12 +186,16 @@ def collaborative_stage(s: State) -> None:
 
 
 # --------------------------------------------------------------------- ranking and fusion
+def _bar(s: State, jobs: list, desc: str):
+    """A progress bar (with its ETA) over a stage's jobs on the command line and the Compute page."""
+    return tqdm(jobs, desc=desc, unit="list", disable=not s.progress, leave=False)
+
+
 def rank_stage(s: State) -> None:
-    for part in PARTS:
-        seen, target = s.split.seen_for(part), s.split.target(part)
-        for name, m in s.models.items():
-            s.tops[part][name] = rank(m, s.users, seen, s.K, backend=s.be)
-            s.per_user[part][name] = evaluate(s.tops[part][name], target, s.users, s.cfg.ks)
+    for part, name in _bar(s, [(p, n) for p in PARTS for n in s.models], f"rank {len(s.users):,} users"):
+        m = s.models[name]
+        s.tops[part][name] = rank(m, s.users, s.split.seen_for(part), s.K, backend=s.be)
+        s.per_user[part][name] = evaluate(s.tops[part][name], s.split.target(part), s.users, s.cfg.ks)
 
 
 def _fusion_curves(s: State, methods: list[str], alphas: np.ndarray) -> pd.DataFrame:
@@ -227,11 +231,9 @@ def fusion_stage(s: State) -> None:
     method, alpha, best_valid = choose_fusion(curves, s.K)
     fused = {"fusion": Fused(s.sem_cmp, s.models["collab"], alpha, method == "cold_aware", s.be),
              "rrf": Fused(s.sem_cmp, s.models["collab"], None, False, s.be, rrf_k=cfg.rrf_k)}
-    for part in PARTS:
-        seen, target = s.split.seen_for(part), s.split.target(part)
-        for name, f in fused.items():
-            s.tops[part][name] = f.topk(s.users, seen, s.K)
-            s.per_user[part][name] = evaluate(s.tops[part][name], target, s.users, cfg.ks)
+    for part, name in _bar(s, [(p, n) for p in PARTS for n in fused], "fused lists"):
+        s.tops[part][name] = fused[name].topk(s.users, s.split.seen_for(part), s.K)
+        s.per_user[part][name] = evaluate(s.tops[part][name], s.split.target(part), s.users, cfg.ks)
     rrf_rows = [{"part": part, "method": "rrf", "alpha": np.nan, "metric": key.split("@")[0],
                  "k": int(key.split("@")[1]), "value": float(np.nanmean(v)), "segment_type": "all", "segment": "all"}
                 for part in PARTS for key, v in s.per_user[part]["rrf"].items()]
@@ -248,12 +250,10 @@ def segments_stage(s: State) -> None:
     if not s.split.cold_items.any():
         return
     rankers = {**s.models, **s.fusion["rankers"]}
-    for seg in SEGMENTS[1:]:
-        seen, target = s.split.seen_for("test", seg), s.split.target("test", seg)
-        s.per_segment[seg] = {}
-        for name, m in rankers.items():
-            top = m.topk(s.users, seen, s.K) if isinstance(m, Fused) else rank(m, s.users, seen, s.K, backend=s.be)
-            s.per_segment[seg][name] = evaluate(top, target, s.users, s.cfg.ks)
+    for seg, name in _bar(s, [(g, n) for g in SEGMENTS[1:] for n in rankers], "segment lists"):
+        seen, target, m = s.split.seen_for("test", seg), s.split.target("test", seg), rankers[name]
+        top = m.topk(s.users, seen, s.K) if isinstance(m, Fused) else rank(m, s.users, seen, s.K, backend=s.be)
+        s.per_segment.setdefault(seg, {})[name] = evaluate(top, target, s.users, s.cfg.ks)
 
 
 # --------------------------------------------------------------------- complementarity and intervals

@@ -556,6 +556,34 @@ class Progress:
     cache_hit: bool
     written: bool
     error: str | None
+    #: the running step's progress bar (the engine's tqdm line), when its last line is one
+    step: "Step | None" = None
+
+
+@dataclass
+class Step:
+    """One tqdm progress line of the running stage: ``desc: 42%|###| 9/18 [00:09<00:12, 1.2s/it]``."""
+
+    desc: str
+    n: int
+    total: int
+    elapsed: str
+    eta: str
+
+    @property
+    def fraction(self) -> float:
+        return min(self.n / self.total, 1.0) if self.total else 0.0
+
+
+_TQDM_LINE = re.compile(r"^(?P<desc>.*?):\s+\d+%\|.*?\|\s*(?P<n>\d+)/(?P<total>\d+)\s+\[(?P<elapsed>[\d:]+)<(?P<eta>[\d:?]+)")
+
+
+def parse_step(line: str) -> Step | None:
+    """The :class:`Step` a tqdm line shows, or None for any other line."""
+    m = _TQDM_LINE.match(line.strip())
+    if not m:
+        return None
+    return Step(m["desc"].strip(), int(m["n"]), int(m["total"]), m["elapsed"], m["eta"])
 
 
 def read_log(path: Path, max_bytes: int = 400_000) -> str:
@@ -592,5 +620,6 @@ def progress(text: str) -> Progress:
     err = next((ln.split("semcollab: error:", 1)[1].strip() for ln in reversed(lines) if "semcollab: error:" in ln), None)
     if err is None and any(ln.startswith("Traceback") for ln in lines):
         err = next((ln for ln in reversed(lines) if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", ln)), "the run crashed")
-    return Progress(fraction=min(frac, 1.0), stage=current, n_done=len(done), last_line=lines[-1] if lines else "",
-                    cache_hit=cache_hit, written=written, error=err)
+    last = lines[-1] if lines else ""
+    return Progress(fraction=min(frac, 1.0), stage=current, n_done=len(done), last_line=last,
+                    cache_hit=cache_hit, written=written, error=err, step=None if written else parse_step(last))

@@ -346,3 +346,15 @@ def test_a_real_dashboard_server_kills_its_job_when_it_stops(app_browser, tmp_pa
     done = json.loads(jobs.record_path(root, "synthetic-new").read_text())
     assert (done["state"], done["error"]) == ("cancelled", "the server stopped")
     assert not lock.exists() and not (root / "synthetic-new").exists()
+
+
+def test_the_running_steps_tqdm_line_gives_its_bar_and_eta():
+    from app.jobs import parse_step, progress
+
+    s = parse_step("tune ials:  50%|█████     | 9/18 [00:09<00:12,  1.00s/it]")
+    assert (s.desc, s.n, s.total, s.elapsed, s.eta, s.fraction) == ("tune ials", 9, 18, "00:09", "00:12", 0.5)
+    assert parse_step("[split] done in 0.7s") is None and parse_step("") is None
+    log = "[load] ...\n[load] done in 1.0s\n[rank and evaluate] ...\rrank:  25%|##5       | 2/8 [01:02<03:06,  31.0s/it]"
+    pr = progress(log)
+    assert pr.stage == "rank and evaluate" and pr.step.desc == "rank" and pr.step.eta == "03:06"
+    assert progress(log + "\n[rank and evaluate] done in 250.0s").step is None  # a finished stage has no step

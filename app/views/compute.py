@@ -58,6 +58,9 @@ def follow() -> None:
     stage = (f"stage {min(pr.n_done + 1, len(jobs.STAGES))}/{len(jobs.STAGES)}: {pr.stage}" if pr.stage and not pr.written
              else "finishing" if pr.written else "starting")
     st.progress(pr.fraction, text=f"Computing {job['label']} — {stage}")
+    if pr.step is not None:  # the running step's own bar, with its ETA
+        st.progress(pr.step.fraction, text=f"{pr.step.desc}: {pr.step.n}/{pr.step.total} · elapsed {pr.step.elapsed}"
+                                            f" · about {pr.step.eta} left")
     if pr.last_line:
         st.caption("Last log line:")
         st.text(pr.last_line[-300:])
