@@ -10,7 +10,7 @@ RUN ?= $(DEFAULT_RUN)
 PORT ?= 8501
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: app run run-synthetic fetch test test-fast bench sweep clean warm chromium
+.PHONY: app run run-synthetic fetch test test-fast bench bench-scale sweep clean warm chromium
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY) (Python 3.11)"; exit 1; }
@@ -60,6 +60,12 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
+
+# Complete synthetic runs at tiers S and M (TIERS="S M L" adds the 1M x 100k tier, over an hour):
+# benchmarks/scale.md
+TIERS ?= S M
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/bench_scale.py $(TIERS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache tests/output
