@@ -390,11 +390,16 @@ def _write_manifest(path: Path, manifest: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
+#: rows per parquet row group: a large table (top-K lists, interactions of 50k users) streams in
+#: pieces of a few MiB instead of one block
+ROW_GROUP_ROWS = 262_144
+
+
 def _write_files(tmp: Path, tables: dict[str, pd.DataFrame], vectors: dict[str, np.ndarray],
                  manifest: dict[str, Any]) -> None:
     """Every file of the run into ``tmp``, flushed to disk, the manifest (with checksums) last."""
     for name, df in tables.items():
-        df.to_parquet(tmp / f"{name}.parquet", index=False)
+        df.to_parquet(tmp / f"{name}.parquet", index=False, row_group_size=ROW_GROUP_ROWS)
     (tmp / "vectors").mkdir()
     for name, arr in vectors.items():
         np.save(tmp / "vectors" / f"{name}.npy", np.ascontiguousarray(arr, dtype=np.float32), allow_pickle=False)
