@@ -436,6 +436,7 @@ def evaluate_fusion_models(
     gated: GatedFusion | None = None,
     gate_kw: Mapping[str, Any] | None = None,
     users: np.ndarray | None = None,
+    given: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Gated fusion vs best single view, validation-α score fusion and the alignment baseline, on test.
 
@@ -449,7 +450,10 @@ def evaluate_fusion_models(
     :class:`GatedFusion`, summary: dict). The alignment rows are absent when ``mapped`` is None.
     ``gated``: an already fitted model to evaluate instead of fitting one; ``gate_kw``: extra
     arguments of :func:`train_gated_fusion` (e.g. ``n_candidates``, ``max_steps``); ``users``: the
-    users evaluated (default: every user; the pipeline passes its evaluation sample).
+    users evaluated (default: every user; the pipeline passes its evaluation sample). ``given``:
+    what the caller already computed for the same ``users`` and split, so it is not ranked again:
+    ``{"per_user": {part: {system: {"recall@k": values, ...}}}, "fusion": (alpha, cold_aware, valid)}``
+    (the views' and the score fusion's per-user metrics; the fusion as :func:`_choose_fusion` returns it).
     """
     t0 = time.perf_counter()
     be = backend or get_backend()
@@ -458,12 +462,16 @@ def evaluate_fusion_models(
         raise ConfigError(f"ks must be positive integers, got {ks}")
     ev = _Comparison(split, ks, be, users)
     names = view_names(sem_model, col_model)
-    timings = {"single_s": ev.add_ranked(names[0], sem_model) + ev.add_ranked(names[1], col_model)}
+    given = dict(given or {})
+    known = given.get("per_user") or {}
+    timings = {"single_s": sum(ev.add_ranked(n, m, known) for n, m in zip(names, (sem_model, col_model)))}
     best = best_single({n: ev.valid_mean(n) for n in names}, collaborative=names[1])
     ev.res["valid"]["best_single"], ev.res["test"]["best_single"] = ev.res["valid"][best], ev.res["test"][best]
     t = time.perf_counter()
-    alpha, cold_aware, fusion_valid = _choose_fusion(sem_model, col_model, split, ev.vusers, ev.K, be)
-    ev.add_fused("fusion", sem_model, col_model, alpha, cold_aware)
+    alpha, cold_aware, fusion_valid = given.get("fusion") or _choose_fusion(sem_model, col_model, split, ev.vusers,
+                                                                             ev.K, be)
+    if not ev.reuse("fusion", known):
+        ev.add_fused("fusion", sem_model, col_model, alpha, cold_aware)
     timings["fusion_s"] = time.perf_counter() - t
     align = None
     if mapped is not None:
@@ -519,10 +527,21 @@ class _Comparison:
     def per_user(self, top: np.ndarray, part: str) -> dict[str, np.ndarray]:
         return evaluate(top, self.split.target(part), self.users, self.ks, metrics=("recall", "ndcg"))
 
-    def add_ranked(self, name: str, model: Recommender) -> float:
-        t = time.perf_counter()
+    def reuse(self, name: str, known: Mapping[str, Mapping[str, Mapping[str, np.ndarray]]]) -> bool:
+        """Take ``name``'s per-user metrics from ``known`` ({part: {system: {metric@k: values}}}) when both
+        parts hold every metric@k this comparison reports; False when they do not."""
+        keys = [f"{m}@{k}" for k in self.ks for m in ("recall", "ndcg")]
+        if not all(key in (known.get(part) or {}).get(name, {}) for part in ("valid", "test") for key in keys):
+            return False
         for part in ("valid", "test"):
-            self.res[part][name] = self.per_user(self.top(model, part), part)
+            self.res[part][name] = {key: np.asarray(known[part][name][key]) for key in keys}
+        return True
+
+    def add_ranked(self, name: str, model: Recommender, known: Mapping | None = None) -> float:
+        t = time.perf_counter()
+        if not self.reuse(name, known or {}):
+            for part in ("valid", "test"):
+                self.res[part][name] = self.per_user(self.top(model, part), part)
         return time.perf_counter() - t
 
     def add_fused(self, name: str, a: Recommender, b: Recommender, alpha: float, cold_aware: bool) -> None:

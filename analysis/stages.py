@@ -369,6 +369,16 @@ def probes_stage(s: State) -> None:
     s.results["probes"] = p
 
 
+def _given(s: State) -> dict:
+    """What the fusion-model comparison would otherwise recompute: the views' and the score fusion's
+    per-user metrics on the evaluated users, and the fusion chosen on validation."""
+    f = s.fusion
+    valid = {m: {"valid_ndcg": v, "alpha": a} for m, (v, a) in f["best_valid"].items()}
+    return {"per_user": {part: {n: s.per_user[part][n] for n in (s.compared_semantic, "collab", "fusion")}
+                         for part in PARTS},
+            "fusion": (f["alpha"], f["method"] == "cold_aware", valid)}
+
+
 def fusion_models_stage(s: State) -> None:
     from .fusion_model import evaluate_fusion_models
 
@@ -377,7 +387,7 @@ def fusion_models_stage(s: State) -> None:
              "col_private_energy": np.nan_to_num(energy["col_private"].to_numpy(float))}
     fm = evaluate_fusion_models(s.sem_cmp, s.models["collab"], s.split, mapped=s.results["probes"]["mapped_all"],
                                 item_features=feats, ks=s.cfg.ks, seed=s.cfg.seed, n_boot=s.cfg.n_boot, backend=s.be,
-                                users=s.users)
+                                users=s.users, given=_given(s))
     s.tables["fusion_models"], s.tables["fusion_model_differences"] = fm["table"], fm["differences"]
     s.results["fusion_models"] = fm["summary"]
 

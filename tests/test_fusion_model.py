@@ -7,6 +7,7 @@ synthetic sparse regime where each view carries private signal (no assertion tha
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
@@ -212,3 +213,27 @@ def test_gate_alpha_early_stopping_and_rho_use_the_configured_k(sparse):
     # the split holds held-out cold items, which validation never sees: ρ is fixed, not tuned
     assert s.held_out_items.any() and p["cold_scale"] == 1.0 and list(p["cold_scale_valid_ndcg"]) == [1.0]
     assert out["summary"]["fusion"]["method"] == "cold_aware"
+
+
+def test_given_per_user_metrics_and_fusion_are_reused_not_recomputed(sparse, monkeypatch):
+    """The pipeline hands over the views' and the score fusion's per-user metrics: the comparison's
+    table is the same as when it ranks them itself, and only the gated fusion is ranked."""
+    import analysis.fusion_model as fm
+    from analysis.metrics import evaluate
+
+    s, sem, col = sparse["split"], sparse["sem"], sparse["col"]
+    gated = train_gated_fusion(sem, col, s, max_steps=5)
+    own = evaluate_fusion_models(sem, col, s, ks=(10, 20), n_boot=100, gated=gated)
+    users, f = np.arange(s.n_users), own["summary"]["fusion"]
+    per_user = {part: {m.name: evaluate(rank(m, users, s.seen_for(part), 20), s.target(part), users, (10, 20))
+                       for m in (sem, col)} for part in ("valid", "test")}
+    for part in per_user:
+        top = fuse_topk(sem, col, users, s.seen_for(part), 20, f["alpha"], cold_aware=f["method"] == "cold_aware")
+        per_user[part]["fusion"] = evaluate(top, s.target(part), users, (10, 20))
+    ranked = []
+    monkeypatch.setattr(fm, "rank", lambda model, *a, **kw: ranked.append(model.name) or rank(model, *a, **kw))
+    monkeypatch.setattr(fm, "fuse_topk", lambda *a, **kw: ranked.append("fusion") or fuse_topk(*a, **kw))
+    given = {"per_user": per_user, "fusion": (f["alpha"], f["method"] == "cold_aware", f["valid"])}
+    reused = evaluate_fusion_models(sem, col, s, ks=(10, 20), n_boot=100, gated=gated, given=given)
+    pd.testing.assert_frame_equal(reused["table"], own["table"])
+    assert ranked == [gated.name] * 2  # valid and test: the views and the fusion were not ranked again
