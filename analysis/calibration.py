@@ -58,6 +58,49 @@ class Slots:
     key: np.ndarray | None
 
 
+#: up to this many single-view item columns per view, slots are counted by comparison (a few passes
+#: over the block per column) instead of a full sort of every row (the sort costs ~m log m per row)
+FEW_SINGLES = 16
+
+
+def _slots_sorted(x: np.ndarray, w: np.ndarray, o: np.ndarray) -> np.ndarray:
+    """Slots of the items ``o`` (bool rows) among the warm candidates ``w`` by one full ranking per row."""
+    order = desc_order(np.where(w | o, x, -np.inf))  # the view's own ranking
+    wo = np.take_along_axis(w, order, 1).astype(np.int64)
+    above = np.cumsum(wo, 1) - wo  # warm candidates ranked above each position
+    out = np.empty_like(above)
+    np.put_along_axis(out, order, above, 1)
+    return out
+
+
+def _slots_counted(x: np.ndarray, w: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Slots of the item columns ``cols``: warm candidates with a higher score, or an equal score and
+    a lower index (the view order of :func:`desc_order`), counted per column. int64 (n, m), 0 elsewhere."""
+    out = np.zeros(x.shape, dtype=np.int64)
+    for c in cols:
+        xc = x[:, c : c + 1]
+        out[:, c] = ((x > xc) & w).sum(1) + ((x[:, :c] == xc) & w[:, :c]).sum(1)
+    return out
+
+
+def _own_rank(own: np.ndarray, single: np.ndarray) -> np.ndarray:
+    """Rank of each single-view item among its row's single-view items by own score descending, then
+    lower index (only their order matters: it breaks ties within a slot)."""
+    n, m = own.shape
+    cols = np.flatnonzero(single.any(0))
+    if len(cols) > FEW_SINGLES:
+        rank = np.empty((n, m), dtype=np.int64)
+        np.put_along_axis(rank, desc_order(own), np.arange(m, dtype=np.int64)[None, :], 1)
+        return rank
+    rank = np.zeros((n, m), dtype=np.int64)
+    sub = np.where(single[:, cols], own[:, cols], -np.inf)
+    order = np.argsort(-sub, axis=1, kind="stable")  # ties: lower index (cols are sorted)
+    r = np.empty_like(order)
+    np.put_along_axis(r, order, np.arange(len(cols))[None, :], 1)
+    rank[:, cols] = r
+    return rank
+
+
 def single_view_slots(a: np.ndarray, b: np.ndarray, fa: np.ndarray, fb: np.ndarray, seen: np.ndarray) -> Slots:
     """:class:`Slots` of a user block from the views' normalised scores ``a``, ``b`` (n, m),
     which items each view can score (``fa``, ``fb``) and the users' seen items (all bool (n, m))."""
@@ -74,18 +117,15 @@ def single_view_slots(a: np.ndarray, b: np.ndarray, fa: np.ndarray, fb: np.ndarr
     w = warm[rows]
     for x, only in ((a, only_a), (b, only_b)):
         o = only[rows]
-        if not o.any():
+        cols = np.flatnonzero(o.any(0))
+        if not len(cols):
             continue
-        order = desc_order(np.where(w | o, x[rows], -np.inf))  # the view's own ranking
-        wo = np.take_along_axis(w, order, 1).astype(np.int64)
-        above = np.cumsum(wo, 1) - wo  # warm candidates ranked above each position
-        tmp = np.empty_like(above)
-        np.put_along_axis(tmp, order, above, 1)
+        xr = x[rows]
+        found = _slots_counted(xr, w, cols) if len(cols) <= FEW_SINGLES else _slots_sorted(xr, w, o)
         sl = slot[rows]
-        sl[o] = tmp[o]
+        sl[o] = found[o]
         slot[rows] = sl
-    own_rank = np.empty((len(rows), m), dtype=np.int64)
-    np.put_along_axis(own_rank, desc_order(own[rows]), np.arange(m, dtype=np.int64)[None, :], 1)
+    own_rank = _own_rank(own[rows], single[rows])
     key = np.full((n, m), _NO_KEY, dtype=np.int64)
     key[rows] = np.where(single[rows], slot[rows] * m + own_rank, _NO_KEY)
     return Slots(single, slot, own, warm.sum(1), key)
@@ -154,7 +194,7 @@ def calibrated_scores(blend: np.ndarray, s: Slots) -> np.ndarray:
         size = np.diff(np.r_[start, len(slot)])
         grp = np.repeat(np.arange(len(start)), size)
         j, cnt = np.arange(len(slot)) - start[grp], size[grp]
-        val = (-np.sort(-blend[r]))[np.minimum(slot, nw - 1)]
+        val = (-np.sort(-blend[r]))[np.minimum(slot, nw - 1)]  # (numpy's sort beat np.partition here)
         step = np.where(slot < nw, cnt - j, -(j + 1)).astype(np.float64)
         out[r, it] = val + step * np.spacing(np.abs(val))
     return out
