@@ -182,6 +182,8 @@ def evaluation_record(s: "State") -> dict[str, Any]:
 
 
 def manifest(s: "State") -> dict[str, Any]:
+    from .stages import curve_users
+
     cfg, ds, sp_, r, K = s.cfg, s.ds, s.split, s.results, s.K
     f = s.fusion
     out = {
@@ -199,7 +201,7 @@ def manifest(s: "State") -> dict[str, Any]:
         "fusion": {"alpha_valid": f["alpha"], "metric": f"ndcg@{K}", "method": f["method"],
                    "alphas": f["alphas"].tolist(),
                    "valid_best": {m_: {"value": v, "alpha": a_} for m_, (v, a_) in f["best_valid"].items()},
-                   "rrf_k": cfg.rrf_k},
+                   "rrf_k": cfg.rrf_k, "curve_users": int(len(curve_users(s)))},
         "tuning": s.budgets, "summary": summary(s), "backend": s.be.name, "versions": _versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

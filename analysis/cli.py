@@ -68,6 +68,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eval-users", type=int, default=50_000,
                    help="evaluate every user up to this many, else a seeded sample of this size (0: always every "
                         "user); training always uses every user")
+    p.add_argument("--curve-users", type=int, default=10_000,
+                   help="users of the fusion curves (a seeded sample of the evaluated users above this; 0: all)")
     p.add_argument("--no-umap", action="store_true", help="skip the 2-D maps")
     p.add_argument("--force", action="store_true", help="recompute even when the run is cached")
     p.add_argument("--synthetic", action="append", metavar="KEY=VALUE",
@@ -87,7 +89,7 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
         collab=a.collab, collab_ids=a.collab_ids, compare_semantic=a.compare, split=a.split,
         keep_fraction=a.keep, cold_item_share=a.cold_items, rating_threshold=a.threshold, kcore=a.kcore,
         seed=a.seed, device=a.device, backend=a.backend, n_boot=a.bootstrap, umap=not a.no_umap,
-        eval_users=a.eval_users,
+        eval_users=a.eval_users, curve_users=a.curve_users,
     )
 
 

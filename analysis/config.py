@@ -48,6 +48,9 @@ class RunConfig:
     #: users evaluated (ranked, scored, bootstrapped): every user up to this many, then a seeded
     #: sample of this size (0: always every user). Training always uses every user.
     eval_users: int = 50_000
+    #: the fusion curves (21 α × both parts × blending methods) use at most this many of the
+    #: evaluated users (a seeded sample; 0: all); the fused lists themselves cover every evaluated user
+    curve_users: int = 10_000
     n_alphas: int = 21
     rrf_k: int = 60
     umap: bool = True
@@ -70,8 +73,9 @@ class RunConfig:
             raise ConfigError(f"compare_semantic must be 'trained' or 'zeroshot', got {self.compare_semantic!r}")
         if self.k_neighbors < 1:
             raise ConfigError("k_neighbors must be >= 1")
-        if self.eval_users < 0:
-            raise ConfigError(f"eval_users must be >= 0 (0 = every user), got {self.eval_users}")
+        if self.eval_users < 0 or self.curve_users < 0:
+            raise ConfigError(f"eval_users and curve_users must be >= 0 (0 = every user), got {self.eval_users}, "
+                              f"{self.curve_users}")
         if self.n_alphas < 2:
             raise ConfigError("n_alphas must be >= 2")
 

@@ -398,12 +398,14 @@ def _choose_fusion(model_a, model_b, split: Split, users, K: int, be: Backend,
 
 def alignment_baseline(
     col_model: Recommender, mapped: np.ndarray, split: Split, K: int = 20, backend: Backend | None = None,
+    users: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Mapped semantic vectors scored with the collaborative users, fused with the collaborative view.
 
     ``mapped`` (n_items, d): item vectors in the collaborative space (rows of NaN: the map
     gives no vector; those items are unscorable by the mapped view). Returns dict(mapped_model,
-    alpha, cold_aware, valid) with α (and plain vs cold-aware) chosen on validation NDCG@K.
+    alpha, cold_aware, valid) with α (and plain vs cold-aware) chosen on validation NDCG@K of
+    ``users`` (default: every user; those without validation pairs do not count).
     """
     be = backend or get_backend()
     U = getattr(col_model, "user_vecs", None)
@@ -417,7 +419,8 @@ def alignment_baseline(
         raise VectorError("mapped vectors are NaN for every item")
     mapped_model = EmbeddingRecommender("alignment_mapped", np.asarray(U, np.float32), np.nan_to_num(M), ok,
                                         {"model": "collaborative users x mapped semantic vectors"})
-    users = np.flatnonzero(np.diff(split.valid.indptr) > 0)
+    users = np.arange(split.n_users) if users is None else np.asarray(users, np.int64)
+    users = users[np.diff(split.valid.indptr)[users] > 0]
     alpha, ca, valid = _choose_fusion(mapped_model, col_model, split, users, K, be)
     return {"mapped_model": mapped_model, "alpha": alpha, "cold_aware": ca, "valid": valid}
 
@@ -437,6 +440,7 @@ def evaluate_fusion_models(
     gate_kw: Mapping[str, Any] | None = None,
     users: np.ndarray | None = None,
     given: Mapping[str, Any] | None = None,
+    curve_users: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Gated fusion vs best single view, validation-α score fusion and the alignment baseline, on test.
 
@@ -454,6 +458,8 @@ def evaluate_fusion_models(
     what the caller already computed for the same ``users`` and split, so it is not ranked again:
     ``{"per_user": {part: {system: {"recall@k": values, ...}}}, "fusion": (alpha, cold_aware, valid)}``
     (the views' and the score fusion's per-user metrics; the fusion as :func:`_choose_fusion` returns it).
+    ``curve_users``: the users whose validation curves choose α (default: ``users``; the pipeline
+    passes its fusion-curve sample).
     """
     t0 = time.perf_counter()
     be = backend or get_backend()
@@ -468,15 +474,15 @@ def evaluate_fusion_models(
     best = best_single({n: ev.valid_mean(n) for n in names}, collaborative=names[1])
     ev.res["valid"]["best_single"], ev.res["test"]["best_single"] = ev.res["valid"][best], ev.res["test"][best]
     t = time.perf_counter()
-    alpha, cold_aware, fusion_valid = given.get("fusion") or _choose_fusion(sem_model, col_model, split, ev.vusers,
-                                                                             ev.K, be)
+    cu = ev.vusers if curve_users is None else np.intersect1d(ev.vusers, curve_users)
+    alpha, cold_aware, fusion_valid = given.get("fusion") or _choose_fusion(sem_model, col_model, split, cu, ev.K, be)
     if not ev.reuse("fusion", known):
         ev.add_fused("fusion", sem_model, col_model, alpha, cold_aware)
     timings["fusion_s"] = time.perf_counter() - t
     align = None
     if mapped is not None:
         t = time.perf_counter()
-        align = alignment_baseline(col_model, mapped, split, ev.K, be)
+        align = alignment_baseline(col_model, mapped, split, ev.K, be, users=cu)
         ev.add_fused("alignment", align["mapped_model"], col_model, align["alpha"], align["cold_aware"])
         timings["alignment_s"] = time.perf_counter() - t
     t = time.perf_counter()

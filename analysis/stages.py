@@ -198,14 +198,21 @@ def rank_stage(s: State) -> None:
         s.per_user[part][name] = evaluate(s.tops[part][name], s.split.target(part), s.users, s.cfg.ks)
 
 
+def curve_users(s: State) -> np.ndarray:
+    """The users of the fusion curves: the evaluated users, or a seeded sample of ``cfg.curve_users`` of them."""
+    pick = evaluation_users(len(s.users), s.cfg.curve_users, s.cfg.seed + 1)
+    return s.users[pick]
+
+
 def _fusion_curves(s: State, methods: list[str], alphas: np.ndarray) -> pd.DataFrame:
     pop = np.asarray(s.split.train.sum(0)).ravel()
     segs = {"item_pop": ("item", pop_buckets(pop, s.split.cold_items)),
             "user_activity": ("user", activity_buckets(np.diff(s.split.train.indptr)))}
     curves = []
     jobs = [(part, meth) for part in PARTS for meth in methods]
-    for part, meth in tqdm(jobs, desc="fusion curves", unit="curve", disable=not s.progress):
-        c = fusion_curve(s.sem_cmp, s.models["collab"], s.users, s.split.seen_for(part), s.split.target(part),
+    users = curve_users(s)
+    for part, meth in tqdm(jobs, desc=f"fusion curves ({len(users):,} users)", unit="curve", disable=not s.progress):
+        c = fusion_curve(s.sem_cmp, s.models["collab"], users, s.split.seen_for(part), s.split.target(part),
                          s.cfg.ks, alphas, cold_aware=meth == "cold_aware", segments=segs if part == "test" else None,
                          backend=s.be)
         curves.append(c.assign(part=part, method=meth))
@@ -387,7 +394,7 @@ def fusion_models_stage(s: State) -> None:
              "col_private_energy": np.nan_to_num(energy["col_private"].to_numpy(float))}
     fm = evaluate_fusion_models(s.sem_cmp, s.models["collab"], s.split, mapped=s.results["probes"]["mapped_all"],
                                 item_features=feats, ks=s.cfg.ks, seed=s.cfg.seed, n_boot=s.cfg.n_boot, backend=s.be,
-                                users=s.users, given=_given(s))
+                                users=s.users, given=_given(s), curve_users=curve_users(s))
     s.tables["fusion_models"], s.tables["fusion_model_differences"] = fm["table"], fm["differences"]
     s.results["fusion_models"] = fm["summary"]
 

@@ -64,7 +64,8 @@ def test_a_sampled_run_evaluates_exactly_its_sample_with_the_full_runs_per_user_
     """Training does not depend on the sample: a user's metrics in the sampled run equal the full run's."""
     cfg = dict(dataset="synthetic", synthetic=SMALL, n_boot=200, n_alphas=11, tuning=QUICK_TUNING, umap=False)
     full = analysis.run(analysis.RunConfig(**cfg), out=tmp_path / "full", log=lambda m: None)
-    samp = analysis.run(analysis.RunConfig(**cfg, eval_users=100), out=tmp_path / "sample", log=lambda m: None)
+    samp = analysis.run(analysis.RunConfig(**cfg, eval_users=100, curve_users=60), out=tmp_path / "sample",
+                        log=lambda m: None)
     u = evaluation_users(250, 100, seed=0)
     ev = samp.manifest["evaluation"]
     assert ev["n_users"] == 250 and ev["n_evaluated"] == 100 and ev["sampled"]
@@ -75,6 +76,10 @@ def test_a_sampled_run_evaluates_exactly_its_sample_with_the_full_runs_per_user_
     for system in ("semantic", "semantic_zs", "collab", "ease", "pop", "rrf"):
         for key in ("recall@20", "ndcg@10"):
             np.testing.assert_array_equal(samp.users[f"{system}_{key}"].to_numpy(), fu[f"{system}_{key}"].to_numpy())
+    curves = samp.table("fusion")
+    curves = curves[curves["method"] != "rrf"]
+    assert samp.manifest["fusion"]["curve_users"] == 60 and full.manifest["fusion"]["curve_users"] == 250
+    assert 0 < curves["n"].max() <= 60  # the α curves count at most the curve sample's users
     m = samp.table("metrics")
     n_test = int((samp.users["n_test"] > 0).sum())
     assert (m[(m.part == "test") & (m.segment == "all")]["n_users"] == n_test).all()
