@@ -174,3 +174,23 @@ def test_hits_first_ndcg_matches_ranx_on_the_reordered_list():
     run = Run({f"u{u:03d}": {str(i): float(len(t) - j) for j, i in enumerate(t)} for u, t in enumerate(reordered)})
     ref = rx_evaluate(qrels, run, "ndcg@10", return_mean=False)
     np.testing.assert_allclose(hits_first_ndcg(h, np.diff(target.indptr), 10), ref, rtol=1e-9)
+
+
+def test_kept_bootstrap_draws_give_the_same_means_as_fresh_draws():
+    """Reusing the resampled indices across metric vectors changes nothing: the means equal those of
+    the plain draw (``rng.integers`` chunk by chunk) bit for bit, for kept and for too-large draws."""
+    import analysis.bootstrap as b
+
+    rng = np.random.default_rng(5)
+    for n, keep in ((943, b._KEEP_ENTRIES), (3000, 10)):  # 3000 x 1000 > 10: not kept
+        v = rng.random(n)
+        r, ref = np.random.default_rng(3), []
+        step = max(1, b._CHUNK_ENTRIES // n)
+        for s in range(0, 1000, step):
+            ref.append(v[r.integers(0, n, size=(min(step, 1000 - s), n))].mean(1))
+        b._KEEP_ENTRIES, old = keep, b._KEEP_ENTRIES
+        try:
+            np.testing.assert_array_equal(b.bootstrap_means(v, 1000, 3), np.concatenate(ref))
+            np.testing.assert_array_equal(b.bootstrap_means(v, 1000, 3), np.concatenate(ref))  # second call: kept
+        finally:
+            b._KEEP_ENTRIES = old
