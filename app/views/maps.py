@@ -20,7 +20,7 @@ from app.data import maps as data
 from app.state import Ctx, current_ctx, md_escape
 
 #: above this many items the maps draw a stratified sample (``$SEMCOLLAB_MAX_MAP_POINTS`` overrides)
-MAX_POINTS = int(os.environ.get("SEMCOLLAB_MAX_MAP_POINTS") or 30_000)
+MAX_POINTS = int(os.environ.get("SEMCOLLAB_MAX_MAP_POINTS") or data.MAX_POINTS)
 SEL, SRC, FOCUS = "maps_sel", "maps_sel_src", "maps_focus"
 MAP_KEYS = {"semantic": "maps_sem", "collaborative": "maps_col"}
 _SKIP = {"item_idx", "item_id", "title", "description", "text", "label", "genres", "sem_x", "sem_y", "col_x", "col_y",
@@ -96,19 +96,43 @@ def visible_items(ctx: Ctx, df: pd.DataFrame) -> np.ndarray:
     return ctx.item_mask(df) & in_range
 
 
+def _sample_note(ps, n_drawn: int, n_vis: int) -> str:
+    """What the maps draw above the point budget, in the numbers of :func:`analysis.projection.plot_sample`."""
+    per = " · ".join(f"{b} {c['drawn']:,} of {c['items']:,}" for b, c in ps.strata.items() if c["items"])
+    if ps.mode == "tail_cold_whole":
+        how = ("a sample that keeps every tail and cold item and a stratified sample of the head and torso "
+               "(each popularity decile at the same rate)")
+    else:
+        how = "a stratified sample: head, torso, tail and cold kept in proportion (within popularity deciles)"
+    return (f"Showing {n_drawn:,} of {n_vis:,} items: above {ps.budget:,} items the maps draw {how}; selected and "
+            f"found items are always drawn. Sample per popularity bucket (before the filters above): {per}.")
+
+
+def _fit_note(key) -> str | None:
+    """How the run's UMAP was fitted, when it used a sample (``manifest["maps"]``)."""
+    rep = data.fit_report(key) or {}
+    views = [(v, rep[v]) for v in ("semantic", "collaborative") if isinstance(rep.get(v), dict)]
+    sampled = [f"{v}: fitted on {r['n_fit']:,} of {r['n_valid']:,} items, {r['n_transformed']:,} placed by transform"
+               for v, r in views if r.get("method") == "umap_sample_transform"]
+    if not sampled:
+        return None
+    return ("UMAP was fitted on a seeded stratified sample (head / torso / tail / cold in proportion) and the other "
+            "items were placed by UMAP's transform — " + "; ".join(sampled) + ".")
+
+
 def drawn_frame(ctx: Ctx, df: pd.DataFrame, visible: np.ndarray, selected: list[int], focus: int | None) -> pd.DataFrame:
     """The items drawn (a stratified sample of large catalogues, plus the selected and found items), with a note."""
-    sample = data.map_sample(ctx.key, MAX_POINTS)
-    drawn = visible & (df["item_idx"].isin(sample).to_numpy() | df["item_idx"].isin(selected).to_numpy()
-                       | (df["item_idx"] == (focus if focus is not None else -1)).to_numpy())
-    plot_df, n_vis = df[drawn], int(visible.sum())
-    if len(sample) < len(df):
-        st.info(f"Showing {len(plot_df):,} of {n_vis:,} items: above {MAX_POINTS:,} items the maps draw a sample "
-                "stratified by popularity decile × cold that keeps every tail and cold item (selected and found "
-                "items are always drawn).")
+    keep = tuple(sorted(set(selected) | ({int(focus)} if focus is not None else set())))
+    ps = data.map_plot_sample(ctx.key, MAX_POINTS, keep)
+    plot_df, n_vis = df[visible & df["item_idx"].isin(ps.items).to_numpy()], int(visible.sum())
+    if ps.mode != "all":
+        st.info(_sample_note(ps, len(plot_df), n_vis))
     else:
         st.caption(f"{n_vis:,} of {len(df):,} items shown; {int(df['col_x'].isna().sum()):,} items have no "
                    "collaborative position (cold items).")
+    fit = _fit_note(ctx.key)
+    if fit:
+        st.caption(fit)
     pca = [v for v, src in df.attrs.get("map_source", {}).items() if src == "PCA"]
     if pca:
         st.info(f"This run has no UMAP layout for the {' and '.join(pca)} view (made with UMAP off): "
