@@ -110,10 +110,15 @@ def users_table(s: "State") -> pd.DataFrame:
     return pd.concat([df, pd.DataFrame(cols, index=df.index)], axis=1)
 
 
+def ranked(s: "State") -> list[str]:
+    """The vocabulary's ranked systems this run computed (a system skipped at its size is absent)."""
+    return [name for name in RANKED if name in s.tops["test"]]
+
+
 def topk_table(s: "State") -> pd.DataFrame:
     K, users, target = s.K, s.users, s.split.test
     rows = []
-    for name in RANKED:
+    for name in ranked(s):
         t = s.tops["test"][name]
         rows.append(pd.DataFrame({
             "user_idx": np.repeat(users, K).astype(np.int32), "system": name,
@@ -145,7 +150,8 @@ def summary(s: "State") -> dict[str, Any]:
     (read them with :class:`analysis.summary.RunSummary`), the segments, oracles and diagnostics."""
     K, m, r = s.K, s.tables["metrics"], s.results
     oracles = ("oracle_select", "oracle_union", "control_oracle_select", "control_oracle_union")
-    est = {sys_: {metric: _estimate(m, sys_, metric, K) for metric in ("recall", "ndcg")} for sys_ in (*RANKED, *oracles)}
+    est = {sys_: {metric: _estimate(m, sys_, metric, K) for metric in ("recall", "ndcg")}
+           for sys_ in (*ranked(s), *oracles)}
     best = r["best_single"]
     sim = s.tables["similarity"]
     return {
@@ -192,12 +198,13 @@ def manifest(s: "State") -> dict[str, Any]:
                     "n_items": sp_.n_items,
                     "n_interactions": int(sp_.train.nnz + sp_.valid.nnz + sp_.test.nnz + sp_.removed.nnz)},
         "evaluation": evaluation_record(s),
-        "systems": manifest_systems(cfg.collab, s.compared_semantic),
+        "systems": manifest_systems(cfg.collab, s.compared_semantic, skipped=s.skipped),
+        "skipped": dict(s.skipped),
         "semantic_source": s.sem_source,
         "compared": {"semantic": s.compared_semantic, "collaborative": "collab"},
         "K": K, "ks": list(cfg.ks), "k_neighbors": cfg.k_neighbors, "neighbor_depth": r["depth"],
         "chance_overlap": r["chance"], "chance_jaccard": r["agree"].attrs["chance_jaccard"],
-        "neighbor_search": r["knn"],
+        "neighbor_search": r["knn"], "maps": r.get("map_report"),
         "fusion": {"alpha_valid": f["alpha"], "metric": f"ndcg@{K}", "method": f["method"],
                    "alphas": f["alphas"].tolist(),
                    "valid_best": {m_: {"value": v, "alpha": a_} for m_, (v, a_) in f["best_valid"].items()},

@@ -103,6 +103,9 @@ def _headline_lines(run, s: RunSummary) -> list[str]:
     lines = [f"{'system':<44}{'Recall@' + str(s.K):>24}{'NDCG@' + str(s.K):>24}"]
     extra = {"collab": f" ({m['config']['collab']})", "fusion": f" (alpha={m['fusion']['alpha_valid']:.2f} from valid)"}
     for key in (*RANKED, "oracle_select", "oracle_union", "control_oracle_select"):
+        if key not in m["systems"]:
+            lines.append(f"{key:<44}{'skipped: ' + m.get('skipped', {}).get(key, '?')[:60]}")
+            continue
         label = systems_label(m, key) + extra.get(key, "")
         lines.append(f"{label:<44}{_fmt(s.estimate(key, 'recall')):>24}{_fmt(s.estimate(key, 'ndcg')):>24}")
     ug = s.raw["union_oracle_gain"]

@@ -42,7 +42,8 @@ def sweep_row(name: str, r: Run) -> dict:
         "cold_test_share": regime["cold_test_share"],
         "K": K,
         "best_single": s.best_single,
-        **{f"{sys_}_recall": s.mean(sys_, "recall") for sys_ in ("semantic", "semantic_zs", "collab", "ease", "fusion")},
+        **{f"{sys_}_recall": s.mean(sys_, "recall") if s.has(sys_) else float("nan")
+           for sys_ in ("semantic", "semantic_zs", "collab", "ease", "fusion")},
         **{f"{sys_}_ndcg": s.mean(sys_, "ndcg") for sys_ in ("semantic", "collab", "fusion")},
         "oracle_ndcg": s.mean("oracle_select"),
         "oracle_gain_ndcg": comp["oracle_select_ndcg_gain"],

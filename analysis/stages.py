@@ -57,6 +57,8 @@ class State:
     #: segment (warm / cold) -> system -> per-user test metrics on that segment's own ranking
     per_segment: dict[str, dict[str, dict[str, np.ndarray]]] = field(default_factory=dict)
     fusion: dict[str, Any] = field(default_factory=dict)
+    #: system -> why this run skipped it at its size (recorded in the manifest)
+    skipped: dict[str, str] = field(default_factory=dict)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     results: dict[str, Any] = field(default_factory=dict)
 
@@ -179,7 +181,14 @@ def collaborative_stage(s: State) -> None:
     else:
         s.models["collab"] = precomputed_collab(s.cfg, s.split, s.ix.item_ids)
         s.models["collab"].name = "collab"
-    s.models["ease"] = _tune(s, "ease", "ease", "ease")
+    from .models.reference import ease_skip_reason
+
+    reason = ease_skip_reason(s.split.n_items)
+    if reason:
+        s.skipped["ease"] = reason
+        s.log(f"  {reason}")
+    else:
+        s.models["ease"] = _tune(s, "ease", "ease", "ease")
     pop = MostPop(s.split.train)
     pop.name = "pop"
     s.models["pop"] = pop
@@ -291,7 +300,7 @@ def bootstrap_stage(s: State) -> None:
     s.results["best_single"] = best_single(valid, collaborative="collab")
     pairs = [("collab", s.compared_semantic), ("fusion", s.results["best_single"]), ("rrf", s.results["best_single"]),
              ("ease", "collab"), ("semantic", "semantic_zs")]
-    pairs = [(a, b) for a, b in pairs if a != b]
+    pairs = [(a, b) for a, b in pairs if a != b and a in s.per_user["test"] and b in s.per_user["test"]]
     s.tables["differences"] = paired_rows(s.per_user["test"], pairs, part="test", **boot)
 
 
@@ -401,15 +410,17 @@ def fusion_models_stage(s: State) -> None:
 
 def projection_stage(s: State) -> None:
     n_i = s.split.n_items
+    s.results["map_report"] = None
     if not s.cfg.umap:
         s.results["sem_xy"] = s.results["col_xy"] = np.full((n_i, 2), np.nan)
         return
-    from .projection import umap_layouts
+    from .projection import map_layouts
 
     nn_sem, nn_col = s.results["nn_sem"], s.results["nn_col"]
-    s.results["sem_xy"], s.results["col_xy"] = umap_layouts(
-        s.sem_vecs, np.nan_to_num(s.results["col_items"]), knn_a=(nn_sem[0], 1 - nn_sem[1]),
-        knn_b=(nn_col[0], 1 - nn_col[1]), seed=s.cfg.seed, valid_b=s.warm)
+    maps = map_layouts(s.sem_vecs, np.nan_to_num(s.results["col_items"]), np.asarray(s.split.train.sum(0)).ravel(),
+                       knn_a=(nn_sem[0], 1 - nn_sem[1]), knn_b=(nn_col[0], 1 - nn_col[1]), seed=s.cfg.seed,
+                       valid_b=s.warm)
+    s.results["sem_xy"], s.results["col_xy"], s.results["map_report"] = maps.sem_xy, maps.col_xy, maps.report
 
 
 def assemble_stage(s: State) -> None:

@@ -43,6 +43,10 @@ class RunSummary:
         d = table[system][metric]
         return Estimate(float(d["mean"]), float(d["lo"]), float(d["hi"]), int(d.get("n_users", -1)))
 
+    def has(self, system: str) -> bool:
+        """Whether the run computed ``system`` (one skipped at the run's size has no estimate)."""
+        return system in self.raw["metrics"]
+
     def mean(self, system: str, metric: str = "ndcg", segment: str = "all") -> float:
         return self.estimate(system, metric, segment).mean
 

@@ -64,11 +64,15 @@ SINGLE = ("semantic", "semantic_zs", "collab", "ease", "pop")
 RANKED = (*SINGLE, "fusion", "rrf")
 
 
-def manifest_systems(collab: str, compared_semantic: str) -> dict[str, dict[str, Any]]:
+def manifest_systems(collab: str, compared_semantic: str, skipped: Mapping[str, str] | None = None
+                     ) -> dict[str, dict[str, Any]]:
     """``manifest["systems"]``: every system of the vocabulary with role, label and description,
-    the collaborative one naming its model, and ``compared`` marking the two compared views."""
+    the collaborative one naming its model, and ``compared`` marking the two compared views;
+    the ``skipped`` systems (name -> reason, e.g. EASE above its item limit) are left out."""
     out = {}
     for s in _ALL:
+        if s.name in (skipped or {}):
+            continue
         d = asdict(s)
         d.pop("name")
         if s.name == "collab":

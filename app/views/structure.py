@@ -94,7 +94,7 @@ def energy_map(ctx: Ctx) -> None:
     tag = "sem" if view == "semantic" else "col"
     df = item_frame(ctx.key, ctx.K, ctx.k, ctx.users_sel)
     col = f"{tag}_shared"
-    keep = ctx.item_mask(df) & df[col].notna().to_numpy() & df["item_idx"].isin(map_sample(ctx.key, 30_000)).to_numpy()
+    keep = ctx.item_mask(df) & df[col].notna().to_numpy() & df["item_idx"].isin(map_sample(ctx.key)).to_numpy()
     plot_df = df[keep]
     fig = item_map(plot_df, f"{tag}_x", f"{tag}_y", view, col, f"shared energy, {view} view (0–1)", categorical=False,
                    source=df.attrs.get("map_source", {}).get(view, "UMAP"))
