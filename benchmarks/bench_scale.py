@@ -59,7 +59,7 @@ def run_tier(tier: str, runs: Path) -> dict:
     if rc != 0:
         entry["error"] = log.read_text(errors="replace")[-2000:]
         return entry
-    return {**entry, **read_run(out)}
+    return {**entry, **read_run(out), "pages_s": page_times(out)}
 
 
 def read_run(out: Path) -> dict:
@@ -75,6 +75,33 @@ def read_run(out: Path) -> dict:
             "rows": tables, "evaluation": m.get("evaluation", {}), "skipped": m.get("skipped", {}),
             "n_interactions": m["dataset"]["n_interactions"], "maps": m.get("maps", {}),
             "neighbor_search": {k: v.get("method") for k, v in (m.get("neighbor_search") or {}).items()}}
+
+
+def page_times(out: Path) -> dict[str, float]:
+    """Seconds each dashboard page takes to render on the run (Streamlit's AppTest, the server side:
+    the first visit of each page, so it includes loading and caching what the page reads); a page
+    that raises or shows an error is recorded as its message."""
+    import logging
+
+    from streamlit.testing.v1 import AppTest
+
+    from app.main import PAGES
+
+    logging.getLogger("streamlit").setLevel(logging.ERROR)  # bare-mode warnings of the imports
+
+    os.environ["SEMCOLLAB_RUNS"] = str(out.parent)
+    sys.argv = ["app/main.py", "--run", str(out)]
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=600).run()
+    for f, title, *_ in PAGES:
+        if f != PAGES[0][0]:
+            t = time.perf_counter()
+            at.switch_page(f"views/{f}")
+            at.run()
+        problems = [str(e.value)[:120] for e in (*at.exception, *at.error)]
+        times[title] = problems[0] if problems else round(time.perf_counter() - t, 2)
+    return times
 
 
 def render(results: dict) -> str:
@@ -106,6 +133,12 @@ def render(results: dict) -> str:
         cells = [f"{results[t]['stages_s'].get(s, float('nan')):.1f} ({results[t]['stages_gib'].get(s, float('nan')):.2f})"
                  for t in done]
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    pages = list(dict.fromkeys(p for t in done for p in results[t].get("pages_s", {})))
+    if pages:
+        lines += ["", "## Dashboard: first render of each page on the run (server side, seconds)", "",
+                  "| page | " + " | ".join(done) + " |", "|---|" + "---|" * len(done)]
+        lines += [f"| {p} | " + " | ".join(str(results[t].get("pages_s", {}).get(p, "")) for t in done) + " |"
+                  for p in pages]
     notes = [f"- {t}: skipped {k}: {v}" for t in done for k, v in (results[t].get("skipped") or {}).items()]
     notes += [f"- {t}: maps {results[t]['maps']}" for t in done if results[t].get("maps")]
     notes += [f"- {t}: neighbour search {results[t]['neighbor_search']}" for t in done]
