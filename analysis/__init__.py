@@ -19,11 +19,11 @@ __all__ = ["BUILTIN_DATASETS", "Run", "RunConfig", "SemcollabError", "open_run",
 __version__ = "0.1.0"
 
 
-def run(config: RunConfig, out=None, force: bool = False, log=print, progress: bool = True) -> Run:
+def run(config: RunConfig, out=None, force: bool = False, log=print, progress: bool = True, executor=None) -> Run:
     """Compute (or reuse from cache) the run for ``config``; see :func:`analysis.pipeline.run`."""
     from .pipeline import run as _run
 
-    return _run(config, out=out, force=force, log=log, progress=progress)
+    return _run(config, out=out, force=force, log=log, progress=progress, executor=executor)
 
 
 def sweep(config: RunConfig, out, keep=(1.0, 0.5, 0.2, 0.1), cold=(0.2,), force: bool = False, log=print):

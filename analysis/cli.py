@@ -65,6 +65,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--backend", help="top-K backend: numpy | torch | cupy (default $SEMCOLLAB_BACKEND or numpy)")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="where the heavy stages' jobs (and a sweep's regimes) run: in this process, or on Ray")
+    p.add_argument("--ray-address", help="Ray cluster: auto | HOST:PORT (default $SEMCOLLAB_RAY_ADDRESS, else a "
+                                         "local cluster started for the command)")
     p.add_argument("--eval-users", type=int, default=50_000,
                    help="evaluate every user up to this many, else a seeded sample of this size (0: always every "
                         "user); training always uses every user")
@@ -89,7 +93,7 @@ def config_from_args(a: argparse.Namespace) -> RunConfig:
         collab=a.collab, collab_ids=a.collab_ids, compare_semantic=a.compare, split=a.split,
         keep_fraction=a.keep, cold_item_share=a.cold_items, rating_threshold=a.threshold, kcore=a.kcore,
         seed=a.seed, device=a.device, backend=a.backend, n_boot=a.bootstrap, umap=not a.no_umap,
-        eval_users=a.eval_users, curve_users=a.curve_users,
+        eval_users=a.eval_users, curve_users=a.curve_users, executor=a.executor, ray_address=a.ray_address,
     )
 
 

@@ -44,6 +44,11 @@ class RunConfig:
     compare_semantic: str = "trained"
     device: str = "auto"
     backend: str | None = None
+    #: where the heavy stages' independent jobs run: "local" (in-process) or "ray" (analysis.executor);
+    #: ray_address: "auto", HOST:PORT, or None ($SEMCOLLAB_RAY_ADDRESS, else a local cluster). Results
+    #: do not depend on either, so neither is in the cache key.
+    executor: str = "local"
+    ray_address: str | None = None
     n_boot: int = 1000
     #: users evaluated (ranked, scored, bootstrapped): every user up to this many, then a seeded
     #: sample of this size (0: always every user). Training always uses every user.
@@ -76,6 +81,8 @@ class RunConfig:
         if self.eval_users < 0 or self.curve_users < 0:
             raise ConfigError(f"eval_users and curve_users must be >= 0 (0 = every user), got {self.eval_users}, "
                               f"{self.curve_users}")
+        if self.executor not in ("local", "ray"):
+            raise ConfigError(f"unknown executor {self.executor!r}: use 'local' or 'ray'")
         if self.n_alphas < 2:
             raise ConfigError("n_alphas must be >= 2")
 
@@ -91,6 +98,6 @@ class RunConfig:
     def key(self) -> str:
         """Cache key of the run: the config minus what does not change results."""
         d = self.to_dict()
-        for k in ("device", "backend", "strict"):
+        for k in ("device", "backend", "strict", "executor", "ray_address"):
             d.pop(k)
         return digest(d)[:16]

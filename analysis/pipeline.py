@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 from . import runstore
 from .backend import get_backend
 from .config import RunConfig
+from .executor import get_executor
 from .data import Dataset, preprocess, validate
 
 Log = Callable[[str], None]
@@ -88,18 +89,21 @@ def load_dataset(cfg: RunConfig, log: Log = print) -> Dataset:
 
 
 def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log: Log = print,
-        progress: bool = True) -> runstore.Run:
+        progress: bool = True, executor=None) -> runstore.Run:
     """Compute (or reuse) the run for ``cfg`` and return it opened.
 
     ``out`` is checked before anything is computed (:func:`analysis.runstore.prepare_out`). A
     complete, verified run at ``out`` with the same config hash, dataset checksum and schema is a
     cache hit; ``force`` recomputes. Then every stage of :data:`analysis.stages.STAGES` runs in
-    order, timed; nothing is written unless every stage succeeded.
+    order, timed; nothing is written unless every stage succeeded. The heavy stages' jobs run on
+    ``executor`` (an :mod:`analysis.executor` object, kept open) or on one made from ``cfg.executor``
+    (closed at the end).
     """
     from .stages import STAGES, State
 
     out = runstore.prepare_out(Path(out or Path("runs") / cfg.dataset), log=log)  # before any computing
     timer = _Timer(log)
+    state = None
     try:
         with timer.stage("load"):
             ds = load_dataset(cfg, log)
@@ -107,7 +111,8 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
         hit = None if force else runstore.cached_run(out, cfg.key(), checksum, runstore.SCHEMA_VERSION, log=log)
         if hit is not None:  # same config, dataset and schema, every file verified
             return hit
-        state = State(cfg=cfg, ds=ds, be=get_backend(cfg.backend), log=log, progress=progress)
+        state = State(cfg=cfg, ds=ds, be=get_backend(cfg.backend), log=log, progress=progress,
+                      ex=executor or get_executor(cfg.executor, cfg.ray_address))
         state.results["checksum"] = checksum
         for name, stage in STAGES:
             with timer.stage(name):
@@ -118,5 +123,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
             runstore.write_run(out, state.tables, state.results["vectors"], manifest)
     finally:
         timer.close()
+        if executor is None and state is not None:
+            state.ex.close()  # an executor this run made (a local Ray cluster it started is shut down)
     log(f"run written to {out}")
     return runstore.open_run(out)

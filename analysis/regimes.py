@@ -93,6 +93,16 @@ def _issue4_columns(r: Run, K: int) -> dict:
     return out
 
 
+def _regime_run(job: tuple[tuple[float, float], str], config: RunConfig, out: str, force: bool) -> str:
+    """One executor job of a sweep: the run of one regime, written to ``out/<name>``; returns its path."""
+    from .pipeline import run
+
+    (k, c), name = job
+    r = run(replace(config, keep_fraction=k, cold_item_share=c), out=Path(out) / name, force=force,
+            log=lambda m: None, progress=False)
+    return str(r.path)
+
+
 def sweep(
     config: RunConfig,
     out: str | Path,
@@ -101,17 +111,34 @@ def sweep(
     force: bool = False,
     log: Callable[[str], None] = print,
 ) -> pd.DataFrame:
-    """Run every regime (sparsity levels, then item cold-start shares) and tabulate them."""
+    """Run every regime (sparsity levels, then item cold-start shares) and tabulate them.
+
+    With ``config.executor == "ray"`` every regime is one Ray task (each run itself local, its files
+    written under ``out`` by the worker: a shared path, or a one-node cluster); otherwise they run
+    one after the other here. The table is the same either way.
+    """
+    from .executor import get_executor
     from .pipeline import run
+    from .runstore import open_run
 
     out = Path(out)
     regimes = [(k, 0.0) for k in keep] + [(1.0, c) for c in cold if c > 0]
-    rows = []
-    for i, (k, c) in enumerate(regimes, 1):
-        name = regime_name(k, c)
-        log(f"=== regime {i}/{len(regimes)}: {name} ===")
-        r = run(replace(config, keep_fraction=k, cold_item_share=c), out=out / name, force=force, log=log)
-        rows.append(sweep_row(name, r))
+    names = [regime_name(k, c) for k, c in regimes]
+    if config.executor == "local":
+        runs = []
+        for i, ((k, c), name) in enumerate(zip(regimes, names), 1):
+            log(f"=== regime {i}/{len(regimes)}: {name} ===")
+            runs.append(run(replace(config, keep_fraction=k, cold_item_share=c), out=out / name, force=force, log=log))
+    else:
+        ex = get_executor(config.executor, config.ray_address)
+        try:
+            log(f"=== {len(regimes)} regimes as tasks on {ex.describe()} ===")
+            paths = ex.map(_regime_run, list(zip(regimes, names)), desc="regimes", progress=True,
+                           config=replace(config, executor="local"), out=str(out.resolve()), force=force)
+        finally:
+            ex.close()
+        runs = [open_run(p) for p in paths]
+    rows = [sweep_row(name, r) for name, r in zip(names, runs)]
     table = pd.DataFrame(rows)
     tmp = out / ".sweep.parquet.tmp"
     table.to_parquet(tmp, index=False)

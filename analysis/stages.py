@@ -14,7 +14,6 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from .backend import Backend
 from .bootstrap import ci_rows, paired_bootstrap, paired_rows
@@ -22,6 +21,7 @@ from .complementarity import compare_lists
 from .config import RunConfig
 from .data import Dataset, Indexed, index
 from .errors import ConfigError
+from .executor import LocalExecutor
 from .fusion import best_single, choose_fusion, fuse_topk, fusion_curve, fusion_methods, rrf_topk
 from .metrics import evaluate
 from .models.base import EmbeddingRecommender
@@ -41,6 +41,8 @@ class State:
     be: Backend
     log: Log = print
     progress: bool = True
+    #: where the independent jobs of the heavy stages run (:mod:`analysis.executor`)
+    ex: Any = field(default_factory=LocalExecutor)
     ix: Indexed | None = None
     split: Split | None = None
     #: the users evaluated (sorted): every user, or a seeded sample when there are many (cfg.eval_users)
@@ -195,16 +197,25 @@ def collaborative_stage(s: State) -> None:
 
 
 # --------------------------------------------------------------------- ranking and fusion
-def _bar(s: State, jobs: list, desc: str):
-    """A progress bar (with its ETA) over a stage's jobs on the command line and the Compute page."""
-    return tqdm(jobs, desc=desc, unit="list", disable=not s.progress, leave=False)
+def _ranked(job: tuple[str, str, str], rankers: dict, split: Split, users: np.ndarray, K: int, ks: tuple,
+            be: Backend) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """One executor job: (part, segment, system) -> that system's top-K lists and per-user metrics."""
+    part, seg, name = job
+    m, seen = rankers[name], split.seen_for(part, seg)
+    top = m.topk(users, seen, K) if isinstance(m, Fused) else rank(m, users, seen, K, backend=be)
+    return top, evaluate(top, split.target(part, seg), users, ks)
+
+
+def _rank_all(s: State, rankers: dict, jobs: list[tuple[str, str, str]], desc: str) -> list:
+    """Every (part, segment, system) job through the run's executor, with a progress bar (and ETA)."""
+    return s.ex.map(_ranked, jobs, desc=desc, progress=s.progress, rankers=rankers, split=s.split, users=s.users,
+                    K=s.K, ks=s.cfg.ks, be=s.be)
 
 
 def rank_stage(s: State) -> None:
-    for part, name in _bar(s, [(p, n) for p in PARTS for n in s.models], f"rank {len(s.users):,} users"):
-        m = s.models[name]
-        s.tops[part][name] = rank(m, s.users, s.split.seen_for(part), s.K, backend=s.be)
-        s.per_user[part][name] = evaluate(s.tops[part][name], s.split.target(part), s.users, s.cfg.ks)
+    jobs = [(p, "all", n) for p in PARTS for n in s.models]
+    for (part, _, name), (top, per_user) in zip(jobs, _rank_all(s, s.models, jobs, f"rank {len(s.users):,} users")):
+        s.tops[part][name], s.per_user[part][name] = top, per_user
 
 
 def curve_users(s: State) -> np.ndarray:
@@ -217,15 +228,20 @@ def _fusion_curves(s: State, methods: list[str], alphas: np.ndarray) -> pd.DataF
     pop = np.asarray(s.split.train.sum(0)).ravel()
     segs = {"item_pop": ("item", pop_buckets(pop, s.split.cold_items)),
             "user_activity": ("user", activity_buckets(np.diff(s.split.train.indptr)))}
-    curves = []
     jobs = [(part, meth) for part in PARTS for meth in methods]
     users = curve_users(s)
-    for part, meth in tqdm(jobs, desc=f"fusion curves ({len(users):,} users)", unit="curve", disable=not s.progress):
-        c = fusion_curve(s.sem_cmp, s.models["collab"], users, s.split.seen_for(part), s.split.target(part),
-                         s.cfg.ks, alphas, cold_aware=meth == "cold_aware", segments=segs if part == "test" else None,
-                         backend=s.be)
-        curves.append(c.assign(part=part, method=meth))
-    return pd.concat(curves, ignore_index=True)
+    curves = s.ex.map(_curve, jobs, desc=f"fusion curves ({len(users):,} users)", progress=s.progress,
+                      a=s.sem_cmp, b=s.models["collab"], split=s.split, users=users, ks=s.cfg.ks, alphas=alphas,
+                      segs=segs, be=s.be)
+    return pd.concat([c.assign(part=part, method=meth) for (part, meth), c in zip(jobs, curves)], ignore_index=True)
+
+
+def _curve(job: tuple[str, str], a, b, split: Split, users: np.ndarray, ks: tuple, alphas: np.ndarray, segs: dict,
+           be: Backend) -> pd.DataFrame:
+    """One executor job: (part, blending method) -> its fusion curve (segments on test)."""
+    part, meth = job
+    return fusion_curve(a, b, users, split.seen_for(part), split.target(part), ks, alphas,
+                        cold_aware=meth == "cold_aware", segments=segs if part == "test" else None, backend=be)
 
 
 class Fused:
@@ -247,9 +263,9 @@ def fusion_stage(s: State) -> None:
     method, alpha, best_valid = choose_fusion(curves, s.K)
     fused = {"fusion": Fused(s.sem_cmp, s.models["collab"], alpha, method == "cold_aware", s.be),
              "rrf": Fused(s.sem_cmp, s.models["collab"], None, False, s.be, rrf_k=cfg.rrf_k)}
-    for part, name in _bar(s, [(p, n) for p in PARTS for n in fused], "fused lists"):
-        s.tops[part][name] = fused[name].topk(s.users, s.split.seen_for(part), s.K)
-        s.per_user[part][name] = evaluate(s.tops[part][name], s.split.target(part), s.users, cfg.ks)
+    jobs = [(p, "all", n) for p in PARTS for n in fused]
+    for (part, _, name), (top, per_user) in zip(jobs, _rank_all(s, fused, jobs, "fused lists")):
+        s.tops[part][name], s.per_user[part][name] = top, per_user
     rrf_rows = [{"part": part, "method": "rrf", "alpha": np.nan, "metric": key.split("@")[0],
                  "k": int(key.split("@")[1]), "value": float(np.nanmean(v)), "segment_type": "all", "segment": "all"}
                 for part in PARTS for key, v in s.per_user[part]["rrf"].items()]
@@ -266,10 +282,9 @@ def segments_stage(s: State) -> None:
     if not s.split.cold_items.any():
         return
     rankers = {**s.models, **s.fusion["rankers"]}
-    for seg, name in _bar(s, [(g, n) for g in SEGMENTS[1:] for n in rankers], "segment lists"):
-        seen, target, m = s.split.seen_for("test", seg), s.split.target("test", seg), rankers[name]
-        top = m.topk(s.users, seen, s.K) if isinstance(m, Fused) else rank(m, s.users, seen, s.K, backend=s.be)
-        s.per_segment.setdefault(seg, {})[name] = evaluate(top, target, s.users, s.cfg.ks)
+    jobs = [("test", g, n) for g in SEGMENTS[1:] for n in rankers]
+    for (_, seg, name), (_, per_user) in zip(jobs, _rank_all(s, rankers, jobs, "segment lists")):
+        s.per_segment.setdefault(seg, {})[name] = per_user
 
 
 # --------------------------------------------------------------------- complementarity and intervals
