@@ -89,6 +89,16 @@ class JobSpec:
     umap: bool = True
     seed: int = 0
     force: bool = False
+    #: the configured executor (``SEMCOLLAB_EXECUTOR``: local or ray; ``SEMCOLLAB_RAY_ADDRESS`` names the cluster)
+    executor: str = field(default_factory=lambda: configured_executor())
+
+
+def configured_executor() -> str:
+    """The executor the Compute page starts runs on: ``$SEMCOLLAB_EXECUTOR`` (local or ray), default local."""
+    name = (os.environ.get("SEMCOLLAB_EXECUTOR") or "local").strip().lower()
+    if name not in ("local", "ray"):
+        raise ConfigError(f"SEMCOLLAB_EXECUTOR={name!r}: use local or ray")
+    return name
 
 
 def check_name(name: str, root: Path, force: bool = False) -> Path:
@@ -139,6 +149,8 @@ def build_command(spec: JobSpec, out: Path) -> list[str]:
         cmd.append("--no-umap")
     if spec.force:
         cmd.append("--force")
+    if spec.executor != "local":
+        cmd += ["--executor", spec.executor]
     return cmd
 
 

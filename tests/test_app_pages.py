@@ -402,6 +402,20 @@ def test_build_command_round_trips_through_the_cli(tmp_path):
 
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         config_from_args(p.parse_args(["--synthetic", "n_userz=3"]))
+    assert cfg.executor == "local" and "--executor" not in build_command(files, tmp_path / "f")
+    on_ray = JobSpec(source="ml-100k", name="r", executor="ray")
+    assert config_from_args(p.parse_args(build_command(on_ray, tmp_path / "r")[4:])).executor == "ray"
+
+
+def test_compute_jobs_run_on_the_configured_executor(monkeypatch):
+    from analysis.errors import ConfigError
+    from app.jobs import JobSpec
+
+    monkeypatch.setenv("SEMCOLLAB_EXECUTOR", "ray")
+    assert JobSpec(source="ml-100k", name="r").executor == "ray"
+    monkeypatch.setenv("SEMCOLLAB_EXECUTOR", "dask")
+    with pytest.raises(ConfigError, match="SEMCOLLAB_EXECUTOR"):
+        JobSpec(source="ml-100k", name="r")
 
 
 FAKE_ENGINE = textwrap.dedent("""

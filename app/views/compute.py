@@ -231,7 +231,8 @@ def render(ctx: Ctx | None) -> None:
         job_list(root)
         return
     st.caption(f"The run is computed in the background by the engine (`python -m analysis run`) and written under "
-               f"{code(root)}; a full run with the default tuning grids takes minutes on ml-100k.")
+               f"{code(root)}; a full run with the default tuning grids takes minutes on ml-100k. Executor: "
+               f"{code(jobs.configured_executor())} (`SEMCOLLAB_EXECUTOR` = local or ray).")
     source = st.radio("Data", list(SOURCES), format_func=SOURCES.get, key="compute_source", horizontal=True)
     spec_fields: dict = {}
     if source == "synthetic":
