@@ -5,6 +5,12 @@ A :class:`Dataset` holds raw string ids. ``interactions`` has columns
 ``items`` has ``item_id, title, year, genres, description``: ``year`` is a nullable
 integer, ``genres`` a ``|``-joined string ("" when unknown). Everything downstream
 works on dense integer indices produced by :func:`index`.
+
+:func:`make_interactions` stores the two id columns as pandas ``Categorical`` of strings: one
+string per distinct id and an integer code per row, so that 50M interactions cost a few hundred MB
+rather than 50M Python strings. They read as strings (``tolist``, ``==``, ``.str``, parquet) and
+hash as strings (:meth:`Dataset.checksum` is the same as with plain string columns); :func:`validate`,
+:func:`preprocess` and :func:`index` work on the codes and accept plain string columns too.
 """
 from __future__ import annotations
 
@@ -39,9 +45,9 @@ class Dataset:
         """SHA-256 over the canonical interactions and item table (stable across loaders)."""
         h = hashlib.sha256()
         inter = self.interactions[INTERACTION_COLUMNS]
-        h.update(pd.util.hash_pandas_object(inter, index=False).values.tobytes())
+        h.update(np.ascontiguousarray(pd.util.hash_pandas_object(inter, index=False).to_numpy()))  # (no bytes copy)
         items = self.items[ITEM_COLUMNS].astype({"year": "float64"})
-        h.update(pd.util.hash_pandas_object(items, index=False).values.tobytes())
+        h.update(np.ascontiguousarray(pd.util.hash_pandas_object(items, index=False).to_numpy()))
         return h.hexdigest()
 
 
@@ -67,17 +73,53 @@ def make_items(item_ids, titles=None, years=None, genres=None, descriptions=None
     return out
 
 
-def make_interactions(user_ids, item_ids, ratings=None, timestamps=None) -> pd.DataFrame:
-    """Build a canonical interaction table with string ids and float rating / timestamp."""
+def id_column(ids, copy: bool = True) -> pd.Categorical:
+    """Ids as a ``Categorical`` of strings: each id's ``str`` (missing ids stay missing), one category
+    per distinct id, in order of first appearance; a ``Categorical`` (or categorical ``Series``) whose
+    categories stay distinct as strings keeps its codes (copied unless ``copy=False``) and categories."""
+    if isinstance(ids, pd.Series) and isinstance(ids.dtype, pd.CategoricalDtype):
+        ids = ids.array
+    if isinstance(ids, pd.Categorical):
+        cats = pd.Index(ids.categories).astype(str)
+        if cats.is_unique:
+            return pd.Categorical.from_codes(ids.codes.copy() if copy else ids.codes, categories=cats)
+    codes, uniques = pd.factorize(pd.Series(ids).astype(str))
+    return pd.Categorical.from_codes(codes, categories=uniques)
+
+
+def make_interactions(user_ids, item_ids, ratings=None, timestamps=None, copy: bool = True) -> pd.DataFrame:
+    """Build a canonical interaction table: categorical string ids (:func:`id_column`), float rating / timestamp.
+
+    ``copy=False`` hands the arrays over: float64 ratings / timestamps and categorical ids become the
+    table's columns as they are (no copy of 50M-row columns); the caller must not modify them afterwards.
+    """
     n = len(user_ids)
+
+    def floats(values) -> np.ndarray:
+        if values is None:
+            return np.full(n, np.nan)
+        if isinstance(values, np.ndarray) and values.dtype == np.float64 and values.ndim == 1:
+            return values.copy() if copy else values
+        return pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(float)  # (the Series is a copy)
+
     return pd.DataFrame(
         {
-            "user_id": pd.Series(user_ids).astype(str).to_numpy(),
-            "item_id": pd.Series(item_ids).astype(str).to_numpy(),
-            "rating": (np.full(n, np.nan) if ratings is None else pd.to_numeric(pd.Series(ratings), errors="coerce").to_numpy(float)),
-            "timestamp": (np.full(n, np.nan) if timestamps is None else pd.to_numeric(pd.Series(timestamps), errors="coerce").to_numpy(float)),
-        }
+            "user_id": id_column(user_ids, copy),
+            "item_id": id_column(item_ids, copy),
+            "rating": floats(ratings),
+            "timestamp": floats(timestamps),
+        },
+        copy=False,
     )
+
+
+def id_codes(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``(codes, categories)`` of an id column: an integer code per row (-1 = missing) and the distinct
+    ids (object array); a categorical column's own codes, else a factorisation (first appearance)."""
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        return column.cat.codes.to_numpy(), column.cat.categories.to_numpy(dtype=object)
+    codes, uniques = pd.factorize(column)
+    return codes, np.asarray(uniques, dtype=object)
 
 
 def validate(ds: Dataset) -> None:
@@ -91,12 +133,13 @@ def validate(ds: Dataset) -> None:
     dup = ds.items["item_id"][ds.items["item_id"].duplicated()]
     if len(dup):
         raise DataError(f"{ds.name}: duplicate item id(s) in the item table: {sorted(set(dup))[:5]}")
-    known = set(ds.items["item_id"])
-    unknown = ~ds.interactions["item_id"].isin(known)
-    if unknown.any():
-        bad = ds.interactions.loc[unknown, "item_id"].unique()[:5].tolist()
+    codes, cats = id_codes(ds.interactions["item_id"])
+    known = np.append(pd.Index(cats, dtype=object).isin(ds.items["item_id"].to_numpy(dtype=object)), False)  # [-1]: missing
+    if not known[codes].all():
+        rows = np.flatnonzero(~known[codes])
+        bad = [cats[c] if c >= 0 else np.nan for c in pd.unique(codes[rows])[:5]]
         raise DataError(
-            f"{ds.name}: {int(unknown.sum())} interaction(s) refer to item id(s) missing from the item table, e.g. {bad}"
+            f"{ds.name}: {len(rows)} interaction(s) refer to item id(s) missing from the item table, e.g. {bad}"
         )
 
 
@@ -110,18 +153,40 @@ def preprocess(ds: Dataset, rating_threshold: float | None = None, kcore: int = 
     if rating_threshold is not None:
         if inter["rating"].isna().all():
             raise DataError(f"{ds.name}: a rating threshold was given but the data has no ratings")
-        inter = inter[inter["rating"] >= rating_threshold]
-    inter = inter.sort_values("timestamp", kind="stable").drop_duplicates(["user_id", "item_id"], keep="last")
+    uc, ucats = id_codes(inter["user_id"])
+    ic, icats = id_codes(inter["item_id"])
+    # rows (of those rated >= threshold) in stable timestamp order (NaN last); of each duplicate pair the last
+    ts = inter["timestamp"].to_numpy(float)
+    if rating_threshold is None:
+        rows = _stable_order(ts)
+    else:
+        rated = np.flatnonzero(inter["rating"].to_numpy(float) >= rating_threshold)
+        rows = rated[_stable_order(ts[rated])]
+    pair = uc[rows].astype(np.int64)  # (uc + 1) * (n_icats + 1) + ic + 1: missing ids (-1) pair as equals
+    pair += 1
+    pair *= len(icats) + 1
+    pair += ic[rows]
+    pair += 1
+    srt = np.sort(pair)  # (unstable: fast) a duplicate pair is two equal neighbours
+    if (srt[1:] == srt[:-1]).any():
+        o = np.argsort(pair, kind="stable")
+        ps = pair[o]
+        rows = rows[np.sort(o[np.r_[ps[1:] != ps[:-1], True]])]
+    del srt, pair
     items = ds.items
     if kcore and kcore > 1:
         while True:
-            uc = inter["user_id"].map(inter["user_id"].value_counts())
-            ic = inter["item_id"].map(inter["item_id"].value_counts())
-            keep = (uc >= kcore) & (ic >= kcore)
+            u, i = uc[rows] + 1, ic[rows] + 1
+            u_n, i_n = np.bincount(u, minlength=len(ucats) + 1), np.bincount(i, minlength=len(icats) + 1)
+            u_n[0] = i_n[0] = 0  # a missing id counts as no user / item (value_counts skips it)
+            keep = (u_n[u] >= kcore) & (i_n[i] >= kcore)
             if keep.all():
                 break
-            inter = inter[keep]
-        items = items[items["item_id"].isin(set(inter["item_id"]))]
+            rows = rows[keep]
+        used = icats[np.bincount(ic[rows] + 1, minlength=len(icats) + 1)[1:] > 0]
+        items = items[pd.Index(items["item_id"], dtype=object).isin(used)]
+    if len(rows) != len(inter) or not (rows[1:] > rows[:-1]).all():  # (not already in order: a reordered copy)
+        inter = inter.iloc[rows]
     if len(inter) == 0:
         raise DataError(
             f"{ds.name}: no interactions left after filtering (rating threshold={rating_threshold}, k-core={kcore})"
@@ -167,19 +232,40 @@ def _id_order(ids: np.ndarray) -> np.ndarray:
     return np.argsort(ids, kind="stable")
 
 
+def _stable_order(values: np.ndarray) -> np.ndarray:
+    """``np.argsort(values, kind="stable")`` (NaN last) from an unstable sort: only tied runs are reordered."""
+    order = np.argsort(values)
+    v = values[order]
+    tied = (v[1:] == v[:-1]) | (np.isnan(v[1:]) & np.isnan(v[:-1]))
+    del v
+    if tied.any():
+        at = np.flatnonzero(np.r_[tied, False] | np.r_[False, tied])  # positions inside a run of equal values
+        run = np.cumsum(np.r_[True, ~tied])[at]
+        order[at] = order[at][np.lexsort((order[at], run))]
+    return order
+
+
 def index(ds: Dataset) -> Indexed:
     """Map string ids to dense indices; users sorted by id (numeric ids numerically)."""
-    uids = ds.interactions["user_id"].unique()
-    uids = uids[_id_order(uids)]
-    u_map = pd.Series(np.arange(len(uids), dtype=np.int32), index=uids)
+    inter = ds.interactions
+    uc, ucats = id_codes(inter["user_id"])
+    if len(uc) and uc.min() < 0:
+        raise DataError(f"{ds.name}: {int((uc < 0).sum())} interaction(s) have no user id")
+    seen = pd.unique(uc)  # the users present, in order of first appearance
+    seen = seen[_id_order(ucats[seen])]
+    u_map = np.full(len(ucats), -1, np.int32)
+    u_map[seen] = np.arange(len(seen), dtype=np.int32)
     i_ids = ds.items["item_id"].to_numpy(dtype=object)
-    i_map = pd.Series(np.arange(len(i_ids), dtype=np.int32), index=i_ids)
-    users = u_map.loc[ds.interactions["user_id"].to_numpy()].to_numpy(np.int32)
-    items = i_map.loc[ds.interactions["item_id"].to_numpy()].to_numpy(np.int32)
+    ic, icats = id_codes(inter["item_id"])
+    i_map = np.append(pd.Index(i_ids, dtype=object).get_indexer(icats), -1).astype(np.int32)  # [-1]: missing id
+    items = i_map[ic]
+    if len(items) and items.min() < 0:
+        bad = pd.unique(ic[items < 0])[:5]
+        raise DataError(f"{ds.name}: item id(s) missing from the item table: {[icats[c] if c >= 0 else None for c in bad]}")
     return Indexed(
-        user_ids=np.asarray(uids, dtype=object),
+        user_ids=np.asarray(ucats[seen], dtype=object),
         item_ids=i_ids,
-        users=users,
+        users=u_map[uc],
         items=items,
-        timestamps=ds.interactions["timestamp"].to_numpy(float),
+        timestamps=inter["timestamp"].to_numpy(float),
     )

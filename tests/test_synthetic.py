@@ -153,3 +153,109 @@ def test_generating_20k_users_by_20k_items_stays_far_below_the_dense_footprint()
     assert 1_000_000 < got["rows"] < 1_400_000  # ~60 per user
     assert got["traced"] < 1.5e9, got
     assert got["rss_growth"] < 1.5e9, got
+
+
+# --- the candidate sampler (issue 10: tier L, 1M users × 100k items, without noise for every cell) ---------
+
+
+def _plackett_luce_two(u_row: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+    """P(first = i) and P(i among the first 2) when drawing 2 without replacement from softmax(u / T)."""
+    p = np.exp((u_row - u_row.max()) / temperature)
+    p /= p.sum()
+    return p, p + p * ((p / (1 - p)).sum() - p / (1 - p))
+
+
+@pytest.mark.parametrize("ratio", [20.0, 0.5, 1e6])
+def test_candidate_sampler_draws_from_the_softmax_without_replacement(ratio):
+    # 400 items, 100,000 users sharing one utility row, 2 items each. ratio 20: noise set A ~ 40 items and the
+    # candidates below; 0.5: |A| < 2 for most users (tau = -inf, every item a candidate); 1e6: p = 1 (every item
+    # in A, the plain Gumbel top-k). Each must be Plackett–Luce: first-choice and inclusion frequencies of the 12
+    # likeliest items, and of the 388 others together, within 5 binomial standard errors.
+    rng = np.random.default_rng(3)
+    u_row = rng.standard_normal(400) * 1.5
+    temperature, n_users = 0.6, 100_000
+    p, incl = _plackett_luce_two(u_row, temperature)
+    items = synthetic.candidate_top_k(np.random.default_rng(7), np.ones((n_users, 1)), u_row[None, :],
+                                      np.full(n_users, 2), temperature, ratio=ratio, threads=2).reshape(n_users, 2)
+    assert (items[:, 0] != items[:, 1]).all()
+    top = np.argsort(-p)[:12]
+    rest = np.setdiff1d(np.arange(400), top)
+    for got, want in ((np.bincount(items[:, 0], minlength=400) / n_users, p),
+                      (np.bincount(items.ravel(), minlength=400) / n_users, incl)):
+        got, want = np.r_[got[top], got[rest].sum()], np.r_[want[top], want[rest].sum()]
+        assert np.all(np.abs(got - want) < 5 * np.sqrt(want * (1 - want) / n_users)), (got - want)
+
+
+def test_candidate_sampler_does_not_depend_on_threads_and_draws_n_distinct_items():
+    rng = np.random.default_rng(0)
+    user_f, item_f = rng.standard_normal((700, 5)), rng.standard_normal((5, 900)) * 1.5
+    n_per = rng.integers(1, 60, 700)
+    n_per[:4] = [0, 900, 1, 450]  # nobody, everything, one, half (p = 1)
+    ref = synthetic.candidate_top_k(np.random.default_rng(1), user_f, item_f, n_per, 0.5, threads=1, block_users=64)
+    for threads in (2, 3):
+        got = synthetic.candidate_top_k(np.random.default_rng(1), user_f, item_f, n_per, 0.5, threads=threads, block_users=64)
+        np.testing.assert_array_equal(got, ref)
+    starts = np.r_[0, np.cumsum(n_per)]
+    assert len(ref) == n_per.sum()
+    assert all(len(set(ref[starts[u]:starts[u + 1]])) == n_per[u] for u in range(700))
+    assert sorted(ref[starts[1]:starts[2]]) == list(range(900))
+    # each user's items come in decreasing utility + noise: the first is mostly one of the best few
+    util = user_f @ item_f
+    first = ref[starts[2:-1]]
+    best = np.argsort(-util[2:], axis=1)[:, :25]
+    assert (best == first[:, None]).any(axis=1).mean() > 0.9
+
+
+def test_candidate_path_keeps_the_planted_structure():
+    # 3,000 users × 2,000 items (~60k interactions) forced onto the candidate sampler: the same users draw
+    # exactly the same counts as on the exact path (same random stream up to the sampler), distinct items, and
+    # the item counts follow the planted popularity as closely as the exact path's do (same law, other draws).
+    kw = {"n_users": 3000, "n_items": 2000, "mean_per_user": 20.0, "pop_scale": 1.5, "seed": 4}
+    exact, cand = generate(**kw), generate(**kw, candidate_above=0)
+    assert exact.planted["sampler"]["method"] == "gumbel_top_k"
+    assert cand.planted["sampler"]["method"] == "candidate_top_k" and cand.planted["sampler"]["fallback_users"] == 0
+    assert cand.planted["sampler"]["noise_set"] < 0.5 * 3000 * 2000  # noise for a fraction of the cells
+    np.testing.assert_array_equal(cand.planted["n_per_user"], exact.planted["n_per_user"])
+    validate(cand)
+    ix, ie = index(cand), index(exact)
+    np.testing.assert_array_equal(np.bincount(ix.users), np.bincount(ie.users))
+    assert len(cand.interactions) == len(cand.interactions.drop_duplicates(["user_id", "item_id"]))
+    pop = cand.planted["popularity"]
+    c_cand, c_exact = np.bincount(ix.items, minlength=2000), np.bincount(ie.items, minlength=2000)
+    r_cand, r_exact = np.corrcoef(pop, np.log1p(c_cand))[0, 1], np.corrcoef(pop, np.log1p(c_exact))[0, 1]
+    assert r_cand > 0.6 and abs(r_cand - r_exact) < 0.03
+    assert np.corrcoef(np.log1p(c_cand), np.log1p(c_exact))[0, 1] > 0.9
+    # the planted utility of the drawn pairs: same mean on both paths (within 4 standard errors)
+    pl, cfg = cand.planted, SyntheticConfig(**kw)
+    rng = np.random.default_rng(kw["seed"])
+    for shape in ((2000, 8), (2000, 6), (2000, 6), (2000,)):  # replay the factor draws of generate
+        rng.standard_normal(shape)
+    a, e, c = (rng.standard_normal((3000, d)) / np.sqrt(d) for d in (cfg.d_shared, cfg.d_sem, cfg.d_col))
+
+    def utility(ixd):
+        u, i = ixd.users, ixd.items
+        u = np.array([int(s[1:]) for s in ixd.user_ids])[u]  # "u17" -> 17
+        return ((a[u] * pl["shared"][i]).sum(1) + (e[u] * pl["sem_private"][i]).sum(1)
+                + (c[u] * pl["col_private"][i]).sum(1) + pl["popularity"][i])
+
+    uc, ue = utility(ix), utility(ie)
+    assert ue.mean() > 2.5 and uc.mean() > 2.5  # the replayed utility is the one drawn from (random pairs: ~0)
+    assert abs(uc.mean() - ue.mean()) < 4 * np.sqrt(uc.var() / len(uc) + ue.var() / len(ue))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_candidate_path_recovers_the_planted_shared_dimension_end_to_end(tmp_path, monkeypatch, seed):
+    """test_pipeline's recovery test (w_sem = 0: the text and the trained collaborative vectors share exactly the
+    planted d_shared = 8) on data from the candidate sampler, with a small noise set (ratio 3) so that most users'
+    items come through the candidate step rather than the plain Gumbel top-k."""
+    import analysis
+    from conftest import QUICK_TUNING
+
+    monkeypatch.setattr(synthetic, "CANDIDATE_RATIO", 3.0)
+    cfg = analysis.RunConfig(dataset="synthetic", n_boot=100, n_alphas=11, tuning=QUICK_TUNING, umap=False, seed=seed,
+                             synthetic={"n_users": 600, "n_items": 800, "w_sem": 0.0, "candidate_above": 0})
+    r = analysis.run(cfg, out=tmp_path / "r", log=lambda m: None)
+    assert r.manifest["dataset"]["source"].endswith("candidate sampler)")
+    st = r.manifest["summary"]["structure"]
+    assert abs(st["shared_dim_cca"] - 8) <= 1
+    assert r.manifest["planted"]["config"]["candidate_above"] == 0
