@@ -214,5 +214,6 @@ def manifest(s: "State") -> dict[str, Any]:
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     if ds.planted is not None:
-        out["planted"] = {"config": ds.planted["config"], "d_shared": ds.planted["d_shared"]}
+        out["planted"] = {"config": ds.planted["config"], "d_shared": ds.planted["d_shared"],
+                          "sampler": ds.planted.get("sampler")}
     return out
