@@ -87,7 +87,8 @@ def page_times(out: Path) -> dict[str, float]:
 
     from app.main import PAGES
 
-    logging.getLogger("streamlit").setLevel(logging.ERROR)  # bare-mode warnings of the imports
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("streamlit")]:
+        logging.getLogger(name).setLevel(logging.ERROR)  # bare-mode warnings of every page's imports
 
     os.environ["SEMCOLLAB_RUNS"] = str(out.parent)
     sys.argv = ["app/main.py", "--run", str(out)]
