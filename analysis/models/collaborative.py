@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError
 from ..split import Split
 from .base import EmbeddingRecommender
-from .validation import EarlyStopping, resolve_device, torch_threads, train_with_early_stopping, validate
+from .validation import EarlyStopping, resolve_device, torch_threads, train_with_early_stopping, valid_users, validate
 
 
 def _warm_scorable(split: Split) -> np.ndarray:
@@ -52,12 +52,14 @@ def train_ials(
     progress: bool = False,
     name: str = "ials",
     k: int = 20,
+    stop_users: np.ndarray | None = None,
 ) -> EmbeddingRecommender:
     """Implicit ALS (Hu, Koren & Volinsky 2008) with early stopping on validation NDCG@k.
 
     ``iterations`` is the maximum number of ALS sweeps; validation runs every
-    ``eval_every`` sweeps and training stops after ``patience`` evaluations without
-    improvement. ``params`` records the hyper-parameters, the best sweep and the curve.
+    ``eval_every`` sweeps (on ``stop_users``, default :func:`.validation.valid_users`) and
+    training stops after ``patience`` evaluations without improvement. ``params`` records the
+    hyper-parameters, the best sweep, the sweeps run and the curve.
     """
     _check_positive(factors=factors, iterations=iterations, eval_every=eval_every)
     if regularization < 0 or alpha < 0:
@@ -77,6 +79,7 @@ def train_ials(
             random_state=int(seed),
         )
     scorable = _warm_scorable(split)
+    stop_users = valid_users(split) if stop_users is None else stop_users
     es = EarlyStopping(patience, k=k)
     best = None
     done = 0
@@ -88,7 +91,7 @@ def train_ials(
         done += als.iterations
         bar.update(als.iterations)
         rec = EmbeddingRecommender(name, als.user_factors, als.item_factors, scorable)
-        stop = es.step(done, validate(rec, split, k))
+        stop = es.step(done, validate(rec, split, k, stop_users))
         bar.set_postfix(ndcg=f"{es.best:.4f}")
         if es.improved:
             best = (als.user_factors.copy(), als.item_factors.copy())
@@ -105,6 +108,8 @@ def train_ials(
         "eval_every": int(eval_every),
         "patience": int(patience),
         "seed": int(seed),
+        "iterations_run": int(done),
+        "valid_users": int(len(stop_users)),
         **es.summary(),
     }
     return EmbeddingRecommender(name, np.ascontiguousarray(U, np.float32), np.ascontiguousarray(V, np.float32), scorable, params)
@@ -160,6 +165,7 @@ def train_bpr(
     progress: bool = False,
     name: str = "bpr",
     k: int = 20,
+    stop_users: np.ndarray | None = None,
 ) -> EmbeddingRecommender:
     """BPR-MF (Rendle et al. 2009) in torch with early stopping on validation NDCG@k.
 
@@ -216,8 +222,10 @@ def train_bpr(
 
     with torch_threads(num_threads if dev.type == "cpu" else None):
         U, V, es = train_with_early_stopping(run_epoch, snapshot, lambda U, V: EmbeddingRecommender(name, U, V, scorable),
-                                             split, epochs, eval_every, patience, k, f"BPR d={dim}", progress)
+                                             split, epochs, eval_every, patience, k, f"BPR d={dim}", progress,
+                                             stop_users)
     params = {"model": "bpr", "dim": int(dim), "lr": float(lr), "reg": float(reg), "max_epochs": int(epochs),
               "eval_every": int(eval_every), "patience": int(patience), "batch_size": int(batch_size),
-              "seed": int(seed), "device": str(dev), **es.summary()}
+              "seed": int(seed), "device": str(dev), "epochs_run": int(es.history[-1]["epoch"]) if es.history else 0,
+              **es.summary()}
     return EmbeddingRecommender(name, U, V, scorable, params)

@@ -22,6 +22,28 @@ from ..errors import ConfigError
 
 #: EASE inverts a dense items x items matrix; above this it needs too much memory
 EASE_MAX_ITEMS = 30_000
+#: above this many items a run skips EASE (:func:`ease_skip_reason`): each ridge weight of the grid is
+#: a dense float64 inversion, 2 n^3 flops. Measured on the 2-core box (numpy / OpenBLAS, quiet): 3,706
+#: items, the 8-weight grid 23 s in all; 10,000 items, 54 s per weight (7+ min for the grid) and 4.1 GB
+#: peak; 20,000 items would be 8x that time with 3.2 GB per matrix copy, 100k items cannot be held at
+#: all. At 8,000 items the grid costs about 3.5 min and 2.6 GB. One eigendecomposition reused across
+#: the grid does not help here: ``eigh`` took over 10x one inversion at 3,706 items.
+EASE_DEFAULT_MAX_ITEMS = 8_000
+
+
+def ease_skip_reason(n_items: int, max_items: int = EASE_DEFAULT_MAX_ITEMS, n_lams: int | None = None) -> str | None:
+    """Why a run should skip EASE for a catalogue of ``n_items`` (None: it fits). EASE's cost is a dense
+    ``n_items x n_items`` inverse per ridge weight (``n_lams`` of them in the tuning grid, if known),
+    whatever the number of users; above ``max_items`` (at most :data:`EASE_MAX_ITEMS`) it is skipped."""
+    if max_items < 1:
+        raise ConfigError(f"max_items must be >= 1, got {max_items}")
+    limit = min(int(max_items), EASE_MAX_ITEMS)
+    if n_items <= limit:
+        return None
+    gib = n_items**2 * 8 / 2**30
+    grid = f" for each of the {n_lams} ridge weights of its grid" if n_lams else " for each ridge weight"
+    return (f"EASE skipped: {n_items:,} items is above its limit of {limit:,}; it needs a dense {n_items:,} x "
+            f"{n_items:,} item-item inverse ({gib:.1f} GiB per float64 copy, {2 * n_items**3:.1e} flops){grid}")
 
 
 def gram(train: sp.csr_matrix) -> np.ndarray:

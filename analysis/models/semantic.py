@@ -15,8 +15,11 @@
   is the input, and input items are masked out of the softmax, so the model must predict
   unseen items rather than copy its input. Catalogues above ``full_softmax_max_items``
   use a sampled softmax (the batch's targets plus uniform negatives, shared by the
-  batch). Early stopping on validation NDCG@20; final user vectors come from the full
-  training history.
+  batch). An epoch is one pass over every user with training items, or over a fresh
+  random draw of ``epoch_users`` of them when there are more (the model has no per-user
+  parameters, so at 1M users one pass is thousands of steps more than it needs; the cap keeps
+  an epoch's cost independent of the number of users and is recorded). Early stopping on
+  validation NDCG@20; final user vectors come from the full training history.
 
 Every item, cold items included, is scorable: the item side depends on the text only.
 """
@@ -176,6 +179,8 @@ def train_semantic(
     progress: bool = False,
     name: str = "semantic",
     k: int = 20,
+    epoch_users: int | None = None,
+    stop_users: np.ndarray | None = None,
 ) -> EmbeddingRecommender:
     """Train the linear semantic recommender (see module docstring); returns dim+1-d vectors.
 
@@ -184,9 +189,13 @@ def train_semantic(
     row-normalised: an encoder's row norms can carry information (unit rows lost a fifth
     of validation NDCG on the synthetic generator's vectors; MiniLM rows are unit anyway).
     Users without training items get ``h_u = 0``: their scores are the content bias.
-    AdamW with decoupled ``weight_decay``; early stopping on validation NDCG@k.
+    AdamW with decoupled ``weight_decay``; early stopping on validation NDCG@k of ``stop_users``
+    (default :func:`.validation.valid_users`). ``epoch_users`` (None / 0: no cap) caps the users
+    one epoch visits (a fresh random subset each epoch when there are more).
     """
     _check_semantic_args(dim, lr, epochs, batch_size, eval_every, holdout)
+    if epoch_users is not None and epoch_users < 0:
+        raise ConfigError(f"epoch_users must be >= 0 (0 = every user), got {epoch_users}")
     import torch
 
     unit_rows(X)  # validation only: NaN/inf or zero rows are a VectorError
@@ -205,8 +214,10 @@ def train_semantic(
         raise ConfigError("trained semantic recommender: the training matrix has no interactions")
     scorable = np.ones(n_i, dtype=bool)
 
+    per_epoch = len(active) if not epoch_users else min(len(active), int(epoch_users))
+
     def run_epoch() -> None:
-        perm = rng.permutation(active)
+        perm = rng.permutation(active)[:per_epoch]  # a random subset in random order when capped
         for s in range(0, len(perm), batch_size):
             b = _batch(train, perm[s : s + batch_size], holdout, rng)
             if b is None:
@@ -219,10 +230,11 @@ def train_semantic(
     with torch_threads(num_threads if dev.type == "cpu" else None):
         U, V, es = train_with_early_stopping(run_epoch, lambda: m.snapshot(train),
                                              lambda U, V: EmbeddingRecommender(name, U, V, scorable), split, epochs,
-                                             eval_every, patience, k, f"semantic d={dim}", progress)
+                                             eval_every, patience, k, f"semantic d={dim}", progress, stop_users)
     info = {"model": "semantic_trained", "dim": int(dim), "lr": float(lr), "weight_decay": float(weight_decay),
             "holdout": float(holdout), "user_map": bool(user_map), "max_epochs": int(epochs),
             "eval_every": int(eval_every), "patience": int(patience), "batch_size": int(batch_size),
             "objective": "full softmax" if full else f"sampled softmax ({n_negatives} uniform negatives)",
+            "users_per_epoch": int(per_epoch), "epochs_run": int(es.history[-1]["epoch"]) if es.history else 0,
             "seed": int(seed), "device": str(dev), **es.summary()}
     return EmbeddingRecommender(name, U, V, scorable, info)
