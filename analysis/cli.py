@@ -73,7 +73,8 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="evaluate every user up to this many, else a seeded sample of this size (0: always every "
                         "user); training always uses every user")
     p.add_argument("--curve-users", type=int, default=10_000,
-                   help="users of the fusion curves (a seeded sample of the evaluated users above this; 0: all)")
+                   help="users of the fusion curves and alignment probes (a seeded sample of the evaluated users above "
+                        "this; 0: all)")
     p.add_argument("--no-umap", action="store_true", help="skip the 2-D maps")
     p.add_argument("--force", action="store_true", help="recompute even when the run is cached")
     p.add_argument("--synthetic", action="append", metavar="KEY=VALUE",

@@ -53,8 +53,8 @@ class RunConfig:
     #: users evaluated (ranked, scored, bootstrapped): every user up to this many, then a seeded
     #: sample of this size (0: always every user). Training always uses every user.
     eval_users: int = 50_000
-    #: the fusion curves (21 α × both parts × blending methods) use at most this many of the
-    #: evaluated users (a seeded sample; 0: all); the fused lists themselves cover every evaluated user
+    #: the fusion curves (21 α × both parts × blending methods) and the alignment probes' rankings use
+    #: at most this many of the evaluated users (a seeded sample; 0: all); the fused lists cover all
     curve_users: int = 10_000
     n_alphas: int = 21
     rrf_k: int = 60

@@ -219,7 +219,8 @@ def rank_stage(s: State) -> None:
 
 
 def curve_users(s: State) -> np.ndarray:
-    """The users of the fusion curves: the evaluated users, or a seeded sample of ``cfg.curve_users`` of them."""
+    """The users of the fusion curves and of the alignment probes' rankings: the evaluated users, or a
+    seeded sample of ``cfg.curve_users`` of them (each is many rankings per user: 21 α, every probe)."""
     pick = evaluation_users(len(s.users), s.cfg.curve_users, s.cfg.seed + 1)
     return s.users[pick]
 
@@ -395,7 +396,7 @@ def probes_stage(s: State) -> None:
         order = np.where(np.isfinite(order), order, np.nanmedian(order))
     p = run_probes(s.sem_vecs, s.results["col_items"], np.asarray(s.models["collab"].user_vecs, np.float32), s.split,
                    k_neighbors=s.cfg.k_neighbors, K=s.K, order=order, seed=s.cfg.seed, device=s.cfg.device,
-                   backend=s.be, users=s.users)
+                   backend=s.be, users=curve_users(s))
     s.tables["probes"] = p["curves"]
     s.results["probes"] = p
 
