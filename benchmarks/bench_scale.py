@@ -128,20 +128,28 @@ def render(results: dict) -> str:
             f"{r['date']} |")
     lines += ["", "## Per stage: seconds (peak GiB)", ""]
     done = [t for t in TIERS if t in results and results[t]["rc"] == 0]
-    stages = list(dict.fromkeys(s for t in done for s in results[t]["stages_s"]))
+    from analysis.stages import STAGE_NAMES
+
+    seen = {s for t in done for s in results[t]["stages_s"]}
+    stages = [s for s in STAGE_NAMES if s in seen] + sorted(seen - set(STAGE_NAMES))  # pipeline order
     lines += ["| stage | " + " | ".join(done) + " |", "|---|" + "---|" * len(done)]
     for s in stages:
         cells = [f"{results[t]['stages_s'].get(s, float('nan')):.1f} ({results[t]['stages_gib'].get(s, float('nan')):.2f})"
                  for t in done]
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    pages = list(dict.fromkeys(p for t in done for p in results[t].get("pages_s", {})))
+    from app.main import PAGES
+
+    pages = [title for _, title, *_ in PAGES if any(title in results[t].get("pages_s", {}) for t in done)]
     if pages:
         lines += ["", "## Dashboard: first render of each page on the run (server side, seconds)", "",
                   "| page | " + " | ".join(done) + " |", "|---|" + "---|" * len(done)]
         lines += [f"| {p} | " + " | ".join(str(results[t].get("pages_s", {}).get(p, "")) for t in done) + " |"
                   for p in pages]
     notes = [f"- {t}: skipped {k}: {v}" for t in done for k, v in (results[t].get("skipped") or {}).items()]
-    notes += [f"- {t}: maps {results[t]['maps']}" for t in done if results[t].get("maps")]
+    notes += [f"- {t}: maps " + "; ".join(f"{v}: {m[v]['method']}, fitted on {m[v]['n_fit']:,} of {m[v]['n_valid']:,}, "
+                                          f"{m[v]['n_transformed']:,} placed by transform"
+                                          for v in ("semantic", "collaborative"))
+              for t in done if (m := results[t].get("maps"))]
     notes += [f"- {t}: neighbour search {results[t]['neighbor_search']}" for t in done]
     if notes:
         lines += ["", "## What each run did at its size", "", *notes]
