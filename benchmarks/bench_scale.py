@@ -145,7 +145,8 @@ def render(results: dict) -> str:
                   "| page | " + " | ".join(done) + " |", "|---|" + "---|" * len(done)]
         lines += [f"| {p} | " + " | ".join(str(results[t].get("pages_s", {}).get(p, "")) for t in done) + " |"
                   for p in pages]
-    notes = [f"- {t}: skipped {k}: {v}" for t in done for k, v in (results[t].get("skipped") or {}).items()]
+    notes = [f"- {t}: {results[t]['note']}" for t in TIERS if results.get(t, {}).get("note")]
+    notes += [f"- {t}: skipped {k}: {v}" for t in done for k, v in (results[t].get("skipped") or {}).items()]
     notes += [f"- {t}: maps " + "; ".join(f"{v}: {m[v]['method']}, fitted on {m[v]['n_fit']:,} of {m[v]['n_valid']:,}, "
                                           f"{m[v]['n_transformed']:,} placed by transform"
                                           for v in ("semantic", "collaborative"))
