@@ -77,7 +77,7 @@ def read_run(out: Path) -> dict:
             "neighbor_search": {k: v.get("method") for k, v in (m.get("neighbor_search") or {}).items()}}
 
 
-def page_times(out: Path) -> dict[str, float]:
+def page_times(out: Path) -> list[list]:
     """Seconds each dashboard page takes to render on the run (Streamlit's AppTest, the server side:
     the first visit of each page, so it includes loading and caching what the page reads); a page
     that raises or shows an error is recorded as its message."""
@@ -85,14 +85,13 @@ def page_times(out: Path) -> dict[str, float]:
 
     from streamlit.testing.v1 import AppTest
 
-    from app.main import PAGES
+    os.environ["SEMCOLLAB_RUNS"] = str(out.parent)
+    sys.argv = ["app/main.py", "--run", str(out)]
+    from app.main import PAGES  # (importing it runs the app once, bare: the run must be set first)
 
     for name in [n for n in logging.root.manager.loggerDict if n.startswith("streamlit")]:
         logging.getLogger(name).setLevel(logging.ERROR)  # bare-mode warnings of every page's imports
-
-    os.environ["SEMCOLLAB_RUNS"] = str(out.parent)
-    sys.argv = ["app/main.py", "--run", str(out)]
-    times: dict[str, float] = {}
+    times: list[list] = []  # [page title, seconds or error], in the dashboard's order
     t = time.perf_counter()
     at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=600).run()
     for f, title, *_ in PAGES:
@@ -101,7 +100,7 @@ def page_times(out: Path) -> dict[str, float]:
             at.switch_page(f"views/{f}")
             at.run()
         problems = [str(e.value)[:120] for e in (*at.exception, *at.error)]
-        times[title] = problems[0] if problems else round(time.perf_counter() - t, 2)
+        times.append([title, problems[0] if problems else round(time.perf_counter() - t, 2)])
     return times
 
 
@@ -137,13 +136,11 @@ def render(results: dict) -> str:
         cells = [f"{results[t]['stages_s'].get(s, float('nan')):.1f} ({results[t]['stages_gib'].get(s, float('nan')):.2f})"
                  for t in done]
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
-    from app.main import PAGES
-
-    pages = [title for _, title, *_ in PAGES if any(title in results[t].get("pages_s", {}) for t in done)]
+    pages = list(dict.fromkeys(p for t in done for p, _ in results[t].get("pages_s", [])))
     if pages:
         lines += ["", "## Dashboard: first render of each page on the run (server side, seconds)", "",
                   "| page | " + " | ".join(done) + " |", "|---|" + "---|" * len(done)]
-        lines += [f"| {p} | " + " | ".join(str(results[t].get("pages_s", {}).get(p, "")) for t in done) + " |"
+        lines += [f"| {p} | " + " | ".join(str(dict(results[t].get("pages_s", [])).get(p, "")) for t in done) + " |"
                   for p in pages]
     notes = [f"- {t}: {results[t]['note']}" for t in TIERS if results.get(t, {}).get("note")]
     notes += [f"- {t}: skipped {k}: {v}" for t in done for k, v in (results[t].get("skipped") or {}).items()]

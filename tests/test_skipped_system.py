@@ -57,10 +57,9 @@ def test_cli_summary_says_what_was_skipped(skipped_run, capsys):
 def test_every_page_renders_without_the_skipped_system(skipped_run, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
-    from app.main import PAGES
-
     monkeypatch.setenv("SEMCOLLAB_RUNS", str(skipped_run.path.parent))
     monkeypatch.setattr(sys, "argv", ["app/main.py"])
+    from app.main import PAGES  # (importing it runs the app once, bare: the runs folder must be set first)
     at = AppTest.from_file(APP_MAIN, default_timeout=180).run()
     assert_clean(at)
     for f, *_ in PAGES:
