@@ -236,16 +236,26 @@ def split(
     return s
 
 
+def sample_users(users: np.ndarray, max_users: int | None, seed: int = 0, stream: int = 0) -> np.ndarray:
+    """``users`` unchanged when there are at most ``max_users`` (or ``max_users`` is 0 / None), else a
+    seeded uniform sample of ``max_users`` of them without replacement, sorted. ``stream`` separates
+    independent draws made with the same seed."""
+    users = np.asarray(users)
+    if max_users is not None and max_users < 0:
+        raise ConfigError(f"the user sample size must be >= 0 (0 = every user), got {max_users}")
+    if not max_users or len(users) <= max_users:
+        return users
+    rng = np.random.default_rng([int(seed), 0x7A1D, int(stream)])  # own stream: independent of the split's draws
+    return np.sort(rng.choice(users, size=int(max_users), replace=False))
+
+
 def evaluation_users(n_users: int, max_users: int, seed: int = 0) -> np.ndarray:
     """The users a run evaluates (sorted indices): all of them when ``n_users <= max_users`` (or
-    ``max_users == 0``), else a seeded uniform sample of ``max_users`` without replacement, so
+    ``max_users == 0``), else a seeded uniform sample of ``max_users`` (:func:`sample_users`), so
     every metric, interval and per-user table describes that sample (training uses every user)."""
     if max_users < 0:
         raise ConfigError(f"max_users must be >= 0, got {max_users}")
-    if max_users == 0 or n_users <= max_users:
-        return np.arange(n_users)
-    rng = np.random.default_rng([int(seed), 50_021])  # its own stream: independent of the split's draws
-    return np.sort(rng.choice(n_users, size=int(max_users), replace=False))
+    return sample_users(np.arange(n_users), max_users, seed, stream=1)
 
 
 def check_evaluable(s: Split, min_users: int = 20, min_items: int = 44, where: str = "") -> None:

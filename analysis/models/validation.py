@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from ..metrics import evaluate
 from ..ranking import rank
 from ..errors import ConfigError
-from ..split import Split
+from ..split import Split, sample_users
 from .base import Recommender
 
 #: the default list length; a run passes its configured K (DIAGNOSTICS.md "Fair comparison")
@@ -41,19 +41,6 @@ CRITERION = criterion()
 
 #: tuning and early stopping rank at most this many validation users (a seeded sample above it)
 DEFAULT_VALID_SAMPLE = 10_000
-
-
-def sample_users(users: np.ndarray, max_users: int | None, seed: int = 0, stream: int = 0) -> np.ndarray:
-    """``users`` unchanged when there are at most ``max_users`` (or ``max_users`` is 0 / None), else a
-    seeded uniform sample of ``max_users`` of them without replacement, sorted. ``stream`` separates
-    independent draws made with the same seed."""
-    users = np.asarray(users)
-    if max_users is not None and max_users < 0:
-        raise ConfigError(f"the user sample size must be >= 0 (0 = every user), got {max_users}")
-    if not max_users or len(users) <= max_users:
-        return users
-    rng = np.random.default_rng([int(seed), 0x7A1D, int(stream)])  # own stream: independent of the split's draws
-    return np.sort(rng.choice(users, size=int(max_users), replace=False))
 
 
 def valid_users(split: Split, max_users: int | None = DEFAULT_VALID_SAMPLE, seed: int = 0) -> np.ndarray:
