@@ -190,56 +190,94 @@ def candidate_top_k(rng: np.random.Generator, user_f: np.ndarray, item_f: np.nda
     which block finishes first. Returns the items, user after user, each user's in decreasing key order
     (as :func:`gumbel_top_k`). ``stats`` (optional dict) receives the noise-set and candidate totals.
     """
-    n_per = np.asarray(n_per, dtype=np.int64)
-    n_users = len(n_per)
-    item_f = np.ascontiguousarray(item_f, dtype=np.float64)
-    d, n_items = item_f.shape
-    if np.shape(user_f) != (n_users, d):
-        raise ValueError(f"user factors {np.shape(user_f)} do not match {n_users} users × {d} item factors")
-    if n_users and (n_per.min() < 0 or n_per.max() > n_items):
-        raise ValueError("each user draws between 0 and n_items items")
-    block_users = max(1, int(block_users))
-    tile = max(256, TILE_ELEMENTS // block_users)
-    tiles = [(lo, np.ascontiguousarray(item_f[:, lo:lo + tile], dtype=np.float32)) for lo in range(0, n_items, tile)]
-    order = np.argsort(n_per, kind="stable")
-    order = order[n_per[order] > 0]
-    g_sorted = _gaps_needed(n_per[order], n_items, ratio)
-    blocks, i = [], 0
-    while i < len(order):  # n ascending: a block's widest noise set is its last user's
-        size = int(np.clip(NOISE_ELEMENTS // g_sorted[min(i + block_users, len(order)) - 1], 1, block_users))
-        blocks.append(order[i:i + size])
-        i += size
-    base = int(rng.integers(2**63))
-    offsets = np.zeros(n_users + 1, np.int64)
-    np.cumsum(n_per, out=offsets[1:])
-    out = np.empty(int(offsets[-1]), np.int32 if n_items < 2**31 else np.int64)
+    sampler = _CandidateSampler(rng, user_f, item_f, n_per, temperature, block_users, ratio)
+    nb = len(sampler.blocks)
+    threads = max(1, min(sampler_threads() if threads is None else int(threads), max(nb, 1)))
+    with threadpool_limits(1, user_api="blas"):
+        if threads == 1:
+            totals = [sampler.sample_block(b) for b in range(nb)]
+        else:
+            with ThreadPoolExecutor(threads) as pool:
+                totals = list(pool.map(sampler.sample_block, range(nb)))
+    if stats is not None:
+        t = np.array(totals, dtype=np.int64).reshape(-1, 3).sum(axis=0)
+        stats.update(noise_set=int(t[0]), candidates=int(t[1]), fallback_users=int(t[2]), blocks=nb)
+    return sampler.out
 
-    local = threading.local()  # per-thread scratch arrays, reused from block to block (no fresh pages per block)
 
-    def scratch(name: str, shape: tuple, dtype) -> np.ndarray:
+class _CandidateSampler:
+    """The state of one :func:`candidate_top_k` draw: float32 item tiles, the user blocks, the output,
+    and per-thread scratch; :meth:`sample_block` draws one block (steps 1-3 of that docstring)."""
+
+    def __init__(self, rng: np.random.Generator, user_f, item_f, n_per, temperature: float, block_users: int,
+                 ratio: float):
+        n_per = np.asarray(n_per, dtype=np.int64)
+        n_users = len(n_per)
+        item_f = np.ascontiguousarray(item_f, dtype=np.float64)
+        d, n_items = item_f.shape
+        if np.shape(user_f) != (n_users, d):
+            raise ValueError(f"user factors {np.shape(user_f)} do not match {n_users} users × {d} item factors")
+        if n_users and (n_per.min() < 0 or n_per.max() > n_items):
+            raise ValueError("each user draws between 0 and n_items items")
+        block_users = max(1, int(block_users))
+        self.user_f, self.n_per, self.temperature, self.ratio, self.n_items = user_f, n_per, temperature, ratio, n_items
+        self.tile = max(256, TILE_ELEMENTS // block_users)
+        self.tiles = [(lo, np.ascontiguousarray(item_f[:, lo:lo + self.tile], dtype=np.float32))
+                      for lo in range(0, n_items, self.tile)]
+        self.blocks = self._blocks(block_users)
+        self.base = int(rng.integers(2**63))  # each block's stream: [base, block index]
+        self.offsets = np.zeros(n_users + 1, np.int64)
+        np.cumsum(n_per, out=self.offsets[1:])
+        self.out = np.empty(int(self.offsets[-1]), np.int32 if n_items < 2**31 else np.int64)
+        self.local = threading.local()  # per-thread scratch arrays, reused from block to block
+
+    def _blocks(self, block_users: int) -> list[np.ndarray]:
+        """Users with a positive count in blocks of similar count, each holding at most NOISE_ELEMENTS gaps."""
+        order = np.argsort(self.n_per, kind="stable")
+        order = order[self.n_per[order] > 0]
+        g_sorted = _gaps_needed(self.n_per[order], self.n_items, self.ratio)
+        blocks, i = [], 0
+        while i < len(order):  # n ascending: a block's widest noise set is its last user's
+            size = int(np.clip(NOISE_ELEMENTS // g_sorted[min(i + block_users, len(order)) - 1], 1, block_users))
+            blocks.append(order[i:i + size])
+            i += size
+        return blocks
+
+    def scratch(self, name: str, shape: tuple, dtype) -> np.ndarray:
         size = int(np.prod(shape))
-        buf = getattr(local, name, None)
+        buf = getattr(self.local, name, None)
         if buf is None or buf.size < size or buf.dtype != dtype:
             buf = np.empty(max(size, NOISE_ELEMENTS), dtype)
-            setattr(local, name, buf)
+            setattr(self.local, name, buf)
         return buf[:size].reshape(shape)
 
-    def sample_block(b: int) -> tuple[int, int, int]:
-        users = blocks[b]
-        brng = np.random.default_rng([base, b])
-        n = n_per[users]
-        B, r = len(users), np.arange(len(users))
-        xb = (np.asarray(user_f[users], dtype=np.float64) / temperature).astype(np.float32)
-        # 1. the noise set A: positions of a Bernoulli(p) process, gaps ~ Geometric(p) = 1 + floor(E / -log(1 - p))
-        p = np.minimum(1.0, ratio * n / n_items)
+    def sample_block(self, b: int) -> tuple[int, int, int]:
+        """Draw block ``b`` into ``out``; returns (noise-set size, candidates, users with |A| < n)."""
+        users = self.blocks[b]
+        brng = np.random.default_rng([self.base, b])
+        n = self.n_per[users]
+        xb = (np.asarray(self.user_f[users], dtype=np.float64) / self.temperature).astype(np.float32)
+        p = np.minimum(1.0, self.ratio * n / self.n_items)
+        pos, valid, flat_a, e = self._noise_positions(brng, n, p)
+        key_a = self._noise_keys(brng, xb, pos, valid, p, e)
+        count = valid.sum(axis=1)
+        key_top, item_top, tau = self._noise_top(key_a, pos, count, n)
+        rc, cc, key_c, n_candidates = self._candidates(brng, xb, tau, p, flat_a)
+        self._merge(users, n, key_top, item_top, rc, cc, key_c)
+        return int(count.sum()), n_candidates, int((count < n).sum())
+
+    def _noise_positions(self, brng, n: np.ndarray, p: np.ndarray):
+        """Step 1, the noise set A: positions of a Bernoulli(p) process per user, gaps ~ Geometric(p) =
+        1 + floor(E / -log(1 - p)); (positions (B, g), valid mask, flat sorted row*(m+1)+item keys, scratch)."""
+        n_items, B = self.n_items, len(n)
         full = p >= 1.0
         rate = -np.log1p(-np.where(full, 0.5, p))
-        g = int(_gaps_needed(n, n_items, ratio).max())
+        g = int(_gaps_needed(n, n_items, self.ratio).max())
         shape = (B, g)
-        e = scratch("e", shape, np.float64)
+        e = self.scratch("e", shape, np.float64)
         brng.standard_exponential(out=e)
         e /= rate[:, None]
-        pos = scratch("pos", shape, np.int64)
+        pos = self.scratch("pos", shape, np.int64)
         np.copyto(pos, np.floor(e, out=e), casting="unsafe")
         pos += 1
         np.cumsum(pos, axis=1, out=pos)
@@ -250,22 +288,25 @@ def candidate_top_k(rng: np.random.Generator, user_f: np.ndarray, item_f: np.nda
             more[full] = 1
             pos = np.hstack([pos, pos[:, -1:] + np.cumsum(more, axis=1)])
             shape = pos.shape
-        valid = np.less(pos, n_items, out=scratch("valid", shape, bool))
-        flat_a = np.minimum(pos, n_items, out=scratch("flat_a", shape, np.int64))
-        flat_a += r[:, None] * (n_items + 1)
-        flat_a = flat_a.ravel()  # sorted: rows, then items
+        valid = np.less(pos, n_items, out=self.scratch("valid", shape, bool))
+        flat_a = np.minimum(pos, n_items, out=self.scratch("flat_a", shape, np.int64))
+        flat_a += np.arange(B)[:, None] * (n_items + 1)
         np.putmask(pos, ~valid, 0)
+        return pos, valid, flat_a.ravel(), e  # flat_a sorted: rows, then items
+
+    def _noise_keys(self, brng, xb, pos, valid, p, e) -> np.ndarray:
+        """Keys of A: logits from the same float32 tiles as the candidates' (entries grouped by tile, a radix
+        sort of small ints, each tile's gathered while in cache) plus Gumbel noise above x0; -inf off A."""
+        shape, tile, tiles = pos.shape, self.tile, self.tiles
         pos_flat = pos.ravel()
-        # their logits, from the same float32 tiles as the candidates' (a first pass over the tiles): entries
-        # grouped by tile (a radix sort of small ints), each tile's gathered while it is in cache
-        buf = scratch("tile", (B, tile), np.float32)
-        tix = np.floor_divide(pos_flat, tile, out=scratch("tix", (pos.size,), np.int16 if len(tiles) < 2**15 else np.int32),
-                              casting="unsafe")
+        buf = self.scratch("tile", (len(xb), tile), np.float32)
+        tix = np.floor_divide(pos_flat, tile, casting="unsafe",
+                              out=self.scratch("tix", (pos.size,), np.int16 if len(tiles) < 2**15 else np.int32))
         grp = np.argsort(tix, kind="stable")
         bounds = np.searchsorted(tix[grp], np.arange(len(tiles) + 1))
-        g_row = np.floor_divide(grp, shape[1], out=scratch("g_row", (pos.size,), np.int64))
-        g_col = np.take(pos_flat, grp, out=scratch("g_col", (pos.size,), np.int64))
-        logit_a = scratch("logit_a", (pos.size,), np.float64)
+        g_row = np.floor_divide(grp, shape[1], out=self.scratch("g_row", (pos.size,), np.int64))
+        g_col = np.take(pos_flat, grp, out=self.scratch("g_col", (pos.size,), np.int64))
+        logit_a = self.scratch("logit_a", (pos.size,), np.float64)
         for j, (lo, t) in enumerate(tiles):
             s, e_ = bounds[j], bounds[j + 1]
             if s < e_:
@@ -282,26 +323,35 @@ def candidate_top_k(rng: np.random.Generator, user_f: np.ndarray, item_f: np.nda
         np.negative(w, out=w)
         key_a -= np.log(w, out=w)
         np.putmask(key_a, ~valid, -np.inf)
-        count = valid.sum(axis=1)
-        m = int(n.max())
-        neg = np.negative(key_a, out=scratch("neg", shape, np.float64))
-        top = np.argpartition(neg, m - 1, axis=1)[:, :m] if m < shape[1] else np.argsort(neg, axis=1)
+        return key_a
+
+    def _noise_top(self, key_a, pos, count, n):
+        """Each user's best n keys of A (decreasing; -inf past n), their items, and tau = the n-th key
+        (-inf when |A| < n)."""
+        m, r = int(n.max()), np.arange(len(n))
+        neg = np.negative(key_a, out=self.scratch("neg", key_a.shape, np.float64))
+        top = np.argpartition(neg, m - 1, axis=1)[:, :m] if m < key_a.shape[1] else np.argsort(neg, axis=1)
         top = np.take_along_axis(top, np.argsort(-np.take_along_axis(key_a, top, axis=1), axis=1, kind="stable"), axis=1)
         key_top = np.take_along_axis(key_a, top, axis=1)
         item_top = np.take_along_axis(pos, top, axis=1)
         tau = np.where(count >= n, key_top[r, n - 1], -np.inf)
         key_top[np.arange(m)[None, :] >= n[:, None]] = -np.inf
-        # 2. candidates outside A: logit >= tau - x0, x0 = -log(-log(1 - p)) (-inf when p = 1: no candidates)
+        return key_top, item_top, tau
+
+    def _candidates(self, brng, xb, tau, p, flat_a):
+        """Step 2, items outside A with logit >= tau - x0 (x0 = -log(-log(1 - p)); none when p = 1), keyed
+        with Gumbel noise below x0 tile by tile; only those reaching tau are kept (rows, items, keys, count)."""
+        n_items, tile = self.n_items, self.tile
         with np.errstate(divide="ignore"):
             low = -np.log1p(-p)  # -log(1 - p): inf when p = 1
             x0 = -np.log(low)
         thr = np.nextafter((tau - x0).astype(np.float32), np.float32(-np.inf))[:, None]
-        # Gumbel below x0: U uniform on (0, 1 - p); -log U = -log1p(-p) - log V, V uniform on (0, 1]; each tile's
-        # candidates keyed while it is in cache, only those that reach tau kept
+        # U uniform on (0, 1 - p); -log U = -log1p(-p) - log V, V uniform on (0, 1]
         rows, cols, keys_c = [], [], []
         n_candidates = 0
-        above = scratch("above", (B, tile), bool)
-        for lo, t in tiles:
+        buf = self.scratch("tile", (len(xb), tile), np.float32)
+        above = self.scratch("above", (len(xb), tile), bool)
+        for lo, t in self.tiles:
             width = t.shape[1]
             lt = buf[:, :width]
             np.matmul(xb, t, out=lt)
@@ -321,7 +371,11 @@ def candidate_top_k(rng: np.random.Generator, user_f: np.ndarray, item_f: np.nda
             q = rc * (n_items + 1) + cc
             twice = flat_a[np.minimum(np.searchsorted(flat_a, q), len(flat_a) - 1)] == q
             rc, cc, key_c = rc[~twice], cc[~twice], key_c[~twice]
-        # 3. each user's top n of A's best n and the candidates that reach tau (rows padded with -inf)
+        return rc, cc, key_c, n_candidates
+
+    def _merge(self, users, n, key_top, item_top, rc, cc, key_c) -> None:
+        """Step 3, each user's top n of A's best n and the candidates that reach tau, into ``out``."""
+        B, m = len(n), key_top.shape[1]
         per_row = np.bincount(rc, minlength=B)
         width = m + (int(per_row.max()) if len(rc) else 0)
         keys = np.full((B, width), -np.inf)
@@ -334,20 +388,7 @@ def candidate_top_k(rng: np.random.Generator, user_f: np.ndarray, item_f: np.nda
             keys[rc, slot], items[rc, slot] = key_c, cc
         best = np.argsort(-keys, axis=1, kind="stable")[:, :m]
         chosen = np.take_along_axis(items, best, axis=1)[np.arange(m)[None, :] < n[:, None]]
-        out[np.repeat(offsets[users], n) + np.arange(len(chosen)) - np.repeat(np.cumsum(n) - n, n)] = chosen
-        return int(count.sum()), n_candidates, int((count < n).sum())
-
-    threads = max(1, min(sampler_threads() if threads is None else int(threads), max(len(blocks), 1)))
-    with threadpool_limits(1, user_api="blas"):
-        if threads == 1:
-            totals = [sample_block(b) for b in range(len(blocks))]
-        else:
-            with ThreadPoolExecutor(threads) as pool:
-                totals = list(pool.map(sample_block, range(len(blocks))))
-    if stats is not None:
-        t = np.array(totals, dtype=np.int64).reshape(-1, 3).sum(axis=0)
-        stats.update(noise_set=int(t[0]), candidates=int(t[1]), fallback_users=int(t[2]), blocks=len(blocks))
-    return out
+        self.out[np.repeat(self.offsets[users], n) + np.arange(len(chosen)) - np.repeat(np.cumsum(n) - n, n)] = chosen
 
 
 def item_texts(shared: np.ndarray, latent_sem: np.ndarray, d_shared: int) -> tuple[list[str], list[str], list[str]]:
