@@ -32,12 +32,6 @@ def _check_k(k: int) -> int:
     return int(k)
 
 
-def seen_rows(seen: "Seen | sp.spmatrix", rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(row position within ``rows``, item) of every non-zero *history* entry of ``seen[rows]``
-    (a :class:`analysis.seen.Seen`'s item columns are not listed: apply ``seen.columns`` too)."""
-    return as_seen(seen).rows(rows)
-
-
 def mask_seen(scores: np.ndarray, seen: "Seen | sp.spmatrix | None", rows: np.ndarray) -> np.ndarray:
     """Set ``scores[j, i] = -inf`` for every item ``i`` masked for user ``rows[j]`` (in place):
     the user's history and the mask's item columns."""
