@@ -43,92 +43,163 @@ def desc_order(s: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Slots:
-    """The single-view items of a block of users and where they go (module docstring)."""
+    """The single-view items of a block of users and where they go (module docstring).
 
-    #: bool (n, m): unseen items only one view can score
+    Stored for the item columns ``cols`` that hold a single-view item in some row of the block
+    (cold items are few: a few hundred of 20,000 columns), so every array is (n, len(cols)).
+    """
+
+    #: int64 (c,): the item columns of the arrays below
+    cols: np.ndarray
+    #: bool (n, c): unseen items only one view can score
     single: np.ndarray
-    #: int64 (n, m): the slot q of each single-view item (0 elsewhere)
+    #: int64 (n, c): the slot q of each single-view item (0 elsewhere)
     slot: np.ndarray
-    #: float (n, m): the item's normalised score in the view that scores it (-inf elsewhere)
+    #: float (n, c): the item's normalised score in the view that scores it (-inf elsewhere)
     own: np.ndarray
     #: int (n,): number of warm candidates per user
     n_warm: np.ndarray
-    #: int64 (n, m): unique sort key (slot, own score descending, index) of single-view items
+    #: int64 (n, c): unique sort key (slot, own score descending, index) of single-view items
     #: (int64 max elsewhere); None when no user has a single-view item
     key: np.ndarray | None
+    #: the catalogue size m
+    n_items: int
 
 
 #: up to this many single-view item columns per view, slots are counted by comparison (a few passes
-#: over the block per column) instead of a full sort of every row (the sort costs ~m log m per row)
+#: over the block per column) instead of sorting each row's warm scores
 FEW_SINGLES = 16
 
 
-def _slots_sorted(x: np.ndarray, w: np.ndarray, o: np.ndarray) -> np.ndarray:
-    """Slots of the items ``o`` (bool rows) among the warm candidates ``w`` by one full ranking per row."""
-    order = desc_order(np.where(w | o, x, -np.inf))  # the view's own ranking
-    wo = np.take_along_axis(w, order, 1).astype(np.int64)
-    above = np.cumsum(wo, 1) - wo  # warm candidates ranked above each position
-    out = np.empty_like(above)
-    np.put_along_axis(out, order, above, 1)
+def _count_above(x: np.ndarray, w: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """For cells (r, c): warm candidates (``w``) of row r that the view ranks above item c (a higher
+    score, or an equal score and a lower index), counted over the whole row (chunked)."""
+    out = np.empty(len(r), dtype=np.int64)
+    m = x.shape[1]
+    step = max(1, (1 << 24) // max(m, 1))
+    for s in range(0, len(r), step):
+        rr, cc = r[s : s + step], c[s : s + step]
+        xr, xc, wr = x[rr], x[rr, cc][:, None], w[rr]
+        lower = np.arange(m)[None, :] < cc[:, None]
+        out[s : s + step] = ((xr > xc) & wr).sum(1) + ((xr == xc) & wr & lower).sum(1)
     return out
 
 
-def _slots_counted(x: np.ndarray, w: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """Slots of the item columns ``cols``: warm candidates with a higher score, or an equal score and
-    a lower index (the view order of :func:`desc_order`), counted per column. int64 (n, m), 0 elsewhere."""
-    out = np.zeros(x.shape, dtype=np.int64)
-    for c in cols:
+def _slots_counted(x: np.ndarray, w: np.ndarray, cols: np.ndarray, o: np.ndarray) -> np.ndarray:
+    """Slots (n, len(cols)) of the item columns ``cols`` among the warm candidates ``w``: warm
+    candidates with a higher score, or an equal score and a lower index (the view order of
+    :func:`desc_order`), counted per column."""
+    out = np.zeros(o.shape, dtype=np.int64)
+    for j, c in enumerate(cols):
         xc = x[:, c : c + 1]
-        out[:, c] = ((x > xc) & w).sum(1) + ((x[:, :c] == xc) & w[:, :c]).sum(1)
+        out[:, j] = ((x > xc) & w).sum(1) + ((x[:, :c] == xc) & w[:, :c]).sum(1)
+    return out
+
+
+def _slots_sorted(x: np.ndarray, w: np.ndarray, cols: np.ndarray, o: np.ndarray) -> np.ndarray:
+    """Exact slots of the cells ``o`` (n, len(cols)): each row's warm scores sorted once, each item
+    placed by binary search (items tied with a warm score recounted with the index tie-break)."""
+    out = np.zeros(o.shape, dtype=np.int64)
+    xs = np.sort(np.where(w, x, np.inf), axis=1)  # warm scores ascending, then +inf padding
+    nw = w.sum(1)
+    tie_r, tie_j = [], []
+    for r in np.flatnonzero(o.any(1)):
+        j = np.flatnonzero(o[r])
+        v, xc = xs[r, : nw[r]], x[r, cols[j]]
+        hi = np.searchsorted(v, xc, "right")
+        out[r, j] = nw[r] - hi
+        tie = hi > np.searchsorted(v, xc, "left")
+        tie_r.append(np.full(int(tie.sum()), r))
+        tie_j.append(j[tie])
+    r, j = np.concatenate(tie_r), np.concatenate(tie_j)
+    if len(r):
+        out[r, j] = _count_above(x, w, r, cols[j])
+    return out
+
+
+def _kth_largest(x: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the k-th largest value (-inf where a row has fewer than k finite values)."""
+    m = x.shape[1]
+    return np.partition(x, m - k, axis=1)[:, m - k] if k <= m else np.full(len(x), -np.inf)
+
+
+def _slots_capped(x: np.ndarray, w: np.ndarray, cols: np.ndarray, o: np.ndarray, cap: int) -> np.ndarray:
+    """Slots of the cells ``o`` capped at ``cap`` (a slot of ``cap`` means "``cap`` or more"), exact for
+    each row's first ``cap`` single-view items in the view's order (those with a smaller slot).
+
+    A top-``cap`` fusion needs no more: an item with ``cap`` warm candidates above it, or after ``cap``
+    single-view items of its own view, falls off the list (:func:`merge_topk`). Only the few items
+    at or above both the ``cap``-th best warm score and the ``cap``-th best single-view score are
+    counted, against the row's top-``cap`` warm candidates (the whole row where a tie at that
+    threshold could hide one); every other item gets ``cap``.
+    """
+    m = x.shape[1]
+    out = np.where(o, cap, 0).astype(np.int64)
+    xc_all = np.where(o, x[:, cols], -np.inf)
+    near = o & (xc_all >= _kth_largest(xc_all, cap)[:, None])
+    if cap < m:
+        xw = np.where(w, x, -np.inf)
+        top = np.argpartition(xw, m - cap, axis=1)[:, m - cap :]
+        vals = np.take_along_axis(xw, top, 1)
+        t = vals.min(1)
+        near &= xc_all >= t[:, None]
+    r, j = np.nonzero(near)
+    if not len(r):
+        return out
+    c, xc = cols[j], xc_all[r, j]
+    if cap >= m:
+        out[r, j] = _count_above(x, w, r, c)
+        return out
+    cnt = (vals[r] > xc[:, None]).sum(1) + ((vals[r] == xc[:, None]) & (top[r] < c[:, None])).sum(1)
+    at_t = xc == t[r]  # warm candidates tied with the threshold may lie outside the top set
+    if at_t.any():
+        cnt[at_t] = _count_above(x, w, r[at_t], c[at_t])
+    out[r, j] = np.minimum(cnt, cap)
     return out
 
 
 def _own_rank(own: np.ndarray, single: np.ndarray) -> np.ndarray:
     """Rank of each single-view item among its row's single-view items by own score descending, then
     lower index (only their order matters: it breaks ties within a slot)."""
-    n, m = own.shape
-    cols = np.flatnonzero(single.any(0))
-    if len(cols) > FEW_SINGLES:
-        rank = np.empty((n, m), dtype=np.int64)
-        np.put_along_axis(rank, desc_order(own), np.arange(m, dtype=np.int64)[None, :], 1)
-        return rank
-    rank = np.zeros((n, m), dtype=np.int64)
-    sub = np.where(single[:, cols], own[:, cols], -np.inf)
-    order = np.argsort(-sub, axis=1, kind="stable")  # ties: lower index (cols are sorted)
-    r = np.empty_like(order)
-    np.put_along_axis(r, order, np.arange(len(cols))[None, :], 1)
-    rank[:, cols] = r
+    order = desc_order(np.where(single, own, -np.inf))  # ties: lower index (columns are sorted)
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(own.shape[1], dtype=order.dtype)[None, :], 1)
     return rank
 
 
-def single_view_slots(a: np.ndarray, b: np.ndarray, fa: np.ndarray, fb: np.ndarray, seen: np.ndarray) -> Slots:
+def _view_slots(x: np.ndarray, w: np.ndarray, cols: np.ndarray, o: np.ndarray, cap: int | None) -> np.ndarray:
+    if cap is not None:
+        return _slots_capped(x, w, cols, o, int(cap))
+    return (_slots_counted if len(cols) <= FEW_SINGLES else _slots_sorted)(x, w, cols, o)
+
+
+def single_view_slots(a: np.ndarray, b: np.ndarray, fa: np.ndarray, fb: np.ndarray, seen: np.ndarray,
+                      cap: int | None = None) -> Slots:
     """:class:`Slots` of a user block from the views' normalised scores ``a``, ``b`` (n, m),
-    which items each view can score (``fa``, ``fb``) and the users' seen items (all bool (n, m))."""
+    which items each view can score (``fa``, ``fb``) and the users' seen items (all bool (n, m)).
+
+    ``cap``: slots exact below ``cap`` only, larger ones reported as ``cap`` (:func:`_slots_capped`;
+    enough for a top-``cap`` list, never for calibrated scores). None: every slot exact.
+    """
+    n, m = a.shape
     unseen = ~seen
     warm = fa & fb & unseen
-    only_a, only_b = fa & ~fb & unseen, fb & ~fa & unseen
-    single = only_a | only_b
-    own = np.where(only_a, a, np.where(only_b, b, -np.inf))
-    n, m = a.shape
-    slot = np.zeros((n, m), dtype=np.int64)
+    only = (fa ^ fb) & unseen
+    cols = np.flatnonzero(only.any(0))
+    single, fa_c = only[:, cols], fa[:, cols]
+    own = np.where(single, np.where(fa_c, a[:, cols], b[:, cols]), -np.inf)
+    slot = np.zeros(single.shape, dtype=np.int64)
     rows = np.flatnonzero(single.any(1))
     if not len(rows):
-        return Slots(single, slot, own, warm.sum(1), None)
-    w = warm[rows]
-    for x, only in ((a, only_a), (b, only_b)):
-        o = only[rows]
-        cols = np.flatnonzero(o.any(0))
-        if not len(cols):
-            continue
-        xr = x[rows]
-        found = _slots_counted(xr, w, cols) if len(cols) <= FEW_SINGLES else _slots_sorted(xr, w, o)
-        sl = slot[rows]
-        sl[o] = found[o]
-        slot[rows] = sl
-    own_rank = _own_rank(own[rows], single[rows])
-    key = np.full((n, m), _NO_KEY, dtype=np.int64)
-    key[rows] = np.where(single[rows], slot[rows] * m + own_rank, _NO_KEY)
-    return Slots(single, slot, own, warm.sum(1), key)
+        return Slots(cols, single, slot, own, warm.sum(1), None, m)
+    w, blk = warm[rows], slot[rows]
+    for x, o in ((a, single[rows] & fa_c[rows]), (b, single[rows] & ~fa_c[rows])):
+        vc = np.flatnonzero(o.any(0))
+        if len(vc):
+            blk[:, vc] = np.where(o[:, vc], _view_slots(x[rows], w, cols[vc], o[:, vc], cap), blk[:, vc])
+    slot[rows] = blk
+    key = np.where(single, slot * m + _own_rank(own, single), _NO_KEY)
+    return Slots(cols, single, slot, own, warm.sum(1), key, m)
 
 
 def first_singles(s: Slots, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -136,16 +207,16 @@ def first_singles(s: Slots, k: int) -> tuple[np.ndarray, np.ndarray]:
 
     Padding: item -1, slot m + 1 (after every real slot).
     """
-    n, m = s.single.shape
+    n, m, c = len(s.single), s.n_items, len(s.cols)
     items = np.full((n, k), -1, dtype=np.int64)
     slots = np.full((n, k), m + 1, dtype=np.int64)
     if s.key is None:
         return items, slots
-    kk = min(k, m)
-    idx = np.argpartition(s.key, kk - 1, axis=1)[:, :kk] if kk < m else np.broadcast_to(np.arange(m), (n, m))
+    kk = min(k, c)
+    idx = np.argpartition(s.key, kk - 1, axis=1)[:, :kk] if kk < c else np.broadcast_to(np.arange(c), (n, c))
     idx = np.take_along_axis(idx, np.argsort(np.take_along_axis(s.key, idx, 1), axis=1), 1)
     ok = np.take_along_axis(s.single, idx, 1)
-    items[:, :kk] = np.where(ok, idx, -1)
+    items[:, :kk] = np.where(ok, s.cols[idx], -1)
     slots[:, :kk] = np.where(ok, np.take_along_axis(s.slot, idx, 1), m + 1)
     return items, slots
 
@@ -172,17 +243,19 @@ def merge_topk(warm: np.ndarray, items: np.ndarray, slots: np.ndarray, n_items: 
 
 
 def calibrated_scores(blend: np.ndarray, s: Slots) -> np.ndarray:
-    """Scores of the single-view items as values (float64 (n, m), NaN elsewhere), from the warm
-    candidates' blended scores ``blend`` (-inf outside W).
+    """Scores of the single-view items as values (float64 (n, c) over ``s.cols``, NaN elsewhere), from
+    the warm candidates' blended scores ``blend`` (n, m; -inf outside W).
 
     A slot-q item (q < |W|) sits just above the warm blend it copies (the (q+1)-th best), the
     items of one slot ordered among themselves; slot |W|: just below the lowest warm blend;
     a user with no warm candidate keeps the items' own normalised scores.
     """
-    out = np.full(blend.shape, np.nan)
+    out = np.full(s.single.shape, np.nan)
     if s.key is None:
         return out
-    for r in np.flatnonzero(s.single.any(1)):
+    rows = np.flatnonzero(s.single.any(1))
+    desc = -np.sort(-blend[rows], axis=1)  # each row's blended scores, best first (one sort per block)
+    for r, best in zip(rows, desc):
         it = np.flatnonzero(s.single[r])
         nw = int(s.n_warm[r])
         if nw == 0:
@@ -194,7 +267,7 @@ def calibrated_scores(blend: np.ndarray, s: Slots) -> np.ndarray:
         size = np.diff(np.r_[start, len(slot)])
         grp = np.repeat(np.arange(len(start)), size)
         j, cnt = np.arange(len(slot)) - start[grp], size[grp]
-        val = (-np.sort(-blend[r]))[np.minimum(slot, nw - 1)]  # (numpy's sort beat np.partition here)
+        val = best[np.minimum(slot, nw - 1)]
         step = np.where(slot < nw, cnt - j, -(j + 1)).astype(np.float64)
         out[r, it] = val + step * np.spacing(np.abs(val))
     return out

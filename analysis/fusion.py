@@ -191,13 +191,19 @@ class _Prepared:
         # seen items outside a "candidates" scope keep a value but are always excluded
         self.a0 = minmax_rows(sa, va, fill=0.0)
         self.b0 = minmax_rows(sb, vb, fill=0.0)
-        self.seen, self.cold_aware, self.slots = seen_mask, cold_aware, None
+        self.seen, self.cold_aware, self._slots = seen_mask, cold_aware, {}
         if cold_aware:  # the blend covers the warm candidates only: unseen, both views score them
             self.excl_mid = seen_mask | ~(self.fa & self.fb)
-            self.slots = single_view_slots(self.a0, self.b0, self.fa, self.fb, seen_mask)
         else:
             self.excl_mid = seen_mask | ~(self.fa | self.fb)
         self._pool, self._m = None, None
+
+    def slots(self, cap: int | None = None):
+        """The single-view items' slots (:func:`analysis.calibration.single_view_slots`, α-independent,
+        computed once per ``cap``: exact for scores, capped at K for a top-K list)."""
+        if cap not in self._slots:
+            self._slots[cap] = single_view_slots(self.a0, self.b0, self.fa, self.fb, self.seen, cap=cap)
+        return self._slots[cap]
 
     # ------------------------------------------------------------------- scores
     def _excl(self, alpha: float) -> np.ndarray:
@@ -218,11 +224,12 @@ class _Prepared:
         s = self._blend(alpha, rows)
         if not self.cold_aware:
             return s
-        single, slot, nw = self.slots.single[rows], self.slots.slot[rows], self.slots.n_warm[rows]
+        slots = self.slots()
+        single, slot, nw = slots.single[rows], slots.slot[rows], slots.n_warm[rows]
         desc = -np.sort(-s, axis=1)  # the warm candidates' blended scores, best first
         val = np.take_along_axis(desc, np.clip(np.minimum(slot, nw[:, None] - 1), 0, None), 1)
-        val = np.where(nw[:, None] > 0, val, self.slots.own[rows])  # no warm candidate: own score
-        np.copyto(s, val, where=single)
+        val = np.where(nw[:, None] > 0, val, slots.own[rows])  # no warm candidate: own score
+        s[:, slots.cols] = np.where(single, val, s[:, slots.cols])
         return s
 
     # -------------------------------------------------------------------- top-K
@@ -250,9 +257,12 @@ class _Prepared:
         """Exact top-``k`` (int32, -1 padding) of the fusion at ``alpha``."""
         alpha = float(alpha)
         warm = self._blend_topk(alpha, k, be, pool)
-        if not self.cold_aware or self.slots.key is None:
+        if not self.cold_aware:
             return warm
-        return merge_topk(warm, *first_singles(self.slots, k), self.a0.shape[1])
+        slots = self.slots(cap=k)
+        if slots.key is None:
+            return warm
+        return merge_topk(warm, *first_singles(slots, k), self.a0.shape[1])
 
 
 def _check_alpha(alpha: float) -> float:

@@ -199,7 +199,8 @@ class GatedFusion:
             return s
         warm = (self.sem_ok & self.col_ok)[None, :] & ~seen
         val = calibrated_scores(np.where(warm, s, -np.inf), slots)
-        np.copyto(s, val * self.cold_scale if self.cold_scale != 1.0 else val, where=slots.single)
+        val = val * self.cold_scale if self.cold_scale != 1.0 else val
+        s[:, slots.cols] = np.where(slots.single, val, s[:, slots.cols])
         return s
 
     def score(self, users: np.ndarray) -> np.ndarray:

@@ -26,12 +26,36 @@ def test_counted_slots_equal_sorted_slots(monkeypatch, ties, n_single):
     fast = cal.single_view_slots(*args)
     blend = np.where(args[2] & args[3] & ~args[4], rng.random((40, 300)), -np.inf)
     fast_scores = cal.calibrated_scores(blend, fast)
-    monkeypatch.setattr(cal, "FEW_SINGLES", 0)  # every column through the full sort
+    monkeypatch.setattr(cal, "FEW_SINGLES", 0)  # every column through the sorted search
     slow = cal.single_view_slots(*args)
     np.testing.assert_array_equal(fast.slot, slow.slot)
     np.testing.assert_array_equal(fast.single, slow.single)
     # the keys may differ in value but must order each row's single-view items identically
+    np.testing.assert_array_equal(fast.cols, slow.cols)
     for r in range(40):
         it = np.flatnonzero(fast.single[r])
         np.testing.assert_array_equal(it[np.argsort(fast.key[r, it])], it[np.argsort(slow.key[r, it])])
     np.testing.assert_array_equal(fast_scores, cal.calibrated_scores(blend, slow))
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("n_single", [3, 40, 200])
+@pytest.mark.parametrize("cap", [1, 5, 20, 400])
+def test_capped_slots_give_the_exact_top_k(ties, n_single, cap):
+    """Slots capped at K: exact wherever they are below K for a row's first K single-view items, the
+    others K; the merged top-K of a blend is then the one the exact slots give (ties included)."""
+    rng = np.random.default_rng(n_single + 7 * cap + 100 * ties)
+    a, b, fa, fb, seen = _block(rng, 60, 300, n_single, ties)
+    exact = cal.single_view_slots(a, b, fa, fb, seen)
+    capped = cal.single_view_slots(a, b, fa, fb, seen, cap=cap)
+    np.testing.assert_array_equal(capped.single, exact.single)
+    first_exact = cal.first_singles(exact, cap)
+    first_capped = cal.first_singles(capped, cap)
+    fell = first_exact[1] >= cap  # items whose exact slot is cap or more fall off a top-cap list
+    np.testing.assert_array_equal(np.where(fell, -1, first_exact[0]), np.where(first_capped[1] >= cap, -1, first_capped[0]))
+    np.testing.assert_array_equal(np.minimum(first_exact[1], cap), np.minimum(first_capped[1], cap))
+    warm_blend = np.where(fa & fb & ~seen, 0.5 * a + 0.5 * b, -np.inf)
+    order = np.argsort(-warm_blend, axis=1, kind="stable")[:, :cap]
+    warm = np.full((60, cap), -1)
+    warm[:, : order.shape[1]] = np.where(np.isfinite(np.take_along_axis(warm_blend, order, 1)), order, -1)
+    np.testing.assert_array_equal(cal.merge_topk(warm, *first_capped, 300), cal.merge_topk(warm, *first_exact, 300))
