@@ -10,7 +10,7 @@ RUN ?= $(DEFAULT_RUN)
 PORT ?= 8501
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: app run run-synthetic fetch test test-fast bench bench-scale sweep clean warm chromium
+.PHONY: app run run-synthetic fetch test test-fast bench bench-scale gpu-check sweep clean warm chromium
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY) (Python 3.11)"; exit 1; }
@@ -66,6 +66,12 @@ bench: $(STAMP)
 TIERS ?= S M
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/bench_scale.py $(TIERS)
+
+# The GPU path against the CPU path on the tier-M shape (a few minutes on a CUDA machine; exits non-zero on
+# any difference beyond float tolerance). Without a CUDA device: a dry run that says so and exits 0.
+# GPU_ARGS="--write" saves the table to benchmarks/gpu.md.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py $(GPU_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache tests/output

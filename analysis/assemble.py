@@ -209,7 +209,8 @@ def manifest(s: "State") -> dict[str, Any]:
                    "alphas": f["alphas"].tolist(),
                    "valid_best": {m_: {"value": v, "alpha": a_} for m_, (v, a_) in f["best_valid"].items()},
                    "rrf_k": cfg.rrf_k, "curve_users": int(len(curve_users(s)))},
-        "tuning": s.budgets, "summary": summary(s), "backend": s.be.name, "executor": s.ex.describe(),
+        "tuning": s.budgets, "summary": summary(s), "backend": s.be.name, "ranking_device": s.device or "host",
+        "executor": s.ex.describe(),
         "versions": _versions(),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

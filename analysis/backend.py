@@ -1,13 +1,19 @@
-"""Array backends for top-K selection: numpy, torch (CPU), cupy (CUDA).
+"""Array backends for top-K selection (numpy, torch on the CPU) and the device path (torch on CUDA).
 
 Selection dominates full-ranking cost at small dimension (PERFORMANCE.md), so the
 backend owns top-K.
 
-Choice: ``SEMCOLLAB_BACKEND`` (numpy | torch | cupy | auto) forces one; otherwise
-``auto``: cupy when it is importable *and* sees a CUDA device, else numpy. torch is not
-the CPU default: on this 2-core machine under load it was no faster than numpy in the
+Choice: ``SEMCOLLAB_BACKEND`` (numpy | torch | auto) forces one; ``auto`` is numpy. torch is
+not the CPU default: on this 2-core machine under load it was no faster than numpy in the
 engine's loops (scores come from numpy, the fused scores are float64, and torch's OpenMP
 threads compete with OpenBLAS), and importing it costs seconds.
+
+The GPU is not a backend: copying finished host score blocks to a device only to select the
+top K is slower than staying on the CPU. On a device (``--device cuda``), the embedding
+scores are *computed* there: :class:`EmbeddingScorer` keeps the user and item vectors on the
+device, :func:`analysis.ranking.rank` masks each block there and :func:`device_topk` selects
+there, so only the top-K indices cross back. The same torch code runs with ``device="cpu"``
+(how the tests cover it on machines without a GPU).
 
 Determinism: every backend returns exactly the same items in the same order. Ties are
 broken by lower item index, both inside the list and at the K-th boundary: the raw
@@ -22,7 +28,7 @@ ranking of :func:`analysis.ranking.rank` both go through it, with the same padde
 so a user's scores are bit-identical whichever path, block or thread count produced them
 (numpy's OpenBLAS gives different last bits for different block sizes; MKL's ``mm`` does
 not once a block has ``MIN_ROWS`` rows). :func:`fused_topk` selects from a masked score
-block in about one pass over it: exact top-K with the same tie rule (see its docstring).
+block in about one pass: exact top-K with the same tie rule (see its docstring).
 """
 from __future__ import annotations
 
@@ -33,7 +39,7 @@ import numpy as np
 
 from .errors import ConfigError
 
-BACKENDS = ("numpy", "torch", "cupy")
+BACKENDS = ("numpy", "torch")
 
 
 def _order_rows(idx: np.ndarray, vals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -84,48 +90,61 @@ class Backend:
 
             v, i = torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), kk, dim=1, largest=True, sorted=False)
             idx, vals = i.numpy(), v.numpy()
-            host = lambda r: scores[r]  # noqa: E731
-        elif self.name == "cupy":
-            import cupy as cp
-
-            g = cp.asarray(scores)
-            part = cp.argpartition(g, m - kk, axis=1)[:, m - kk :] if kk < m else cp.broadcast_to(cp.arange(m), (n, m))
-            idx, vals = cp.asnumpy(part), cp.asnumpy(cp.take_along_axis(g, part, axis=1))
-            host = lambda r: cp.asnumpy(g[r])  # noqa: E731
         else:
             if kk < m:
                 idx = np.argpartition(scores, m - kk, axis=1)[:, m - kk :]
             else:
                 idx = np.broadcast_to(np.arange(m), (n, m))
             vals = np.take_along_axis(scores, idx, 1)
-            host = lambda r: scores[r]  # noqa: E731
+        host = lambda r: scores[r]  # noqa: E731
         idx, vals = _order_rows(np.asarray(idx, np.int64), vals)
         return _fix_boundary_ties(host, idx, vals, k)
 
 
-def cuda_available() -> bool:
-    """True when cupy is importable and sees a CUDA device (False on CPU machines)."""
-    try:
-        import cupy
-
-        return bool(cupy.cuda.is_available())
-    except Exception:  # ImportError, CUDARuntimeError
-        return False
-
-
 def get_backend(name: str | None = None) -> Backend:
-    """Resolve ``name`` (or ``$SEMCOLLAB_BACKEND``, default ``auto``) to a backend.
+    """Resolve ``name`` (or ``$SEMCOLLAB_BACKEND``, default ``auto`` = numpy) to a backend.
 
-    ``auto``: cupy with a CUDA device, else numpy. All give identical results.
+    Both give identical results. ``cupy`` is no backend any more: use ``--device cuda``.
     """
     name = (name or os.environ.get("SEMCOLLAB_BACKEND") or "auto").lower()
     if name == "auto":
-        name = "cupy" if cuda_available() else "numpy"
+        name = "numpy"
+    if name == "cupy":
+        raise ConfigError("the cupy backend is gone (it copied finished score blocks to the GPU): "
+                          "use --device cuda, which computes and selects the scores on the device")
     if name not in BACKENDS:
-        raise ConfigError(f"unknown backend {name!r} (SEMCOLLAB_BACKEND or argument): use numpy, torch, cupy or auto")
-    if name == "cupy" and not cuda_available():
-        raise ConfigError("backend 'cupy' requested but cupy or a CUDA device is not available")
+        raise ConfigError(f"unknown backend {name!r} (SEMCOLLAB_BACKEND or argument): use numpy, torch or auto")
     return Backend(name)
+
+
+def ranking_device(device: str | None) -> str | None:
+    """The torch device that embedding rankings run on for a run's ``--device`` (auto | cpu | cuda):
+    the CUDA device when one is requested or found, None (the host's fused path) on the CPU."""
+    from .models.validation import resolve_device
+
+    d = resolve_device(device or "auto")
+    return None if d == "cpu" else d
+
+
+def device_topk(S, k: int) -> np.ndarray:
+    """Exact top-``k`` item indices (int32 ``(b, k)``, -1 padded) of a masked score block ``S`` (a torch
+    tensor on any device; ``-inf`` = never returned), selected on that device: ``torch.topk`` of K+1,
+    then the tie rule of :meth:`Backend.topk` on the small result (a row whose K-th and (K+1)-th
+    values tie is redone exactly from its scores)."""
+    import torch
+
+    b, m = S.shape
+    out = np.full((b, k), -1, dtype=np.int32)
+    kk = min(k + 1, m)
+    if b == 0 or kk == 0:
+        return out
+    v, i = torch.topk(S, kk, dim=1, largest=True, sorted=True)
+    idx, vals = _order_rows(i.cpu().numpy().astype(np.int64), v.cpu().numpy())
+    idx, vals = _fix_boundary_ties(lambda r: S[r].cpu().numpy(), idx, vals, min(k, m))
+    idx = idx.astype(np.int32)
+    idx[~np.isfinite(vals)] = -1
+    out[:, : idx.shape[1]] = idx
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -154,7 +173,7 @@ class EmbeddingScorer:
     the padding columns are 0 and must be masked by the caller.
     """
 
-    def __init__(self, user_vecs, item_vecs):
+    def __init__(self, user_vecs, item_vecs, device: str | None = None):
         import torch
 
         self.torch = torch
@@ -170,6 +189,11 @@ class EmbeddingScorer:
         Vp = np.zeros((self.n_cols, self.dim), self.dtype)
         Vp[: self.n_items] = V
         self.Vt = torch.from_numpy(Vp).T  # (d, n_cols) view of a row-major (n_cols, d) matrix
+        #: None: scores on the host (``block``); else a torch device holding both vector sets (``device_block``)
+        self.device = None if device is None else torch.device(device)
+        if self.device is not None:
+            self.U_dev = torch.from_numpy(np.ascontiguousarray(U, dtype=self.dtype)).to(self.device)
+            self.Vt_dev = torch.from_numpy(Vp).to(self.device).T
 
     def bounded(self, users: np.ndarray) -> bool:
         """True when every score of ``users`` is finite (vectors finite, Cauchy-Schwarz bound)."""
@@ -206,6 +230,21 @@ class EmbeddingScorer:
         else:
             out[:m].copy_(torch.mm(torch.from_numpy(ub), self.Vt))
         return out[:b]
+
+    def device_block(self, rows: np.ndarray):
+        """Scores of ``rows`` computed on ``self.device``: a float32 tensor there of
+        ``(max(len(rows), MIN_ROWS), n_cols)`` (rows past ``len(rows)`` and the padding columns are
+        0 and must be ignored or masked by the caller); the same shapes as :meth:`block`."""
+        torch = self.torch
+        b = len(rows)
+        m = max(b, MIN_ROWS)
+        idx = torch.zeros(m, dtype=torch.int64)
+        idx[:b] = torch.from_numpy(np.asarray(rows, np.int64))
+        ub = self.U_dev.index_select(0, idx.to(self.device))
+        if b < m:
+            ub[b:] = 0
+        S = torch.mm(ub, self.Vt_dev)
+        return S if S.dtype == torch.float32 else S.float()
 
     def scores(self, users: np.ndarray) -> np.ndarray:
         """float32 ``(len(users), n_items)`` scores (a new array)."""

@@ -62,8 +62,10 @@ def _add_run_args(p: argparse.ArgumentParser) -> None:
                    help="refuse interactions whose item id is missing from the item file (default: warn, keep them "
                         "with empty metadata)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--backend", help="top-K backend: numpy | torch | cupy (default $SEMCOLLAB_BACKEND or numpy)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="torch device for encoding, training and ranking (auto: CUDA when torch sees one)")
+    p.add_argument("--backend", help="top-K backend on the host: numpy | torch (default $SEMCOLLAB_BACKEND or "
+                                     "numpy); the GPU is --device cuda")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--executor", default="local", choices=["local", "ray"],
                    help="where the heavy stages' jobs (and a sweep's regimes) run: in this process, or on Ray")

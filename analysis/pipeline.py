@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 
 
 from . import runstore
-from .backend import get_backend
+from .backend import get_backend, ranking_device
 from .config import RunConfig
 from .executor import get_executor
 from .data import Dataset, preprocess, validate
@@ -111,8 +111,8 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
         hit = None if force else runstore.cached_run(out, cfg.key(), checksum, runstore.SCHEMA_VERSION, log=log)
         if hit is not None:  # same config, dataset and schema, every file verified
             return hit
-        state = State(cfg=cfg, ds=ds, be=get_backend(cfg.backend), log=log, progress=progress,
-                      ex=executor or get_executor(cfg.executor, cfg.ray_address))
+        state = State(cfg=cfg, ds=ds, be=get_backend(cfg.backend), device=ranking_device(cfg.device), log=log,
+                      progress=progress, ex=executor or get_executor(cfg.executor, cfg.ray_address))
         state.results["checksum"] = checksum
         for name, stage in STAGES:
             with timer.stage(name):

@@ -11,16 +11,18 @@ ranked by the fused path: per user block, the scores are computed by torch into 
 reused buffer (:class:`analysis.backend.EmbeddingScorer`, the kernel ``score`` uses too),
 the seen items are set to ``-inf`` in place from precomputed flat CSR positions, and
 :func:`analysis.backend.fused_topk` selects in about one pass; the block size follows the
-catalogue size and dimension (:func:`choose_block`). Other recommenders, the cupy backend
+catalogue size and dimension (:func:`choose_block`). With ``device=`` (``--device cuda``) the
+same steps run on that torch device (vectors kept there, ``index_fill_`` masks,
+:func:`analysis.backend.device_topk`), only the top-K indices come back. Other recommenders
 and vectors that could overflow or hold NaN/inf take the generic path (``score`` per block,
-NaN check, mask, ``Backend.topk``); both give the same lists.
+NaN check, mask, ``Backend.topk``); all give the same lists.
 """
 from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
 
-from .backend import MIN_ROWS, Backend, EmbeddingScorer, fused_topk, get_backend, padded_items
+from .backend import MIN_ROWS, Backend, EmbeddingScorer, device_topk, fused_topk, get_backend, padded_items
 from .errors import ConfigError, VectorError
 from .seen import Seen, as_seen
 from .models.base import EmbeddingRecommender, Recommender
@@ -95,47 +97,75 @@ def _seen_rows_csr(seen: Seen, users: np.ndarray):
     return counts, items, data
 
 
-def _rank_embedding(model: EmbeddingRecommender, users: np.ndarray, seen, k: int, block: int | None,
-                    scorer: EmbeddingScorer) -> np.ndarray:
-    """The fused path of :func:`rank` (see the module docstring)."""
+def _seen_positions(seen: Seen, users: np.ndarray, block: int, n_cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Flat positions of the users' seen entries inside their block's ``(block, n_cols)`` score buffer,
+    and where each block's positions start (``flat[bounds[i]:bounds[i + 1]]`` are block i's)."""
+    n = len(users)
+    counts, items, data = _seen_rows_csr(seen, users)
+    flat = np.repeat(np.arange(n, dtype=np.int64) % block * n_cols, counts) + items
+    starts = np.concatenate([[0], np.cumsum(counts)])  # entries of user j: starts[j]:starts[j + 1]
+    if not data.all():  # explicit zeros are not seen items
+        keep = data != 0
+        flat, starts = flat[keep], np.concatenate([[0], np.cumsum(keep)])[starts]
+    return flat, starts[np.minimum(np.arange(0, n + block, block), n)]
+
+
+def _masked_columns(model: EmbeddingRecommender, seen: Seen | None, scorer: EmbeddingScorer):
+    """Columns set to -inf for every user (unscorable, masked item columns, padding): a torch index or None."""
     import torch
 
-    n, n_items, n_cols = len(users), scorer.n_items, scorer.n_cols
+    neg = np.ones(scorer.n_cols, bool)
+    neg[: scorer.n_items] = ~np.asarray(model.scorable, bool)
+    if seen is not None:
+        neg[seen.columns] = True
+    neg = np.flatnonzero(neg)
+    return torch.from_numpy(neg) if len(neg) else None
+
+
+#: bytes of one score block on a device (it has the memory; larger blocks amortise the launches)
+DEVICE_BLOCK_BYTES = 256 << 20
+
+
+def _rank_embedding(model: EmbeddingRecommender, users: np.ndarray, seen, k: int, block: int | None,
+                    scorer: EmbeddingScorer) -> np.ndarray:
+    """The fused path of :func:`rank` (see the module docstring); on ``scorer.device`` when it has one."""
+    import torch
+
+    n, n_items, n_cols, dev = len(users), scorer.n_items, scorer.n_cols, scorer.device
+    if dev is not None:
+        block = int(block or max(64, min(16384, DEVICE_BLOCK_BYTES // (4 * n_cols))))
     block = int(block or choose_block(n_items, scorer.dim))
     out = np.empty((n, k), dtype=np.int32)
     seen = as_seen(seen, n_items)
-    neg = ~np.asarray(model.scorable, bool)
+    neg_cols = _masked_columns(model, seen, scorer)
     if seen is not None:
-        neg[seen.columns] = True  # columns masked for every user: one fill per block
-    neg = np.flatnonzero(neg)
-    neg_cols = torch.from_numpy(neg) if len(neg) else None
-    if seen is not None:
-        counts, items, data = _seen_rows_csr(seen, users)
-        # position of each seen entry inside its block's score buffer
-        flat = np.repeat(np.arange(n, dtype=np.int64) % block * n_cols, counts) + items
-        starts = np.concatenate([[0], np.cumsum(counts)])  # entries of user j: starts[j]:starts[j + 1]
-        if not data.all():  # explicit zeros are not seen items
-            keep = data != 0
-            flat, starts = flat[keep], np.concatenate([[0], np.cumsum(keep)])[starts]
-        bounds = starts[np.minimum(np.arange(0, n + block, block), n)]
-    rows = max(min(block, n), MIN_ROWS)
-    buf = torch.empty((rows, n_cols), dtype=torch.float32)
-    ubuf = np.empty((rows, scorer.dim), scorer.dtype)
+        flat, bounds = _seen_positions(seen, users, block, n_cols)
+    if dev is not None:
+        neg_cols = None if neg_cols is None else neg_cols.to(dev)
+    else:
+        rows = max(min(block, n), MIN_ROWS)
+        buf = torch.empty((rows, n_cols), dtype=torch.float32)
+        ubuf = np.empty((rows, scorer.dim), scorer.dtype)
     for i, s in enumerate(range(0, n, block)):
-        S = scorer.block(users[s : s + block], buf, ubuf)
-        if n_cols > n_items:
-            S[:, n_items:] = float("-inf")
+        b = users[s : s + block]
+        S = scorer.block(b, buf, ubuf) if dev is None else scorer.device_block(b)
         if neg_cols is not None:
             S.index_fill_(1, neg_cols, float("-inf"))
-        if seen is not None:
-            S.numpy().reshape(-1)[flat[bounds[i] : bounds[i + 1]]] = -np.inf
-        out[s : s + block] = fused_topk(S, n_items, k)
+        pos = flat[bounds[i] : bounds[i + 1]] if seen is not None else None
+        if dev is None:
+            if pos is not None:
+                S.numpy().reshape(-1)[pos] = -np.inf
+            out[s : s + block] = fused_topk(S, n_items, k)
+            continue
+        if pos is not None and len(pos):
+            S.view(-1).index_fill_(0, torch.from_numpy(pos).to(dev), float("-inf"))
+        out[s : s + block] = device_topk(S[: len(b), :n_items], k)
     return out
 
 
-def _fused_scorer(model, users: np.ndarray, be: Backend) -> EmbeddingScorer | None:
-    """The scorer of the fused path when ``model`` qualifies (see the module docstring)."""
-    if be.name == "cupy" or not isinstance(model, EmbeddingRecommender):
+def _fused_scorer(model, users: np.ndarray, be: Backend, device: str | None = None) -> EmbeddingScorer | None:
+    """The scorer of the fused path when ``model`` qualifies (see the module docstring), on ``device``."""
+    if not isinstance(model, EmbeddingRecommender):
         return None
     if type(model).score is not EmbeddingRecommender.score:
         return None
@@ -144,7 +174,7 @@ def _fused_scorer(model, users: np.ndarray, be: Backend) -> EmbeddingScorer | No
         return None
     if V.ndim != 2 or len(np.asarray(model.scorable)) != V.shape[0]:
         return None
-    scorer = EmbeddingScorer(U, V)
+    scorer = EmbeddingScorer(U, V, device)
     return scorer if scorer.bounded(users) else None
 
 
@@ -155,19 +185,23 @@ def rank(
     k: int,
     block: int | None = None,
     backend: Backend | None = None,
+    device: str | None = None,
 ) -> np.ndarray:
     """Top-``k`` item indices (int32, ``(len(users), k)``), best first.
 
     Seen items (``seen`` may be None: no masking) and items the model cannot score
     (``-inf``) are never returned; slots that cannot be filled hold -1. ``block``: users
     per block (default: :func:`choose_block` for embedding models, 512 otherwise).
+    ``device``: a torch device (``"cuda"``, or ``"cpu"`` for the same code on the host) on which an
+    embedding model's vectors are kept and each block is scored, masked and selected (only the
+    top-K indices come back); None: the host's fused path. Other models ignore it.
     """
     k = _check_k(k)
     be = backend or get_backend()
     users = np.asarray(users, dtype=np.int64)
     if block is not None and int(block) < 1:
         raise ConfigError(f"block must be >= 1, got {block}")
-    scorer = _fused_scorer(model, users, be)
+    scorer = _fused_scorer(model, users, be, device)
     if scorer is not None:
         return _rank_embedding(model, users, seen, k, block, scorer)
     block = int(block or 512)

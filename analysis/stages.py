@@ -43,6 +43,8 @@ class State:
     progress: bool = True
     #: where the independent jobs of the heavy stages run (:mod:`analysis.executor`)
     ex: Any = field(default_factory=LocalExecutor)
+    #: torch device that scores, masks and selects embedding rankings (None: the host's fused path)
+    device: str | None = None
     ix: Indexed | None = None
     split: Split | None = None
     #: the users evaluated (sorted): every user, or a seeded sample when there are many (cfg.eval_users)
@@ -198,18 +200,18 @@ def collaborative_stage(s: State) -> None:
 
 # --------------------------------------------------------------------- ranking and fusion
 def _ranked(job: tuple[str, str, str], rankers: dict, split: Split, users: np.ndarray, K: int, ks: tuple,
-            be: Backend) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+            be: Backend, device: str | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """One executor job: (part, segment, system) -> that system's top-K lists and per-user metrics."""
     part, seg, name = job
     m, seen = rankers[name], split.seen_for(part, seg)
-    top = m.topk(users, seen, K) if isinstance(m, Fused) else rank(m, users, seen, K, backend=be)
+    top = m.topk(users, seen, K) if isinstance(m, Fused) else rank(m, users, seen, K, backend=be, device=device)
     return top, evaluate(top, split.target(part, seg), users, ks)
 
 
 def _rank_all(s: State, rankers: dict, jobs: list[tuple[str, str, str]], desc: str) -> list:
     """Every (part, segment, system) job through the run's executor, with a progress bar (and ETA)."""
     return s.ex.map(_ranked, jobs, desc=desc, progress=s.progress, rankers=rankers, split=s.split, users=s.users,
-                    K=s.K, ks=s.cfg.ks, be=s.be)
+                    K=s.K, ks=s.cfg.ks, be=s.be, device=s.device)
 
 
 def rank_stage(s: State) -> None:

@@ -73,6 +73,11 @@ def test_fused_rank_matches_exact_reference(ties, n_i, k):
     # the generic path (numpy and torch selection) gives the same lists
     for be in (Backend("numpy"), Backend("torch")):
         np.testing.assert_array_equal(rank(Wrapped(m), users, seen, k, backend=be), ref)
+    # the device path (what --device cuda runs), here on torch's CPU device
+    assert _fused_scorer(m, users, Backend("numpy"), device="cpu").device == torch.device("cpu")
+    for block in (None, 1, 13):
+        np.testing.assert_array_equal(rank(m, users, seen, k, block=block, device="cpu"), ref)
+    np.testing.assert_array_equal(rank(m, sub, seen, k, block=16, device="cpu"), reference(m, sub, seen, k))
     assert (ref[0] == -1).all()  # the fully masked row is all padding
 
 
@@ -92,6 +97,7 @@ def test_ties_at_the_chunk_boundary_and_within_chunks():
     seen = sp.csr_matrix(([1.0, 1.0], ([1, 1], [0, 7])), shape=(3, n_i))
     got = rank(m, np.arange(3), seen, k)
     np.testing.assert_array_equal(got, reference(m, np.arange(3), seen, k))
+    np.testing.assert_array_equal(rank(m, np.arange(3), seen, k, device="cpu"), got)
     assert got[0, :3].tolist() == [5, g + 1, 3 * g + 2]
     assert got[0, 3:6].tolist() == [0, 7, 14]
     assert got[1, 3:6].tolist() == [14, 21, 28]  # 0 and 7 seen
@@ -127,6 +133,7 @@ def test_float64_vectors_and_no_seen_matrix():
     m = EmbeddingRecommender("f64", U, V, np.ones(800, bool))
     assert m.score(np.arange(3)).dtype == np.float32
     np.testing.assert_array_equal(rank(m, np.arange(30), None, 12), reference(m, np.arange(30), None, 12))
+    np.testing.assert_array_equal(rank(m, np.arange(30), None, 12, device="cpu"), reference(m, np.arange(30), None, 12))
 
 
 def test_scores_are_bit_identical_across_blocks_subsets_and_threads():
@@ -142,6 +149,9 @@ def test_scores_are_bit_identical_across_blocks_subsets_and_threads():
     sc = EmbeddingScorer(U, V)
     buf = torch.empty(512, sc.n_cols)
     np.testing.assert_array_equal(sc.block(np.arange(300), buf).numpy()[:, :1682], full)
+    dev = EmbeddingScorer(U, V, device="cpu")  # the device kernel: same shapes, same bits on the CPU
+    np.testing.assert_array_equal(dev.device_block(np.arange(300)).numpy()[:, :1682], full)
+    np.testing.assert_array_equal(dev.device_block(np.arange(5)).numpy()[:5, :1682], full[:5])
     old = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
@@ -165,7 +175,7 @@ def test_nan_and_overflowing_vectors_take_the_generic_path():
     np.testing.assert_array_equal(rank(big, np.arange(10), None, 5), reference(big, np.arange(10), None, 5))
 
 
-def test_subclass_overriding_score_and_cupy_backend_are_not_fused():
+def test_subclass_overriding_score_is_not_fused():
     class Shifted(EmbeddingRecommender):
         def score(self, users):
             return super().score(users) + 1
@@ -173,7 +183,7 @@ def test_subclass_overriding_score_and_cupy_backend_are_not_fused():
     U = np.ones((2, 1), np.float32)
     V = np.arange(3, dtype=np.float32)[:, None]
     assert _fused_scorer(Shifted("s", U, V, np.ones(3, bool)), np.arange(2), Backend("numpy")) is None
-    assert _fused_scorer(EmbeddingRecommender("e", U, V, np.ones(3, bool)), np.arange(2), Backend("cupy")) is None
+    assert _fused_scorer(Shifted("s", U, V, np.ones(3, bool)), np.arange(2), Backend("numpy"), "cpu") is None
 
 
 def test_fused_matches_today_numpy_path_on_exact_integer_scores():
