@@ -34,8 +34,12 @@ class LocalExecutor:
 
     name = "local"
 
-    def map(self, fn: Callable, jobs: Sequence, desc: str = "", progress: bool = False, **shared: Any) -> list:
+    def map(self, fn: Callable, jobs: Sequence, desc: str = "", progress: bool = False, gpus_per_job: float = 0.0,
+            **shared: Any) -> list:
         return [fn(job, **shared) for job in tqdm(jobs, desc=desc, disable=not progress, leave=False)]
+
+    def gpus(self) -> float:
+        return 0.0
 
     def close(self) -> None:
         pass
@@ -70,9 +74,13 @@ class RayExecutor:
                 self.started = True
         self._task = ray.remote(num_cpus=1)(_call)
 
-    def map(self, fn: Callable, jobs: Sequence, desc: str = "", progress: bool = False, **shared: Any) -> list:
+    def map(self, fn: Callable, jobs: Sequence, desc: str = "", progress: bool = False, gpus_per_job: float = 0.0,
+            **shared: Any) -> list:
+        """``gpus_per_job``: GPUs each task requests from Ray (a sweep asks for one per regime where the
+        cluster has GPUs; Ray then places each run on its own device)."""
         refs = {k: self.ray.put(v) for k, v in shared.items()}
-        pending = [self._task.remote(fn, job, **refs) for job in jobs]
+        task = self._task.options(num_gpus=gpus_per_job) if gpus_per_job else self._task
+        pending = [task.remote(fn, job, **refs) for job in jobs]
         bar = tqdm(total=len(pending), desc=desc, disable=not progress, leave=False)
         left = list(pending)
         while left:  # wait in any order for the bar; results are read back in job order below
@@ -80,6 +88,10 @@ class RayExecutor:
             bar.update(len(done))
         bar.close()
         return self.ray.get(pending)
+
+    def gpus(self) -> float:
+        """GPUs in the cluster."""
+        return float(self.ray.cluster_resources().get("GPU", 0))
 
     def close(self) -> None:
         if self.started and self.ray.is_initialized():

@@ -194,6 +194,10 @@ class GatedFusion:
             return s
         n, m = s.shape
         seen = np.zeros((n, m), bool) if self.seen is None else self.seen.dense(users)
+        if self.cold_scale == 0.0:  # every single-view item scores ρ · (its calibrated score) = 0: no slots needed
+            cols = np.flatnonzero(only_a | only_b)
+            s[:, cols] = np.where(seen[:, cols], s[:, cols], 0.0)
+            return s
         slots = single_view_slots(a, b, np.broadcast_to(self.sem_ok, (n, m)), np.broadcast_to(self.col_ok, (n, m)), seen)
         if slots.key is None:
             return s

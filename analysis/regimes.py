@@ -134,6 +134,7 @@ def sweep(
         try:
             log(f"=== {len(regimes)} regimes as tasks on {ex.describe()} ===")
             paths = ex.map(_regime_run, list(zip(regimes, names)), desc="regimes", progress=True,
+                           gpus_per_job=1.0 if ex.gpus() >= 1 else 0.0,
                            config=replace(config, executor="local"), out=str(out.resolve()), force=force)
         finally:
             ex.close()

@@ -19,7 +19,8 @@ SMALL = {"n_users": 250, "n_items": 300, "mean_per_user": 30.0}
 @pytest.fixture(scope="module")
 def ray_cluster():
     ray = pytest.importorskip("ray")  # installed by the test extra; skipped only outside the project's env
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # one logical GPU (Ray schedules it as a resource; no device needed): GPU requests are exercised too
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False)
     import sys
 
     from ray import cloudpickle
@@ -39,8 +40,21 @@ def test_both_executors_map_in_job_order_with_shared_values(ray_cluster):
     assert LocalExecutor().map(_scaled, jobs, scale=scale, offset=1) == want
     assert ray_cluster.map(_scaled, jobs, scale=scale, offset=1) == want
     assert ray_cluster.describe()["cpus"] == 2.0 and not ray_cluster.started
+    assert ray_cluster.gpus() == 1.0 and LocalExecutor().gpus() == 0.0
     with pytest.raises(ConfigError, match="unknown executor"):
         get_executor("spark")
+
+
+def _gpu_ids(job):
+    import ray
+
+    return ray.get_gpu_ids()
+
+
+def test_jobs_can_request_a_gpu_each(ray_cluster):
+    """A sweep asks one GPU per regime where the cluster has GPUs: Ray gives each task its own."""
+    assert ray_cluster.map(_gpu_ids, [0, 1, 2], gpus_per_job=1.0) == [[0], [0], [0]]
+    assert ray_cluster.map(_gpu_ids, [0, 1]) == [[], []]
 
 
 def _cfg(**kw):

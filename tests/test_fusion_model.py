@@ -81,6 +81,30 @@ def test_toy_scores_by_hand():
     # ρ = 0.5 demotes it to 0.25: between items 2 (0.455) and 3 (0.202)
     m.cold_scale = 0.5
     assert rank(m, np.array([0]), None, 5)[0].tolist() == [0, 1, 2, 4, 3]
+    # ρ = 0: the cold item scores 0, after every warm item (whose blends are > 0 here)
+    m.cold_scale = 0.0
+    assert m.score(np.array([0]))[0][4] == 0.0
+    assert rank(m, np.array([0]), None, 5)[0].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_rho_zero_shortcut_ranks_as_the_calibrated_scores_times_zero(sparse):
+    """ρ = 0 skips the calibration (ρ times any calibrated score is 0): the same lists as scaling them."""
+    s, sem, col = sparse["split"], sparse["sem"], sparse["col"]
+    Fi, Fu, _ = gate_features(s, None, warm=col.scorable)
+    users = np.arange(s.n_users)
+    seen = s.seen_for("test")
+    m = GatedFusion(sem, col, Fi, Fu, np.array([0.3, 0.2, -0.1, 0.4])).with_seen(seen)
+    m.cold_scale = 1e-300  # calibrated scores scaled to (sub)normal zeros' neighbourhood: the slow path
+    slow = m.score(users)
+    m.cold_scale = 0.0
+    fast = m.score(users)
+    cold = np.flatnonzero(~np.asarray(col.scorable))
+    unseen = ~seen.dense(users)[:, cold]
+    assert unseen.sum() > 100
+    np.testing.assert_allclose(fast[:, cold][unseen], 0.0)
+    np.testing.assert_allclose(slow[:, cold][unseen], 0.0, atol=1e-299)
+    warm = np.flatnonzero(np.asarray(col.scorable))
+    np.testing.assert_array_equal(fast[:, warm], slow[:, warm])
 
 
 def test_constant_gate_ranks_exactly_like_cold_aware_score_fusion(sparse):
