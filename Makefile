@@ -43,7 +43,7 @@ app: $(STAMP)
 	@[ -f $(RUN)/manifest.json ] || $(MAKE) --no-print-directory run
 	@target=$(RUN); [ -f $$target/manifest.json ] || target=$(RUNS)/synthetic; \
 	echo "dashboard: http://127.0.0.1:$(PORT)  (run: $$target)"; \
-	SEMCOLLAB_RUNS=$(RUNS) $(BIN)/streamlit run app/main.py --server.address 127.0.0.1 --server.port $(PORT) \
+	SEMCOLLAB_RUNS=$(RUNS) SEMCOLLAB_AUTO_SWEEP=1 $(BIN)/streamlit run app/main.py --server.address 127.0.0.1 --server.port $(PORT) \
 	  --server.headless true --server.fileWatcherType none -- --run $$target
 
 # Debian's Chromium for the browser tests (never a downloaded browser build).

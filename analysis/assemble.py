@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sps
 
-from .complementarity import summarise
+from .complementarity import oracle_excess, summarise
 from .fusion import headroom
 from .metrics import hits_matrix
 from .split import activity_buckets, pop_buckets
@@ -33,6 +33,7 @@ def assemble(s: "State") -> None:
 
     s.results["comp_summary"] = summarise(s.results["comp"])
     s.results["union_gain"] = union_gain(s.results["comp"], s.results["comp_summary"], s.cfg.n_boot, s.cfg.seed)
+    s.results["oracle_excess"] = oracle_excess(s.results["comp"], s.results["ctrl"], "ndcg", s.cfg.n_boot, s.cfg.seed)
     s.tables.update(items=items_table(s), users=users_table(s), topk=topk_table(s),
                     interactions=interactions_table(s.split, s.users), tuning=pd.concat(s.tuning, ignore_index=True))
     sem = s.models["semantic"]
@@ -159,7 +160,7 @@ def summary(s: "State") -> dict[str, Any]:
         "fusion_headroom_ndcg": headroom(est["fusion"]["ndcg"]["mean"], est[best]["ndcg"]["mean"],
                                          est["oracle_select"]["ndcg"]["mean"]),
         "complementarity": r["comp_summary"], "control": summarise(r["ctrl"]),
-        "union_oracle_gain": r["union_gain"],
+        "union_oracle_gain": r["union_gain"], "oracle_excess_ndcg": r["oracle_excess"],
         "segments": {seg: {sys_: {metric: _estimate(m, sys_, metric, K, segment=seg) for metric in ("recall", "ndcg")}
                            for sys_ in d} for seg, d in s.per_segment.items()},
         "mean_overlap": float(np.nanmean(r["agree"]["overlap"])), "chance_overlap": r["chance"],

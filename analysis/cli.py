@@ -207,6 +207,11 @@ def _main(argv: list[str] | None = None) -> int:
     sw.add_argument("--colds", default="0.2", help="item cold-start shares, e.g. 0.2 (empty for none)")
     s = sub.add_parser("summary", help="print the summary of a saved run (or a sweep's table)")
     s.add_argument("path")
+    rp = sub.add_parser("report", help="write one self-contained HTML report of a run (and its regime sweep)")
+    rp.add_argument("run", help="the run folder")
+    rp.add_argument("--sweep", help="a sweep folder (holds sweep.parquet) for the regime story")
+    rp.add_argument("--out", default="report.html", help="the HTML file to write (default report.html)")
+    rp.add_argument("--force", action="store_true", help="replace an existing --out file")
     a = ap.parse_args(argv)
     try:
         if a.cmd == "datasets":
@@ -241,6 +246,11 @@ def _main(argv: list[str] | None = None) -> int:
             print()
             print(table.drop(columns=["path"]).to_string(index=False, float_format=lambda x: f"{x:.4f}"))
             print(f"\ncomparison table: {out}/sweep.md")
+            return 0
+        if a.cmd == "report":
+            from app.report import write_report  # the dashboard's chart builders (needs the app's packages)
+
+            print(f"report written to {write_report(a.run, a.out, sweep=a.sweep, force=a.force)}")
             return 0
         if a.cmd == "summary":
             import pandas as pd

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .bootstrap import bootstrap_statistic
 from .errors import ConfigError
 from .metrics import _disc, hits_matrix, n_relevant, ndcg_at_k, recall_at_k
 
@@ -220,6 +221,35 @@ def summarise(df: pd.DataFrame) -> dict[str, float]:
     out["oracle_union_ndcg_gain_raw"] = out["oracle_union_ndcg_gain"]
     out["oracle_union_ndcg_gain"] = out["oracle_union_ndcg"] - out["hits_first_ndcg_best"]
     return out
+
+
+def oracle_excess(comp: pd.DataFrame, ctrl: pd.DataFrame, metric: str = "ndcg", n_boot: int = 1000, seed: int = 0,
+                  level: float = 0.95) -> dict[str, float]:
+    """Excess of the compared pair's oracle gain over the control floor, with its bootstrap interval.
+
+    With per-user values a (compared view a), b (the collaborative view) and c (most-popular, the
+    control's other side) of ``metric`` over the same users::
+
+        excess = [mean max(a, b) − max(mean a, mean b)] − [mean max(c, b) − max(mean c, mean b)]
+
+    (each bracket is :func:`summarise`'s ``oracle_select_<metric>_gain`` of its pair). Only this
+    excess is complementarity (DIAGNOSTICS.md: any second list gives a positive oracle). Interval and
+    p-value: :func:`analysis.bootstrap.bootstrap_statistic` (all columns resampled with the same
+    users); "evidence" needs the interval to exclude 0. ``comp``, ``ctrl``: :func:`compare_lists` of
+    (a, b) and (c, b) on the same users. Returns dict(value, lo, hi, p_value, n, n_skipped, gain, control_gain).
+    """
+    if not np.array_equal(comp["user"].to_numpy(), ctrl["user"].to_numpy()):
+        raise ConfigError("the compared pair and its control must be evaluated on the same users")
+    a, b, c = (np.asarray(x, np.float64) for x in (comp[f"{metric}_a"], comp[f"{metric}_b"], ctrl[f"{metric}_a"]))
+    cols = {"a": a, "b": b, "c": c, "ab": np.fmax(a, b), "cb": np.fmax(c, b)}
+
+    def gains(m):
+        return m["ab"] - np.maximum(m["a"], m["b"]), m["cb"] - np.maximum(m["c"], m["b"])
+
+    res = bootstrap_statistic(cols, lambda m: np.subtract(*gains(m)), n_boot=n_boot, seed=seed, level=level)
+    ok = ~np.isnan(a + b + c)
+    g, gc = gains({k: float(v[ok].mean()) if ok.any() else float("nan") for k, v in cols.items()})
+    return {**res, "gain": float(g), "control_gain": float(gc)}
 
 
 # ----------------------------------------------------------------------------- hit kinds of test pairs

@@ -48,6 +48,7 @@ def sweep_row(name: str, r: Run) -> dict:
         "oracle_ndcg": s.mean("oracle_select"),
         "oracle_gain_ndcg": comp["oracle_select_ndcg_gain"],
         "control_oracle_gain_ndcg": ctrl["oracle_select_ndcg_gain"],
+        **_excess_columns(raw.get("oracle_excess_ndcg")),
         "fusion_gain_ndcg": s.gain_over_best("fusion"),
         "union_gain_ndcg_raw": raw["union_oracle_gain"]["gain_raw"],
         "union_gain_ndcg_other_view": raw["union_oracle_gain"]["gain_other_view"],
@@ -59,6 +60,13 @@ def sweep_row(name: str, r: Run) -> dict:
         **_issue4_columns(r, K),
         "path": str(r.path),
     }
+
+
+def _excess_columns(ex: dict | None) -> dict:
+    """The oracle excess over the control floor with its interval (NaN for runs made before it existed)."""
+    ex = ex or {}
+    return {f"oracle_excess_ndcg{suffix}": float(ex.get(key, float("nan")))
+            for suffix, key in (("", "value"), ("_lo", "lo"), ("_hi", "hi"), ("_p", "p_value"))}
 
 
 #: a warm / cold segment evaluated on fewer users than this is left out of the sweep table (NaN)
@@ -146,3 +154,34 @@ def sweep(
     tmp.replace(out / "sweep.parquet")
     (out / "sweep.md").write_text(table.drop(columns=["path"]).to_markdown(index=False, floatfmt=".4f") + "\n")
     return table
+
+
+#: columns every consumer of a sweep table relies on (older sweeps lacking one must be recomputed)
+SWEEP_COLUMNS = ["regime", "keep_fraction", "cold_item_share", "K", "semantic_recall", "collab_recall", "fusion_recall",
+                 "oracle_gain_ndcg", "control_oracle_gain_ndcg", "fusion_gain_ndcg", "semantic_unique_share",
+                 "collab_unique_share", "cold_test_share", "cold_semantic_recall", "cold_collab_recall",
+                 "cold_fusion_recall"]
+
+
+def read_sweep(folder: str | Path) -> pd.DataFrame:
+    """A sweep's comparison table (``sweep.parquet``), regimes ordered (sparsity by descending kept
+    fraction, then cold start), with ``is_cold`` and ``x_label``; RunError when it is missing or lacks
+    :data:`SWEEP_COLUMNS`."""
+    from .errors import RunError
+
+    f = Path(folder) / "sweep.parquet"
+    if not f.is_file():
+        raise RunError(f"{folder} holds no sweep.parquet; make one with "
+                       "`semcollab sweep --dataset ml-100k --out runs/ml-100k-sweep` (or `make sweep`)")
+    df = pd.read_parquet(f)
+    missing = [c for c in SWEEP_COLUMNS if c not in df.columns]
+    if missing:
+        raise RunError(f"{f} lacks column(s) {missing}; recompute the sweep with `semcollab sweep ... --force`")
+    cold = df["cold_item_share"].astype(float) > 0
+    df = (df.assign(_cold=cold, _keep=-df["keep_fraction"].astype(float), _share=df["cold_item_share"].astype(float))
+          .sort_values(["_cold", "_keep", "_share"]).drop(columns=["_cold", "_keep", "_share"]).reset_index(drop=True))
+    df["is_cold"] = df["cold_item_share"].astype(float) > 0
+    df["x_label"] = [f"{c:.0%} cold items" if cold else f"{k:.0%} kept"
+                     for k, c, cold in zip(df["keep_fraction"].astype(float), df["cold_item_share"].astype(float),
+                                           df["is_cold"])]
+    return df

@@ -635,3 +635,55 @@ def progress(text: str) -> Progress:
     last = lines[-1] if lines else ""
     return Progress(fraction=min(frac, 1.0), stage=current, n_done=len(done), last_line=last,
                     cache_hit=cache_hit, written=written, error=err, step=None if written else parse_step(last))
+
+
+# ----------------------------------------------------------------------------- the default regime sweep
+#: (folder under the runs root, dataset) of the regime sweep ``make app`` computes in the background
+DEFAULT_SWEEP = ("ml-100k-sweep", "ml-100k")
+_REGIME_LINE = re.compile(r"^=== regime (?P<i>\d+)/(?P<n>\d+): (?P<name>.+) ===$")
+
+
+def sweep_command(dataset: str, out: Path) -> list[str]:
+    """The ``python -m analysis sweep`` command of the default regimes over ``dataset``, written to ``out``."""
+    return [sys.executable, "-m", "analysis", "sweep", "--dataset", dataset, "--out", str(out)]
+
+
+def start_sweep(root: Path, name: str = DEFAULT_SWEEP[0], dataset: str = DEFAULT_SWEEP[1]) -> bool:
+    """Start the regime sweep ``root/name`` as a background job (the same claim, log and process handling
+    as a run) unless it is done or running already; True when it was started."""
+    out = Path(root) / name
+    if (out / "sweep.parquet").is_file() or is_running(out):
+        return False
+    log = log_path_for(out)
+    claim(Path(root), name, out, log)
+    begin(Path(root), name, sweep_command(dataset, out), out, log)
+    return True
+
+
+@dataclass
+class SweepProgress:
+    """Where a background sweep stands: ``fraction`` of its regimes done (the running one by its stages)."""
+
+    running: bool
+    fraction: float
+    text: str
+    error: str | None
+
+
+def sweep_progress(root: Path, name: str = DEFAULT_SWEEP[0]) -> SweepProgress | None:
+    """The progress of the sweep job ``root/name`` from its log, or None when none was started."""
+    out = Path(root) / name
+    text = read_log(log_path_for(out))
+    if not text:
+        return None
+    lines = [ln.strip() for ln in re.split(r"[\r\n]+", text) if ln.strip()]
+    marks = [(j, m) for j, ln in enumerate(lines) if (m := _REGIME_LINE.match(ln))]
+    if not marks:
+        return SweepProgress(is_running(out), 0.0, "starting", progress(text).error)
+    j, m = marks[-1]
+    run = progress("\n".join(lines[j + 1 :]))
+    i, n = int(m["i"]), int(m["n"])
+    done = (out / "sweep.parquet").is_file()
+    frac = 1.0 if done else min(((i - 1) + run.fraction) / n, 1.0)
+    what = f"regime {i} of {n} ({m['name']})" + (f", {run.stage}" if run.stage else "")
+    return SweepProgress(is_running(out), frac, what, run.error)

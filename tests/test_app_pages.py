@@ -88,10 +88,15 @@ def test_fusion_page_alpha_reference_lines_and_headroom(app_test, app_run):
     oracles = [labels[s] for s in ("oracle_select", "oracle_union", "control_oracle_select")]
     assert not any(n.startswith(o) for n in names for o in oracles)
     assert any(n.startswith(labels["collab"] + ": ") for n in names)
-    # one headroom: the run summary's, against the best single view chosen on validation
-    assert [c for c in cards if "Headroom" in c] == [f"Headroom · NDCG@{K}"]
+    # the excess card: the run summary's oracle excess over the control floor, with its interval
     summary = run.manifest["summary"]
-    assert cards[f"Headroom · NDCG@{K}"] == f"{summary['fusion_headroom_ndcg']:.1%}"
+    ex = summary["oracle_excess_ndcg"]
+    assert cards[f"Oracle excess over the floor · NDCG@{K}"] == f"{ex['value']:+.3f}"
+    assert any(f"→ excess {ex['value']:+.3f} [{ex['lo']:+.3f}, {ex['hi']:+.3f}]" in c.value for c in at.caption)
+    # one headroom (a caption, no duplicate card): the run summary's, against the best single view
+    assert not [c for c in cards if "Headroom" in c]
+    h = summary["fusion_headroom_ndcg"]
+    assert any(f"→ headroom realised {h:.1%}" in c.value for c in at.caption)
     best = metric_value(run, summary["best_single"], "ndcg", K)
     orc, fus = metric_value(run, "oracle_select", "ndcg", K), metric_value(run, "fusion", "ndcg", K)
     assert summary["fusion_headroom_ndcg"] == pytest.approx((fus - best) / (orc - best))
@@ -281,11 +286,15 @@ def test_random_user_button(app_test, app_run):
         assert_clean(at)
         assert at.session_state["users_random_counter"] == n
         u = int(at.selectbox(key="users_user").value)
-        rng = np.random.default_rng(n)
+        rng = np.random.default_rng([at.session_state["users_random_seed"], n])
         assert u == pool[int(rng.integers(len(pool)))]
         assert users.loc[u, "only_sem"] > 0 or users.loc[u, "only_col"] > 0
         picks.append(u)
     assert len(set(picks)) > 1
+    # another session draws its own sequence
+    other = app_test(USERS)
+    other.button(key="users_random").click().run()
+    assert other.session_state["users_random_seed"] != at.session_state["users_random_seed"]
 
 
 # ----------------------------------------------------------------------------- regimes

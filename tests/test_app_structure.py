@@ -212,7 +212,10 @@ def test_alignment_charts_equal_the_probes_table(app_test, app_run):
     regimes = run.manifest["summary"]["probes"]["regimes"]
     assert set(regimes) == set(probes.regime)
     for regime, stored in regimes.items():
-        assert cards[f"Best map · R² · {short[regime]}"] == f"{stored['r2']:.3f}" == f"{best_map(run, regime)['r2']:.3f}"
+        card = cards[f"Map chosen on validation · R² · {short[regime]}"]
+        assert card == f"{stored['r2']:.3f}" == f"{best_map(run, regime)['r2']:.3f}"
+        top = probes[probes.regime == regime].r2.max()  # and the best map on held-out items beside it
+        assert any(f"(R² {top:.3f})" in c.value and "best on held-out items" in c.value for c in at.caption)
 
 
 def test_alignment_worst_items_open_the_items_drilldown(app_test, app_run):

@@ -125,7 +125,16 @@ def test_paired_bootstrap():
     d = (a - b)[10:]
     assert r["diff"] == pytest.approx(d.mean())
     assert 0 < r["lo"] < r["diff"] < r["hi"]
-    assert r["p_value"] == pytest.approx(1 / 1001)  # never 0
+    assert r["p_value"] == pytest.approx(1 / 1001)  # never 0: no resample at or below 0
+    # one source: the interval excludes 0 exactly when p < 0.05, near the boundary too, for any B
+    seen = set()
+    for seed in range(60):
+        x = rng.normal(0.0025, 0.05, 1500)
+        for n_boot in (1000, 300):
+            rr = paired_bootstrap(x, np.zeros(1500), n_boot=n_boot, seed=seed)
+            assert (rr["lo"] > 0 or rr["hi"] < 0) == (rr["p_value"] < 0.05)
+            seen.add(rr["p_value"] < 0.05)
+    assert seen == {True, False}
     # pairing removes the shared variance: narrower than the unpaired CIs would suggest
     assert (r["hi"] - r["lo"]) < 0.2 * (bootstrap_ci(a)["hi"] - bootstrap_ci(a)["lo"])
     same = paired_bootstrap(b, b)
@@ -141,3 +150,13 @@ def test_paired_bootstrap():
         assert r["p_value"] == pytest.approx(2 * norm.sf(abs(z)), abs=0.03)
     with pytest.raises(ConfigError):
         paired_bootstrap(a, b[:5])
+
+
+def test_percentile_p_hand_cases():
+    from analysis.bootstrap import percentile_p
+
+    # Q(q) = np.quantile: 5 resamples at levels 0, .25, .5, .75, 1; Q crosses 0 halfway between -1 and 1 (level .375)
+    assert percentile_p(np.array([-3.0, -1.0, 1.0, 2.0, 4.0])) == pytest.approx(0.75)
+    assert percentile_p(np.zeros(10)) == 1.0  # every difference 0
+    assert percentile_p(np.arange(1.0, 11.0)) == pytest.approx(1 / 11)  # all above 0: the floor 1 / (B + 1)
+    assert percentile_p(-np.arange(1.0, 11.0)) == pytest.approx(1 / 11)

@@ -23,6 +23,10 @@ REF_STYLE = {
     "oracle_union": (VIEW_COLORS["oracle"], "longdash", "oracle: union"),
     "control_oracle_select": (VIEW_COLORS["control"], "dash", "control floor"),
 }
+#: end-label text colours where the line's own colour is too light to read on white
+LABEL_COLORS = {"control_oracle_select": "#595959"}
+#: reference lines that may lie far above the rest (the union pool): drawn, but the y-axis zooms on the others
+OFF_ZOOM = {"oracle_union"}
 METHOD_DASH = {"cold_aware": "solid", "score": "dash"}
 SEGMENT_COLORS = {**POP_BUCKET_COLORS, "cold": OKABE_ITO["black"], "heavy": OKABE_ITO["blue"],
                   "medium": OKABE_ITO["green"], "light": OKABE_ITO["orange"]}
@@ -55,7 +59,7 @@ def _reference_lines(fig: go.Figure, refs: pd.DataFrame, name: str) -> list[tupl
             x=[0.0, 1.0], y=[v, v], mode="lines", name=f"{row['label']}: {v:.4f}{src}",
             line={"color": color, "dash": dash, "width": 1.6}, legendgroup="refs",
             hovertemplate=f"{safe_label(row['label'])}<br>{name} = {v:.4f}{ci}<br>source: {row['source']}<extra></extra>"))
-        labels.append((v, f"{short} {v:.3f}", color))
+        labels.append((v, f"{short} {v:.3f}", LABEL_COLORS.get(row["key"], color)))
     return labels
 
 
@@ -88,12 +92,18 @@ def fusion_gain(curves: pd.DataFrame, refs: pd.DataFrame, part: str, metric: str
     name = metric_label(metric, k)
     fig = go.Figure()
     ys = _curves(fig, curves[(curves["part"] == part) & (curves["segment_type"] == "all")], method, name)
-    labels = _reference_lines(fig, refs[refs["part"] == part], name)
-    ys += [v for v, _, _ in labels] + _chosen_alpha(fig, alpha_valid, fused_value, name)
+    r = refs[refs["part"] == part]
+    labels = _reference_lines(fig, r, name)
+    zoom = [v for (v, _, _), key in zip(labels, r.loc[r["key"] != "fusion", "key"]) if key not in OFF_ZOOM]
+    ys += zoom + _chosen_alpha(fig, alpha_valid, fused_value, name)
     lo, hi = (min(ys), max(ys)) if ys else (0.0, 1.0)
     span = max(hi - lo, 1e-3)
     y_range = (lo - 0.08 * span, hi + 0.12 * span)
-    _end_labels(fig, labels, y_range, height)
+    above = [(v, t, c) for v, t, c in labels if v > y_range[1]]  # e.g. the union pool: named at the top edge
+    _end_labels(fig, [x for x in labels if x not in above], y_range, height)
+    for v, text, color in above:
+        fig.add_annotation(x=1.0, y=1.0, xref="paper", yref="paper", text=f"↑ {text} (above)", showarrow=False,
+                           xanchor="left", yanchor="top", xshift=6, font={"size": 10, "color": color})
     part_name = {"valid": "validation", "test": "test"}[part]
     style(fig, f"Fusion-gain curve · {part_name}",
           "α = weight of the semantic view (0 = collaborative only, 1 = semantic only)",
@@ -103,7 +113,7 @@ def fusion_gain(curves: pd.DataFrame, refs: pd.DataFrame, part: str, metric: str
                                      " (the engine stores the oracle bounds for test only)"))
     fig.update_xaxes(range=[-0.02, 1.02])
     fig.update_yaxes(range=list(y_range))
-    fig.update_layout(margin={"r": 130, "b": 40}, legend={"orientation": "h", "yanchor": "top", "y": -0.16, "x": 0})
+    fig.update_layout(margin={"r": 150, "b": 110}, legend={"orientation": "h", "yanchor": "top", "y": -0.2, "x": 0})
     return fig
 
 

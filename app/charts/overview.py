@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .style import GREY, HIT_COLORS, VIEW_COLORS, style
+from .style import GREY, HIT_COLORS, OKABE_ITO, VIEW_COLORS, style
 
 
 def metric_forest(head: pd.DataFrame, metric: str, K: int) -> go.Figure:
@@ -67,4 +67,33 @@ def oracle_gain_bar(gains: pd.DataFrame, K: int, main_pair: str) -> go.Figure:
     style(fig, "Oracle gain vs control floor", "metric and oracle", "gain (metric points, 0–1 scale)", "view pair",
           height=380, subtitle="oracle − best single view of each pair")
     fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.3})
+    return fig
+
+
+def regime_headline(story: pd.DataFrame, K: int) -> go.Figure:
+    """Per regime: the compared pair's oracle gain beside the control floor's, the excess with its 95 %
+    interval, and what score fusion realised (``story``: :func:`analysis.verdict.regime_story`)."""
+    x = story["label"].tolist()
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=x, y=story["gain"], name="oracle gain: semantic + collaborative",
+                         marker_color=VIEW_COLORS["shared"],
+                         hovertemplate="%{x}<br>oracle gain %{y:+.4f}<extra></extra>"))
+    fig.add_trace(go.Bar(x=x, y=story["control_gain"], name="control floor: most-popular + collaborative",
+                         marker_color=VIEW_COLORS["control"],
+                         hovertemplate="%{x}<br>control floor %{y:+.4f}<extra></extra>"))
+    err = {"type": "data", "symmetric": False, "array": (story["hi"] - story["excess"]).fillna(0),
+           "arrayminus": (story["excess"] - story["lo"]).fillna(0), "color": OKABE_ITO["black"], "thickness": 2}
+    fig.add_trace(go.Scatter(x=x, y=story["excess"], name="excess over the floor (95 % CI)", mode="markers",
+                             marker={"color": OKABE_ITO["black"], "size": 11, "symbol": "diamond"}, error_y=err,
+                             customdata=np.c_[story["lo"], story["hi"]],
+                             hovertemplate="%{x}<br>excess %{y:+.4f}<br>95% CI %{customdata[0]:+.4f} – "
+                                           "%{customdata[1]:+.4f}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=x, y=story["fusion_gain"], name="score fusion realised", mode="markers+lines",
+                             marker={"color": VIEW_COLORS["fusion"], "size": 10, "symbol": "circle"},
+                             line={"color": VIEW_COLORS["fusion"], "dash": "dot"},
+                             hovertemplate="%{x}<br>fusion − best single %{y:+.4f}<extra></extra>"))
+    fig.add_hline(y=0, line_color=GREY, line_width=1)
+    style(fig, "Complementarity by regime", "regime", f"NDCG@{K} gain over the best single view", "series",
+          height=420, subtitle="oracle = per-user selection of the better view; only the excess is complementarity")
+    fig.update_layout(barmode="group", legend={"orientation": "h", "y": -0.28})
     return fig

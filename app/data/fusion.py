@@ -94,6 +94,14 @@ def union_oracle_gain(key: RunKey) -> dict[str, Any]:
     return dict(g)
 
 
+def oracle_excess(key: RunKey) -> dict[str, Any] | None:
+    """The engine's excess of the per-user-selection oracle gain over the control floor (NDCG@K, run
+    summary, :func:`analysis.complementarity.oracle_excess`): value, lo, hi, p_value, gain, control_gain;
+    None for a run made before it was recorded."""
+    ex = summary(key).raw.get("oracle_excess_ndcg")
+    return dict(ex) if ex else None
+
+
 def fusion_headroom(key: RunKey, metric: str, k: int) -> dict[str, Any]:
     """Headroom the fusion at the validation α realises on test for ``metric@k``: fused, best_single
     (the run's best single view, chosen on validation), best_label, best_value, oracle, headroom."""

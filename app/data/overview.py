@@ -19,7 +19,9 @@ from analysis import run_queries as rq
 from analysis.bootstrap import bootstrap_ci
 from analysis.complementarity import hit_counts, summarise
 from analysis.fusion import headroom
+from analysis.verdict import regime_story, tiles, verdict
 
+from .regimes import sweep_table
 from .common import (RunKey, Sel, cached, compare_systems, compared_pairs, compared_systems, filter_pairs,
                      hit_pairs, label, overlap_at_k, summary, system_roles)
 
@@ -270,3 +272,11 @@ def reading(key: RunKey, K: int, k: int, head: pd.DataFrame, shares: dict[str, f
 def evaluation_note(manifest: dict) -> str:
     """How many users the run's metrics describe (:func:`analysis.run_queries.evaluation_note`)."""
     return rq.evaluation_note(manifest)
+
+
+@cached()
+def story(key: RunKey, sweep: str | None, stamp: int = 0) -> dict[str, Any]:
+    """What the Overview opens with (:mod:`analysis.verdict`): the verdict sentences, the four headline
+    tiles and the regime story of ``sweep`` (a folder, or None: no sweep yet). ``stamp`` keys the cache."""
+    table = regime_story(sweep_table(sweep, stamp)) if sweep else None
+    return {"verdict": verdict(key.manifest, table), "tiles": tiles(key.manifest), "regimes": table}

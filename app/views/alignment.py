@@ -51,9 +51,15 @@ def probe_section(ctx: Ctx) -> None:
     best = data.probe_best(ctx.key)
     psum = data.probe_summary(ctx.key)
     for col, (regime, b) in zip(st.columns(max(len(best), 1)), best.items()):
-        col.metric(f"Best map · R² · {PROBE_SHORT.get(regime, regime)}", f"{b['r2']:.3f}",
+        col.metric(f"Map chosen on validation · R² · {PROBE_SHORT.get(regime, regime)}", f"{b['r2']:.3f}",
                    help=f"{PROBE_REGIMES.get(regime, regime)}: {PROBE_LABELS.get(b['probe'], b['probe'])} at {b['x']}, "
                         f"chosen by {b['selected_by']}; judged on {b['n_eval']:,} held-out items")
+        g = curves[curves["regime"] == regime]
+        if len(g) and g["r2"].notna().any():
+            top = g.loc[g["r2"].idxmax()]
+            col.caption(f"chosen: {md_escape(PROBE_LABELS.get(b['probe'], b['probe']))} at {md_escape(str(b['x']))}; "
+                        f"best on held-out items: {md_escape(PROBE_LABELS.get(top['probe'], top['probe']))} at "
+                        f"{md_escape(str(top['x']))} (R² {top['r2']:.3f})")
     for regime, why in (psum.get("skipped_regimes") or {}).items():
         st.caption(f"Regime {md_escape(PROBE_SHORT.get(regime, regime))} was skipped: {md_escape(why)}.")
     shared_private_section(curves, psum)
@@ -65,6 +71,8 @@ def probe_section(ctx: Ctx) -> None:
                                 [("predicting the fitted items' mean", 0.0, GREY, "dot")],
                                 "share of the collaborative vectors' variance the map explains"),
              key="alignment_r2", filename="probe_r2")
+        st.caption("R² = 1 − ‖Y − f(X)‖² / ‖Y − Ȳ‖² over the held-out items' collaborative vectors: the share of their "
+                   "variance each map (semantic → collaborative) explains; 0 = no better than the fitted items' mean.")
     with tabs[1]:
         show(charts.curve_chart(curves, "overlap", f"Overlap@{k} of mapped vs true neighbours",
                                 f"overlap@{k} (fraction, 0–1)", [("chance", float(chance), GREY, "dot")],

@@ -31,8 +31,9 @@ def controls(ctx: Ctx) -> tuple[str, int]:
     return metric, int(k)
 
 
-def headline_cards(info: dict[str, Any], hr: dict[str, Any], name: str) -> None:
-    """α and method chosen on validation, and the one headroom (against the best single view chosen on validation)."""
+def headline_cards(info: dict[str, Any], hr: dict[str, Any], name: str, ex: dict[str, Any] | None, K: int) -> None:
+    """α and method chosen on validation, the oracle's excess over the control floor, and the headroom
+    the fusion realises (against the best single view chosen on validation)."""
     m1, m2, m3 = st.columns(3)
     m1.metric("α chosen on validation", f"{info['alpha_valid']:.2f}",
               help=f"Best validation {info['metric'] or 'NDCG@K'}; α = weight of the semantic view")
@@ -40,10 +41,13 @@ def headline_cards(info: dict[str, Any], hr: dict[str, Any], name: str) -> None:
               help=f"{data.METHOD_LABELS.get(info['method'], info['method'])}: plain vs cold-aware blending, also "
                    "chosen on validation")
     h = hr["headroom"]
-    m3.metric(f"Headroom · {name}", "n/a" if not np.isfinite(h) else f"{h:.1%}",
-              help="Share of the oracle headroom realised on test: (M_fusion − M_best single) / (M_oracle − M_best "
-                   f"single), best single view = {hr['best_label']} (chosen on validation NDCG@K), oracle = per-user "
-                   "view selection")
+    if ex is not None:
+        word = "evidence" if ex["lo"] > 0 else "no evidence (interval includes 0)" if ex["hi"] >= 0 else "below the floor"
+        m3.metric(f"Oracle excess over the floor · NDCG@{K}", f"{ex['value']:+.3f}",
+                  help="Per-user-selection oracle gain of semantic + collaborative minus the same gain of the control "
+                       "pair (most-popular + collaborative); 95 % bootstrap interval over test users")
+        m3.caption(f"oracle gain {ex['gain']:.3f} vs floor {ex['control_gain']:.3f} → excess {ex['value']:+.3f} "
+                   f"[{ex['lo']:+.3f}, {ex['hi']:+.3f}]: {word}")
     st.caption(f"Test {name}: fusion {fmt(hr['fused'])}, best single view (chosen on validation) "
                f"{md_escape(hr['best_label'])} {fmt(hr['best_value'])}, per-user selection oracle {fmt(hr['oracle'])} "
                f"→ headroom realised {'n/a (no headroom)' if not np.isfinite(h) else format(h, '.1%')}.")
@@ -126,7 +130,7 @@ def render(ctx: Ctx) -> None:
         st.warning(f"The run's fusion table has no {name} curve.")
         return
     refs = data.fusion_references(ctx.key, metric, k)
-    headline_cards(info, data.fusion_headroom(ctx.key, metric, k), name)
+    headline_cards(info, data.fusion_headroom(ctx.key, metric, k), name, data.oracle_excess(ctx.key), ctx.K)
     union_caption(ctx)
     curves_section(curves, refs, info, metric, k)
     segments_section(curves, info, metric, k)

@@ -10,7 +10,10 @@ from app.charts import overview as charts
 from app.charts.style import show
 from app.data import overview as data
 from app.data.structure import structure_lines
-from app.state import Ctx, current_ctx, md_escape
+from app.data.regimes import sweep_for_run, sweep_stamp
+from app.jobs import sweep_progress
+from app.report import report_html
+from app.state import Ctx, current_ctx, md_escape, runs_root
 
 METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG"}
 
@@ -87,6 +90,39 @@ def overlap_cards(overlap: dict[str, float], k: int) -> None:
               help="E[m / (2k − m)] for unrelated neighbourhoods (hypergeometric m), ≈ k / (2(N − 1))")
 
 
+def verdict_section(ctx: Ctx, ds: dict) -> None:
+    """The verdict, the four headline tiles and the regime chart (:mod:`analysis.verdict`)."""
+    sweep = sweep_for_run(ctx.run.path, str(ds.get("name", "")), runs_root())
+    story = data.story(ctx.key, sweep, sweep_stamp(sweep) if sweep else 0)
+    with st.container(border=True):
+        st.markdown("**Verdict.** " + md_escape(" ".join(story["verdict"])))
+        if story["regimes"] is None:
+            sweep_pending_note()
+    for col, t in zip(st.columns(len(story["tiles"])), story["tiles"]):
+        col.metric(t["label"], f"{t['mean']:.3f}", help=f"test NDCG@{ctx.K} of `{t['system']}`, all evaluated users")
+        col.caption(f"NDCG@{ctx.K} · 95% CI {t['lo']:.3f} – {t['hi']:.3f}")
+    st.download_button("Download the report (one HTML file)", data=lambda: report_html(ctx.run.path, sweep),
+                       file_name=f"semcollab-{ctx.run.name}.html", mime="text/html", key="ov_report", on_click="ignore",
+                       help="The verdict, these charts (interactive), the key tables, the config and versions; "
+                            "opens without a network (also: semcollab report RUN --sweep DIR --out report.html)")
+    if story["regimes"] is not None:
+        show(charts.regime_headline(story["regimes"], ctx.K), key="ov_regimes", filename="complementarity_by_regime")
+        st.caption(f"From the sweep in {md_escape(sweep)} (the Regimes page has every column). Excess = oracle gain "
+                   "− control floor; it counts as evidence only where its interval excludes 0.")
+
+
+def sweep_pending_note() -> None:
+    """Where the regime story will come from: the background sweep's progress, or how to start one."""
+    p = sweep_progress(runs_root())
+    if p is not None and p.running:
+        st.progress(p.fraction, text=f"Computing the regime sweep in the background: {p.text}. "
+                    "The chart appears here when it is done (reload the page).")
+    elif p is not None and p.error:
+        st.caption(f"The background regime sweep failed: {md_escape(p.error)}. Start one on the Compute page.")
+    else:
+        st.caption("Start the regime sweep on the Compute page (or `make sweep`).")
+
+
 def render(ctx: Ctx) -> None:
     key, K, k = ctx.key, ctx.K, ctx.k
     ds = ctx.manifest.get("dataset", {}) or {}
@@ -94,10 +130,12 @@ def render(ctx: Ctx) -> None:
     st.caption(f"Run {md_escape(ctx.run.name)} · dataset {md_escape(ds.get('name', '?'))} · compared views: "
                f"{md_escape(ctx.sem)} (semantic) vs {md_escape(ctx.col)} (collaborative) · K={K}, k={k} · "
                f"{md_escape(ctx.segment_note())} · {md_escape(data.evaluation_note(ctx.manifest))}")
+    verdict_section(ctx, ds)
     head = data.headline(key, K, ctx.users_sel)
     if head.empty:
         st.warning(f"The run has no test metrics at K={K}.")
         return
+    st.subheader("Every system")
     cards(head, K, data.tuning_budgets(key))
     with st.expander("All headline systems with their intervals (chart)", expanded=False):
         c1, c2 = st.columns(2)

@@ -11,6 +11,7 @@ import streamlit as st
 from app.charts import regimes as charts
 from app.charts.style import show
 from app.data import regimes as data
+from app.jobs import sweep_progress
 from app.state import Ctx, current_ctx, discover_runs, md_escape, run_label, runs_root
 
 SWEEP_CMD = "semcollab sweep --dataset ml-100k --out runs/ml-100k-sweep"
@@ -31,6 +32,11 @@ def render(ctx: Ctx) -> None:
     choices = list(dict.fromkeys(([own] if own else []) + found))
     if not choices:
         root = str(runs_root()).replace("`", "'")
+        p = sweep_progress(runs_root())
+        if p is not None and p.running:
+            st.progress(p.fraction, text=f"Computing the default regime sweep in the background: {p.text}")
+            st.caption("This page fills in when it is done (reload the page).")
+            return
         st.info(f"No sweep found: neither the current run's folder nor any folder under `{root}` holds a "
                 "`sweep.parquet`.")
         st.markdown("Make one (ml-100k, regimes keep 100 / 50 / 20 / 10 % and 20 % cold items) with")

@@ -15,16 +15,21 @@ from app.state import Ctx, current_ctx, md_escape
 COUNTER = "users_random_counter"
 
 
-def pick_random(pool: tuple[int, ...], counter: int) -> int:
-    """The user drawn by the "random user" button: seeded by the click counter (deterministic)."""
-    rng = np.random.default_rng(counter)
+SESSION_SEED = "users_random_seed"
+
+
+def pick_random(pool: tuple[int, ...], counter: int, session_seed: int = 0) -> int:
+    """The user drawn by the "random user" button: seeded by the session's own seed and the click counter
+    (each browser session draws its own sequence; a given session and click always give the same user)."""
+    rng = np.random.default_rng([session_seed, counter])
     return int(pool[int(rng.integers(len(pool)))])
 
 
 def _random_user(pool: tuple[int, ...]) -> None:
     """Button callback: bump the counter and put the drawn user into the selectbox."""
     st.session_state[COUNTER] = int(st.session_state.get(COUNTER, 0)) + 1
-    st.session_state["users_user"] = pick_random(pool, st.session_state[COUNTER])
+    seed = st.session_state.setdefault(SESSION_SEED, int(np.random.SeedSequence().entropy % (1 << 63)))
+    st.session_state["users_user"] = pick_random(pool, st.session_state[COUNTER], seed)
 
 
 HIT_BG = "background-color: #D5EFE6"  # light Okabe-Ito bluish green
