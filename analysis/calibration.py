@@ -117,26 +117,19 @@ def _slots_sorted(x: np.ndarray, w: np.ndarray, cols: np.ndarray, o: np.ndarray)
     return out
 
 
-def _kth_largest(x: np.ndarray, k: int) -> np.ndarray:
-    """Per row, the k-th largest value (-inf where a row has fewer than k finite values)."""
-    m = x.shape[1]
-    return np.partition(x, m - k, axis=1)[:, m - k] if k <= m else np.full(len(x), -np.inf)
-
-
 def _slots_capped(x: np.ndarray, w: np.ndarray, cols: np.ndarray, o: np.ndarray, cap: int) -> np.ndarray:
-    """Slots of the cells ``o`` capped at ``cap`` (a slot of ``cap`` means "``cap`` or more"), exact for
-    each row's first ``cap`` single-view items in the view's order (those with a smaller slot).
+    """Slots of the cells ``o`` capped at ``cap``: exact below ``cap``, ``cap`` for "``cap`` or more".
 
-    A top-``cap`` fusion needs no more: an item with ``cap`` warm candidates above it, or after ``cap``
-    single-view items of its own view, falls off the list (:func:`merge_topk`). Only the few items
-    at or above both the ``cap``-th best warm score and the ``cap``-th best single-view score are
-    counted, against the row's top-``cap`` warm candidates (the whole row where a tie at that
-    threshold could hide one); every other item gets ``cap``.
+    A top-``cap`` fusion needs no more: an item with ``cap`` warm candidates above it falls off the list
+    (:func:`merge_topk`), and a capped item's calibrated score is bounded by the (cap+1)-th warm blend
+    (:meth:`analysis.fusion_model.GatedFusion.for_topk`). Only the items at or above the ``cap``-th best
+    warm score are counted, against the row's top-``cap`` warm candidates (the whole row where a tie at
+    that threshold could hide one); every other item gets ``cap``.
     """
     m = x.shape[1]
     out = np.where(o, cap, 0).astype(np.int64)
     xc_all = np.where(o, x[:, cols], -np.inf)
-    near = o & (xc_all >= _kth_largest(xc_all, cap)[:, None])
+    near = o.copy()
     if cap < m:
         xw = np.where(w, x, -np.inf)
         top = np.argpartition(xw, m - cap, axis=1)[:, m - cap :]
@@ -242,19 +235,29 @@ def merge_topk(warm: np.ndarray, items: np.ndarray, slots: np.ndarray, n_items: 
     return np.ascontiguousarray(out[:, :k])
 
 
-def calibrated_scores(blend: np.ndarray, s: Slots) -> np.ndarray:
+def best_first(blend: np.ndarray, depth: int | None = None) -> np.ndarray:
+    """Each row's values best first: all of them, or the first ``depth`` (a partition, then a small sort)."""
+    m = blend.shape[1]
+    if depth is None or depth >= m:
+        return -np.sort(-blend, axis=1)
+    return -np.sort(np.partition(-blend, depth - 1, axis=1)[:, :depth], axis=1)
+
+
+def calibrated_scores(blend: np.ndarray, s: Slots, depth: int | None = None) -> np.ndarray:
     """Scores of the single-view items as values (float64 (n, c) over ``s.cols``, NaN elsewhere), from
     the warm candidates' blended scores ``blend`` (n, m; -inf outside W).
 
     A slot-q item (q < |W|) sits just above the warm blend it copies (the (q+1)-th best), the
     items of one slot ordered among themselves; slot |W|: just below the lowest warm blend;
-    a user with no warm candidate keeps the items' own normalised scores.
+    a user with no warm candidate keeps the items' own normalised scores. ``depth``: only the
+    first ``depth`` blends of each row are ordered (enough for slots below ``depth``, e.g. slots
+    capped at K with depth K + 1; the capped items' values are then not theirs).
     """
     out = np.full(s.single.shape, np.nan)
     if s.key is None:
         return out
     rows = np.flatnonzero(s.single.any(1))
-    desc = -np.sort(-blend[rows], axis=1)  # each row's blended scores, best first (one sort per block)
+    desc = best_first(blend[rows], depth)  # each row's blended scores, best first (one sort per block)
     for r, best in zip(rows, desc):
         it = np.flatnonzero(s.single[r])
         nw = int(s.n_warm[r])

@@ -61,7 +61,7 @@ Whether the gated model wins is an empirical question; nothing here assumes it d
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -70,7 +70,7 @@ import scipy.sparse as sp
 
 from .backend import Backend, get_backend
 from .bootstrap import ci_rows, paired_rows
-from .calibration import calibrated_scores, single_view_slots
+from .calibration import best_first, calibrated_scores, single_view_slots
 from .errors import ConfigError, VectorError
 from .fusion import best_single, choose_fusion, fuse_topk, fusion_curve, fusion_methods, minmax_rows
 from .metrics import evaluate
@@ -150,6 +150,8 @@ class GatedFusion:
     #: ρ: single-view items' calibrated scores are multiplied by ρ (1: as cold-aware fusion;
     #: < 1 demotes them, as plain fusion's zero fill does; 0: after every warm item)
     cold_scale: float = 1.0
+    #: K when :meth:`score` only has to be exact for each row's top K (:meth:`for_topk`), else None
+    topk: int | None = None
 
     def __post_init__(self):
         n_s, n_c = len(self.sem.scorable), len(self.col.scorable)
@@ -164,9 +166,17 @@ class GatedFusion:
 
     def with_seen(self, seen: Seen | sp.spmatrix | None) -> "GatedFusion":
         """A copy that calibrates single-view items against the *unseen* warm items (as ``rank`` masks ``seen``)."""
-        return GatedFusion(self.sem, self.col, self.item_feats, self.user_feats, np.asarray(self.theta).copy(),
-                           self.name, list(self.feature_names), dict(self.params),
-                           as_seen(seen), self.cold_scale)
+        return replace(self, theta=np.asarray(self.theta).copy(), feature_names=list(self.feature_names),
+                       params=dict(self.params), seen=as_seen(seen))
+
+    def for_topk(self, k: int) -> "GatedFusion":
+        """A copy whose :meth:`score` is exact for each row's top ``k`` only, what ``rank(..., k)`` with the same
+        ``seen`` reads (deeper single-view items may score -inf): the slots are capped at ``k``
+        (:func:`analysis.calibration.single_view_slots`) and each row is certified: an item with ``k`` or more
+        warm candidates above it scores at most ρ·(b_k + n·ε) (b_k the row's (k+1)-th best warm blend, n its
+        single-view items, ε the spacing of its largest blend), so a row whose k-th best unseen score is above
+        that bound has the same top ``k`` without them; other rows are computed in full. Needs ``with_seen``."""
+        return replace(self, topk=int(k))
 
     def gate_logits(self, users: np.ndarray) -> np.ndarray:
         p = self.item_feats.shape[1]
@@ -198,12 +208,35 @@ class GatedFusion:
             cols = np.flatnonzero(only_a | only_b)
             s[:, cols] = np.where(seen[:, cols], s[:, cols], 0.0)
             return s
-        slots = single_view_slots(a, b, np.broadcast_to(self.sem_ok, (n, m)), np.broadcast_to(self.col_ok, (n, m)), seen)
+        fa, fb = np.broadcast_to(self.sem_ok, (n, m)), np.broadcast_to(self.col_ok, (n, m))
+        blend = np.where((self.sem_ok & self.col_ok)[None, :] & ~seen, s, -np.inf)
+        if self.topk is None or self.seen is None or self.topk >= m:
+            return self._calibrate(s, single_view_slots(a, b, fa, fb, seen), blend)
+        K = self.topk
+        slots = single_view_slots(a, b, fa, fb, seen, cap=K)
         if slots.key is None:
             return s
-        warm = (self.sem_ok & self.col_ok)[None, :] & ~seen
-        val = calibrated_scores(np.where(warm, s, -np.inf), slots)
+        self._calibrate(s, slots, blend, depth=K + 1, drop=slots.single & (slots.slot >= K))
+        top = best_first(blend, K + 1)
+        bk = top[np.arange(n), np.clip(np.minimum(K, slots.n_warm - 1), 0, None)]
+        eps = np.spacing(np.maximum(np.abs(top[:, 0]), np.abs(bk)))
+        bound = self.cold_scale * (bk + (slots.single.sum(1) + 1) * eps)
+        kth = np.partition(np.where(seen, -np.inf, s), m - K, axis=1)[:, m - K]
+        redo = np.flatnonzero(~(kth > bound) | (slots.n_warm <= K))
+        if len(redo):  # rows the cap cannot certify: every slot exact
+            r = self._calibrate(s[redo], single_view_slots(a[redo], b[redo], fa[redo], fb[redo], seen[redo]), blend[redo])
+            s[redo] = r
+        return s
+
+    def _calibrate(self, s: np.ndarray, slots, blend: np.ndarray, depth: int | None = None,
+                   drop: np.ndarray | None = None) -> np.ndarray:
+        """``s`` with its single-view items' calibrated scores × ρ (in place); ``drop`` (n, c) of them -inf."""
+        if slots.key is None:
+            return s
+        val = calibrated_scores(blend, slots, depth=depth)
         val = val * self.cold_scale if self.cold_scale != 1.0 else val
+        if drop is not None:
+            val = np.where(drop, -np.inf, val)
         s[:, slots.cols] = np.where(slots.single, val, s[:, slots.cols])
         return s
 
@@ -275,7 +308,7 @@ def _fit_gate(
     theta = torch.nn.Parameter(torch.from_numpy(np.asarray(model.theta, np.float64).copy()))
     log_tau = torch.nn.Parameter(torch.tensor(float(np.log(20.0)), dtype=torch.float64))
     opt = torch.optim.Adam([theta, log_tau], lr=lr)
-    probe = model.with_seen(split.seen_for("valid"))
+    probe = model.with_seen(split.seen_for("valid")).for_topk(K)
     es = EarlyStopping(patience, k=K)
     best = probe.theta.copy()
     es.step(0, validate(probe, split, K, users=stop_users))
@@ -363,7 +396,8 @@ def train_gated_fusion(
     if only_one:  # ρ for single-view items, on the validation users (like α for score fusion)
         for rho in cold_scales:
             model.cold_scale = float(rho)
-            cold_grid[float(rho)] = validate(model.with_seen(split.seen_for("valid")), split, K, users=users)[f"ndcg@{K}"]
+            probe = model.with_seen(split.seen_for("valid")).for_topk(K)
+            cold_grid[float(rho)] = validate(probe, split, K, users=users)[f"ndcg@{K}"]
         best = max(cold_grid.values())
         model.cold_scale = max(r for r, v in cold_grid.items() if v >= best - 1e-12)  # ties: the larger ρ
     model.params = {
@@ -494,7 +528,8 @@ def evaluate_fusion_models(
     model = gated or train_gated_fusion(sem_model, col_model, split, item_features, seed=seed, backend=be,
                                         **{"K": ev.K, **dict(gate_kw or {})})
     for part in ("valid", "test"):
-        ev.res[part]["complementarity_fusion"] = ev.per_user(ev.top(model.with_seen(split.seen_for(part)), part), part)
+        ranker = model.with_seen(split.seen_for(part)).for_topk(ev.K)  # exact for the K the lists hold
+        ev.res[part]["complementarity_fusion"] = ev.per_user(ev.top(ranker, part), part)
     timings["complementarity_fusion_s"] = time.perf_counter() - t
     t = time.perf_counter()
     out = ev.tables([*names, *FUSION_MODEL_SYSTEMS], n_boot, seed)

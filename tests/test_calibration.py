@@ -42,13 +42,14 @@ def test_counted_slots_equal_sorted_slots(monkeypatch, ties, n_single):
 @pytest.mark.parametrize("n_single", [3, 40, 200])
 @pytest.mark.parametrize("cap", [1, 5, 20, 400])
 def test_capped_slots_give_the_exact_top_k(ties, n_single, cap):
-    """Slots capped at K: exact wherever they are below K for a row's first K single-view items, the
-    others K; the merged top-K of a blend is then the one the exact slots give (ties included)."""
+    """Slots capped at K: exact wherever they are below K, the others K; the merged top-K of a blend is
+    then the one the exact slots give (ties included)."""
     rng = np.random.default_rng(n_single + 7 * cap + 100 * ties)
     a, b, fa, fb, seen = _block(rng, 60, 300, n_single, ties)
     exact = cal.single_view_slots(a, b, fa, fb, seen)
     capped = cal.single_view_slots(a, b, fa, fb, seen, cap=cap)
     np.testing.assert_array_equal(capped.single, exact.single)
+    np.testing.assert_array_equal(capped.slot, np.minimum(exact.slot, cap))
     first_exact = cal.first_singles(exact, cap)
     first_capped = cal.first_singles(capped, cap)
     fell = first_exact[1] >= cap  # items whose exact slot is cap or more fall off a top-cap list
@@ -59,3 +60,12 @@ def test_capped_slots_give_the_exact_top_k(ties, n_single, cap):
     warm = np.full((60, cap), -1)
     warm[:, : order.shape[1]] = np.where(np.isfinite(np.take_along_axis(warm_blend, order, 1)), order, -1)
     np.testing.assert_array_equal(cal.merge_topk(warm, *first_capped, 300), cal.merge_topk(warm, *first_exact, 300))
+
+
+def test_best_first_partial_equals_the_full_sort():
+    rng = np.random.default_rng(3)
+    x = np.where(rng.random((30, 200)) < 0.3, -np.inf, rng.integers(0, 9, (30, 200)) / 8)
+    full = cal.best_first(x)
+    assert (full[:, :-1] >= full[:, 1:]).all()
+    for depth in (1, 5, 21, 199, 200, 300):
+        np.testing.assert_array_equal(cal.best_first(x, depth), full[:, :depth])

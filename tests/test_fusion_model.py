@@ -261,3 +261,45 @@ def test_given_per_user_metrics_and_fusion_are_reused_not_recomputed(sparse, mon
     reused = evaluate_fusion_models(sem, col, s, ks=(10, 20), n_boot=100, gated=gated, given=given)
     pd.testing.assert_frame_equal(reused["table"], own["table"])
     assert ranked == [gated.name] * 2  # valid and test: the views and the fusion were not ranked again
+
+
+@pytest.mark.parametrize("rho", [1.0, 0.6, 0.25, 1e-3])
+@pytest.mark.parametrize("k", [1, 10, 20])
+def test_topk_scores_give_exactly_the_full_calibrations_lists(sparse, rho, k):
+    """for_topk(K): slots capped at K, certified rows drop the deep single-view items, the others are
+    computed in full; every top-K list equals the one of the full calibration (ties by index included)."""
+    s, sem, col = sparse["split"], sparse["sem"], sparse["col"]
+    Fi, Fu, _ = gate_features(s, None, warm=col.scorable)
+    users = np.arange(s.n_users)
+    seen = s.seen_for("test")
+    m = GatedFusion(sem, col, Fi, Fu, np.array([0.2, 0.5, -0.3, 0.1])).with_seen(seen)
+    m.cold_scale = rho
+    full = rank(m, users, seen, k)
+    fast_model = m.for_topk(k)
+    np.testing.assert_array_equal(rank(fast_model, users, seen, k), full)
+    cold = np.flatnonzero(~np.asarray(col.scorable))
+    a, b = m.score(users[:200])[:, cold], fast_model.score(users[:200])[:, cold]
+    dropped = np.isfinite(a) & np.isneginf(b)
+    assert dropped.sum() > 1000  # the fast path did drop deep cold items (it is not always the full one)
+    kept = np.isfinite(b)
+    np.testing.assert_array_equal(a[kept], b[kept])  # what it keeps is the full calibration's value
+
+
+def test_topk_scores_with_ties_in_the_blend(sparse):
+    """Coarse (tied) view scores: rows where a tie could hide a deep item are computed in full."""
+    s, sem, col = sparse["split"], sparse["sem"], sparse["col"]
+    Fi, Fu, _ = gate_features(s, None, warm=col.scorable)
+
+    class Rounded:
+        def __init__(self, m):
+            self.m, self.scorable, self.name = m, m.scorable, m.name
+
+        def score(self, users):
+            return np.round(self.m.score(users), 1)
+
+    seen = s.seen_for("test")
+    users = np.arange(s.n_users)
+    m = GatedFusion(Rounded(sem), Rounded(col), Fi, Fu, np.array([0.0, 0.0, 0.0, 0.0])).with_seen(seen)
+    for rho in (1.0, 0.5):
+        m.cold_scale = rho
+        np.testing.assert_array_equal(rank(m.for_topk(20), users, seen, 20), rank(m, users, seen, 20))
