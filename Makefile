@@ -10,7 +10,7 @@ RUN ?= $(DEFAULT_RUN)
 PORT ?= 8501
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 
-.PHONY: app run run-synthetic fetch test test-fast bench bench-scale gpu-check sweep clean warm chromium
+.PHONY: app run run-synthetic fetch test test-fast bench bench-ui bench-scale gpu-check sweep clean warm chromium
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "need $(PY) (Python 3.11)"; exit 1; }
@@ -60,6 +60,12 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py
+	$(MAKE) --no-print-directory bench-ui
+
+# The dashboard in a real browser over runs/ml-100k: page loads, navigation, interactions, server CPU per view.
+bench-ui: $(STAMP) chromium
+	@[ -f $(RUN)/manifest.json ] || $(MAKE) --no-print-directory run
+	$(BIN)/python benchmarks/bench_ui.py
 
 # Complete synthetic runs at tiers S and M (TIERS="S M L" adds the 1M x 100k tier, over an hour):
 # benchmarks/scale.md

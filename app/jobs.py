@@ -660,6 +660,15 @@ def start_sweep(root: Path, name: str = DEFAULT_SWEEP[0], dataset: str = DEFAULT
     return True
 
 
+def sweep_estimate(run: Path, n_regimes: int = 5) -> float | None:
+    """Seconds a sweep of ``n_regimes`` regimes should take: that many times the given run's own recorded time
+    (its manifest's stage timings), or None without a readable run."""
+    m = read_manifest(Path(run))
+    t = (m or {}).get("timings") or {}
+    total = sum(float(v) for v in t.values() if isinstance(v, (int, float)))
+    return n_regimes * total if total > 0 else None
+
+
 @dataclass
 class SweepProgress:
     """Where a background sweep stands: ``fraction`` of its regimes done (the running one by its stages)."""

@@ -312,7 +312,9 @@ def test_maps_search_highlights_and_zooms_and_escapes_titles(app_test, app_run):
     assert_clean(at)
     idx = int(app_run.items.set_index("item_id").loc[APP_HTML_ITEM, "item_idx"])
     assert not app_run.items.loc[idx, "cold"]  # the HTML-titled item has a place in both maps
-    at.selectbox(key="maps_pick::script").set_value(idx).run()
+    # a single match jumps straight to the item: no picker
+    assert not [sb for sb in at.selectbox if sb.key == "maps_pick::script"]
+    assert at.session_state["maps_focus"] == idx
     for key in ("maps_sem", "maps_col"):
         fig = figure(at, key)
         spec = json.dumps(fig)
@@ -320,6 +322,10 @@ def test_maps_search_highlights_and_zooms_and_escapes_titles(app_test, app_run):
         star = [t for t in fig["data"] if t["name"] == "found item"]
         assert len(star) == 1 and int(arr(star[0]["customdata"])[0][0]) == idx, key
         assert len(fig["layout"]["xaxis"]["range"]) == 2
+        label = [a["text"] for a in fig["layout"]["annotations"]]  # the found item is labelled, escaped
+        assert any(t.startswith("&lt;script&gt;") for t in label), label
+    links = [p for p in at.get("page_link") if p.proto.label == "Open in Items"]
+    assert len(links) == 1 and f"item={APP_HTML_ITEM}" in links[0].proto.query_string
 
 
 def test_maps_colour_by_hit_type_and_disagreement_range(app_test, app_run):

@@ -221,7 +221,12 @@ def test_users_page_fused_list_follows_the_slider(app_test, app_run):
     # hits are marked: the "hit" column flags exactly the user's test items
     test_items = set(run.table("interactions").query("user_idx == @user and part == 'test'")["item_idx"])
     df = list_table(at, "fusion")
-    assert [h == "✓" for h in df["hit"]] == [i in test_items for i in lists[0.1]]
+    assert [h.startswith("✓") for h in df["hit"]] == [i in test_items for i in lists[0.1]]
+    # ... with who finds each hit: the compared views' saved lists
+    sem, col = set(saved(run, user, "semantic", K)), set(saved(run, user, "collab", K))
+    want = [("shared" if i in sem and i in col else "semantic-only" if i in sem else "collaborative-only" if i in col
+             else "fusion-only") for i in lists[0.1] if i in test_items]
+    assert [h.split(" ", 1)[1] for h in df["hit"] if h] == want
     # another user, picked in the selectbox
     other = int(run.users["user_idx"].iloc[7])
     at.selectbox(key="users_user").set_value(other).run()

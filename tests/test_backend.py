@@ -134,3 +134,17 @@ def test_device_topk_matches_the_reference_with_ties(dtype, k):
         want = np.full((40, k), -1, np.int32)
         want[:, : ref_i.shape[1]] = np.where(np.isfinite(ref_v), ref_i, -1)
         np.testing.assert_array_equal(got, want)
+
+
+def test_ranking_device_resolution(monkeypatch):
+    """--device: the host's fused path on a CPU, the torch device path on CUDA (asked for, or found by auto)."""
+    import torch
+
+    from analysis.backend import ranking_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert ranking_device("cpu") is None and ranking_device("auto") is None and ranking_device(None) is None
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        ranking_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert ranking_device("auto") == "cuda" and ranking_device("cuda") == "cuda" and ranking_device("cpu") is None

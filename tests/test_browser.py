@@ -196,3 +196,49 @@ def test_page_screenshots(app_browser, app_server, path, name, text):
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
     assert Path(SHOTS / f"{name}.png").stat().st_size > 10_000
     page.close()
+
+
+def test_deep_links_and_the_engineers_path(app_browser, app_server, app_umap_run):
+    """/overview is a deep link; Maps (a found item) -> Open in Items -> a test user's row -> that user on the
+    Users page, where α moves the fused list."""
+    from app.data.common import RunKey
+    from app.data.items import item_hit_users
+
+    page = _new_page(app_browser)
+    page.goto(f"{app_server}/overview")
+    page.get_by_role("heading", name="Overview").first.wait_for(timeout=TIMEOUT)
+    _settle(page)
+    assert page.get_by_text("Page not found").count() == 0
+    key, K = RunKey.of(app_umap_run.path), app_umap_run.manifest["K"]
+    items = app_umap_run.items.set_index("item_idx")
+    hit = next(int(i) for i in items.index[~items["cold"]] if len(item_hit_users(key, int(i), K)))
+    item_id, title = str(items.loc[hit, "item_id"]), str(items.loc[hit, "title"])
+    page.goto(f"{app_server}/maps?item={item_id}")
+    page.get_by_text("Found item:").first.wait_for(timeout=TIMEOUT)
+    _settle(page)
+    page.get_by_role("link", name="Open in Items").click()
+    page.wait_for_url(lambda u: "/items?" in u and f"item={item_id}" in u, timeout=TIMEOUT)
+    page.get_by_role("heading", name=title).first.wait_for(timeout=TIMEOUT)
+    _settle(page)
+    users = item_hit_users(key, hit, K)
+    grid = page.locator("[data-testid='stDataFrame']").last  # the test users the item was a hit for
+    grid.scroll_into_view_if_needed()
+    bb = grid.bounding_box()
+    page.mouse.click(bb["x"] + 14, bb["y"] + 35 + 17)  # first data row
+    uid = str(users["user_id"].iloc[0])
+    link = page.get_by_role("link", name=f"Open user {uid} on Users")
+    link.wait_for(timeout=TIMEOUT)
+    link.click()
+    page.wait_for_url(lambda u: "/users?" in u and f"user={uid}" in u, timeout=TIMEOUT)
+    page.get_by_text(f"User {uid}:").first.wait_for(timeout=TIMEOUT)
+    _settle(page)
+    box = page.locator("[data-testid='stSlider']", has_text="Fusion weight α")
+    slider = box.get_by_role("slider").first
+    before = float(box.locator("[data-testid='stSliderThumbValue']").first.inner_text())
+    slider.focus()
+    page.keyboard.press("ArrowLeft" if before >= 0.95 else "ArrowRight")
+    want = before - 0.05 if before >= 0.95 else before + 0.05
+    page.get_by_text(f"Fusion at α = {want:.2f}").first.wait_for(timeout=TIMEOUT)  # the fused list follows α
+    _settle(page)
+    assert page.locator("[data-testid='stException']").count() == 0 and page.dialogs == []
+    page.close()

@@ -139,3 +139,18 @@ def test_overview_opens_with_the_verdict_tiles_and_regime_chart(app_test, app_en
         assert any("Complementarity by regime" in str(c.proto.spec) for c in at.get("plotly_chart"))
     finally:  # the runs folder is shared by the session's app tests
         shutil.rmtree(sweep)
+
+
+def test_sweep_estimate_is_five_times_the_runs_own_time(app_run_path, app_run):
+    from app import jobs
+
+    total = sum(app_run.manifest["timings"].values())
+    assert jobs.sweep_estimate(app_run_path) == pytest.approx(5 * total)
+    assert jobs.sweep_estimate(app_run_path.parent / "no-such-run") is None
+
+
+def test_compute_page_offers_the_sweep_with_its_estimate(app_test, app_env):
+    at = app_test("views/compute.py")
+    assert not at.exception
+    assert [b for b in at.button if b.key == "compute_sweep"]
+    assert any("The ml-100k regimes" in c.value for c in at.caption)

@@ -44,13 +44,31 @@ def _category_traces(fig: go.Figure, d: pd.DataFrame, x: str, y: str, color: str
         fig.add_trace(tr)
 
 
+#: colour columns drawn on a quantile scale (most items share a few high values: a linear scale is one colour)
+QUANTILE_COLORS = {"disagreement"}
+
+
+def _quantile_colors(vals: pd.Series) -> tuple[np.ndarray, dict]:
+    """Each value's quantile (mean rank / n, ties shared) and a colour bar labelled with the values at
+    the 0, 25, 50, 75 and 100 % quantiles."""
+    q = vals.rank(pct=True, method="average").to_numpy(float)
+    ticks = [0.0, 0.25, 0.5, 0.75, 1.0]
+    at = np.nanquantile(vals.to_numpy(float), ticks) if vals.notna().any() else np.full(5, np.nan)
+    return q, {"tickvals": ticks, "ticktext": [f"{v:.2f}" for v in at]}
+
+
 def _value_trace(fig: go.Figure, d: pd.DataFrame, x: str, y: str, color: str, color_label: str, log_color: bool,
                  marker: dict) -> None:
     vals = d[color].astype(float)
-    title = ("log10(1 + " + color_label + ")") if log_color else color_label
+    bar: dict = {"thickness": 12, "len": 0.75}
+    if color in QUANTILE_COLORS:
+        c, ticks = _quantile_colors(vals)
+        bar.update(ticks, title={"text": f"{color_label} (quantile scale)"})
+    else:
+        c = np.log10(1 + vals.clip(lower=0)) if log_color else vals
+        bar["title"] = {"text": ("log10(1 + " + color_label + ")") if log_color else color_label}
     fig.add_trace(_points(d, x, y, f"items ({len(d):,})", color_label, vals.round(4), {
-        **marker, "color": np.log10(1 + vals.clip(lower=0)) if log_color else vals, "colorscale": SEQUENTIAL,
-        "colorbar": {"title": {"text": title}, "thickness": 12, "len": 0.75}, "showscale": True}))
+        **marker, "color": c, "colorscale": SEQUENTIAL, "colorbar": bar, "showscale": True}))
 
 
 def _focus(fig: go.Figure, d: pd.DataFrame, x: str, y: str, color: str, color_label: str, focus: int) -> None:
@@ -61,10 +79,16 @@ def _focus(fig: go.Figure, d: pd.DataFrame, x: str, y: str, color: str, color_la
     fig.add_trace(_points(f, x, y, "found item", color_label, f[color] if color in f else f["item_idx"],
                           {"symbol": "star", "size": 20, "color": FOCUS_COLOR, "line": {"color": "#000000", "width": 1.5}}))
     fx, fy = float(f[x].iloc[0]), float(f[y].iloc[0])
+    fig.add_annotation(x=fx, y=fy, text=safe_label(str(f["title"].iloc[0])[:60]), showarrow=True, arrowhead=0, ax=0,
+                       ay=-28, font={"size": 12, "color": "#000000"}, bgcolor="rgba(255,255,255,0.85)")
     sx = (d[x].max() - d[x].min()) * 0.12 or 1.0
     sy = (d[y].max() - d[y].min()) * 0.12 or 1.0
     fig.update_xaxes(range=[fx - sx, fx + sx])
     fig.update_yaxes(range=[fy - sy, fy + sy])
+
+
+#: legend entries per row under a map (150 px each in a half-page column) and the height of a row
+LEGEND_PER_ROW, LEGEND_ROW_PX = 4, 24
 
 
 def item_map(df: pd.DataFrame, x: str, y: str, view: str, color: str, color_label: str, categorical: bool,
@@ -94,8 +118,12 @@ def item_map(df: pd.DataFrame, x: str, y: str, view: str, color: str, color_labe
           color_label, height=height)
     # no dragmode / clickmode here: Streamlit then starts in "pan" with click-to-select, and the
     # toolbar's box / lasso buttons switch to area selection
-    fig.update_layout(legend={"orientation": "h", "y": -0.16, "itemsizing": "constant", "entrywidth": 150,
-                              "entrywidthmode": "pixels", "title": {"text": safe_label(color_label), "side": "top"}})
+    # a long categorical legend (e.g. genres) below the plot grows the figure, never squashes the plot area
+    rows = -(-len(fig.data) // LEGEND_PER_ROW) if categorical else 0
+    fig.update_layout(height=height + LEGEND_ROW_PX * rows, margin={"b": 70 + LEGEND_ROW_PX * rows},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.14, "itemsizing": "constant",
+                              "entrywidth": 150, "entrywidthmode": "pixels",
+                              "title": {"text": safe_label(color_label), "side": "top"}})
     return fig
 
 

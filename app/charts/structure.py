@@ -56,7 +56,8 @@ def ajive_chart(t: pd.DataFrame) -> go.Figure:
     style(fig, "AJIVE joint rank", "direction of the stacked score bases (1 = strongest)",
           "σ² = 1 + cos(principal angle) (0–2)", "", height=420,
           subtitle="directions above both bounds are shared by the two views")
-    fig.update_yaxes(range=[min(0.9, float(t["sigma2"].min()) - 0.05), 2.02])
+    bounds = [float(t[c].iloc[0]) for c in ("wedin_bound", "random_bound")]
+    fig.update_yaxes(range=[min(0.9, float(t["sigma2"].min()) - 0.05, *(b - 0.05 for b in bounds)), 2.02])
     fig.update_layout(legend={"orientation": "h", "y": -0.25})
     return fig
 

@@ -38,8 +38,10 @@ def sweep_table(folder: str, stamp: int = 0) -> pd.DataFrame:
     return read_sweep(folder)
 
 
-def _sweep_dataset(folder: str) -> str | None:
-    """The dataset name of a sweep (from its first regime run's manifest), or None when unreadable."""
+@st.cache_data(show_spinner=False, max_entries=64)
+def _sweep_dataset(folder: str, stamp: int = 0) -> str | None:
+    """The dataset name of a sweep (from its first regime run's manifest), or None when unreadable.
+    ``stamp`` (:func:`sweep_stamp`) only keys the cache."""
     try:
         path = pd.read_parquet(Path(folder) / "sweep.parquet", columns=["path"])["path"].iloc[0]
         return json.loads((Path(path) / "manifest.json").read_text())["dataset"]["name"]
@@ -53,5 +55,5 @@ def sweep_for_run(run_path: str | Path, dataset: str, root: str | Path) -> str |
     own = sweep_folder_of(run_path)
     if own:
         return own
-    same = [f for f in sweep_folders(root) if _sweep_dataset(f) == dataset]
+    same = [f for f in sweep_folders(root) if _sweep_dataset(f, sweep_stamp(f)) == dataset]
     return max(same, key=sweep_stamp) if same else None

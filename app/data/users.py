@@ -26,6 +26,18 @@ def fused_list(key: RunKey, user_idx: int, alpha: float, K: int, cold_aware: boo
     return rq.fused_list(recommenders(key), int(user_idx), float(alpha), int(K), bool(cold_aware))
 
 
+#: the α grid of a user's hits-vs-α sparkline
+SPARK_ALPHAS = tuple(np.round(np.linspace(0, 1, 11), 2))
+
+
+@cached(max_entries=256)
+def hits_by_alpha(key: RunKey, user_idx: int, K: int, cold_aware: bool) -> pd.DataFrame:
+    """alpha, hits: the user's test hits in the top-K fused list at each α of :data:`SPARK_ALPHAS`."""
+    test = user_history(key, user_idx)["test"]["item_idx"].to_numpy()
+    hits = [int(np.isin(fused_list(key, user_idx, float(a), K, cold_aware), test).sum()) for a in SPARK_ALPHAS]
+    return pd.DataFrame({"alpha": SPARK_ALPHAS, "hits": hits})
+
+
 @cached(max_entries=8)
 def unique_hit_users(key: RunKey) -> np.ndarray:
     """user_idx of the users with a semantic-only or collaborative-only test hit at the run's K (sorted)."""

@@ -259,7 +259,34 @@ def render(ctx: Ctx | None) -> None:
     started = st.button("Start the run", key="compute_start", type="primary")
     if started and _launch(source, name, force, {**spec_fields, **opts}, root):
         st.rerun()
+    sweep_section(root)
     job_list(root)
+
+
+def sweep_section(root: Path) -> None:
+    """Start the default regime sweep in the background (with a time estimate), or show its progress."""
+    st.subheader("Run a sweep")
+    name, dataset = jobs.DEFAULT_SWEEP
+    out = root / name
+    p = jobs.sweep_progress(root)
+    if p is not None and p.running:
+        st.progress(p.fraction, text=f"Regime sweep {code(out)}: {p.text}")
+        return
+    if (out / "sweep.parquet").is_file():
+        st.caption(f"The default regime sweep is in {code(out)}: see the Overview and Regimes pages.")
+        return
+    est = jobs.sweep_estimate(root / dataset)
+    st.caption(f"The {dataset} regimes (100 / 50 / 20 / 10 % of the training data kept, 20 % of the items cold) as "
+               f"five runs into {code(out)}, in the background"
+               + (f": about {est / 60:.0f} min on this machine (five times the {dataset} run's own time)." if est else ".")
+               + " The Overview and Regimes pages tell the regime story when it is done.")
+    if st.button("Run the regime sweep", key="compute_sweep"):
+        try:
+            jobs.start_sweep(root, name, dataset)
+        except SemcollabError as exc:
+            st.error(md_escape(str(exc)))
+            return
+        st.rerun()
 
 
 render(st.session_state.get(CTX_KEY))  # works before any run exists

@@ -24,10 +24,26 @@ KIND_LABELS = {"shared": "Shared neighbours", "semantic-only": "Semantic-only ne
                "collaborative-only": "Collaborative-only neighbours"}
 
 
+HISTORY = "items_history"
+
+
 def set_item(item_idx: int, item_id: str) -> None:
-    """Make ``item_idx`` the drill-down item (session state + URL)."""
+    """Make ``item_idx`` the drill-down item (session state + URL), remembering the previous one for "back"."""
+    prev = st.session_state.get(ITEM_KEY)
+    if prev is not None and int(prev) != int(item_idx):
+        st.session_state[HISTORY] = (st.session_state.get(HISTORY) or [])[-49:] + [int(prev)]
     st.session_state[ITEM_KEY] = int(item_idx)
     st.query_params[QP] = str(item_id)
+
+
+def _back(ctx: Ctx) -> None:
+    """Button callback: return to the previous drill-down item."""
+    hist = st.session_state.get(HISTORY) or []
+    if hist:
+        idx = hist.pop()
+        st.session_state[ITEM_KEY] = idx
+        st.query_params[QP] = str(_ids(ctx).loc[idx])
+        st.session_state[HISTORY] = hist
 
 
 def _ids(ctx: Ctx) -> pd.Series:
@@ -70,8 +86,17 @@ def render(ctx: Ctx) -> None:
     st.caption(f"Items ranked by disagreement@{k} = 1 − overlap of their {k} nearest neighbours in the two views. "
                f"Click a row to drill down. {md_escape(ctx.segment_note())}.")
     all_genres = sorted(set(run_genres(ctx.key)["genre"]))
-    genres = st.multiselect("Genre", all_genres, key="items_genres", placeholder="all genres")
+    c1, c2 = st.columns(2)
+    genres = c1.multiselect("Genre", all_genres, key="items_genres", placeholder="all genres")
+    query = c2.text_input("Find an item (title or id)", key="items_query", placeholder="e.g. a word of the title")
     ranked = data.ranked_items(ctx.key, K, k, ctx.users_sel, ctx.pop_buckets, tuple(genres))
+    if query.strip():
+        hit = ranked["title"].astype(str).str.contains(query.strip(), case=False, regex=False) | (
+            ranked["item_id"].astype(str) == query.strip())
+        ranked = ranked[hit.to_numpy()]
+        if len(ranked) == 1 and st.session_state.get("items_query_done") != query.strip():
+            st.session_state["items_query_done"] = query.strip()  # one match: open it (once per query)
+            set_item(int(ranked["item_idx"].iloc[0]), str(ranked["item_id"].iloc[0]))
     cols = ["item_id", "title", "popularity", "pop_bucket", "genres", "overlap", "disagreement", "procrustes_cos",
             "hit_type", "n_test"]
     shown = ranked[[c for c in cols if c in ranked.columns]]
@@ -88,6 +113,9 @@ def render(ctx: Ctx) -> None:
     df = item_frame(ctx.key, K, k, ctx.users_sel)
     row = df[df["item_idx"] == item].iloc[0]
     set_item(item, row["item_id"])
+    pos = np.flatnonzero(ranked["item_idx"].to_numpy() == item)
+    st.caption(f"Drilled down: {md_escape(row['title'])} — " + (f"row {int(pos[0]) + 1:,} of this table."
+                                                                 if len(pos) else "not in this table's filter."))
     drill_down(ctx, row)
 
 
@@ -113,6 +141,13 @@ def structure_facts(row: pd.Series) -> None:
 def drill_down(ctx: Ctx, row: pd.Series) -> None:
     k, K = ctx.k, ctx.K
     st.divider()
+    b1, b2, b3 = st.columns([1, 1, 4])
+    hist = st.session_state.get(HISTORY) or []
+    b1.button("← Back", key="items_back", on_click=_back, args=(ctx,), disabled=not hist,
+              help="the item you came from" + (f": {ctx.run.items.set_index('item_idx').loc[hist[-1], 'title']}"
+                                               if hist else ""))
+    b2.page_link("views/maps.py", label="Show on Maps", icon=":material/scatter_plot:",
+                 query_params={"item": str(row["item_id"])})
     st.subheader(md_escape(row["title"]))
     facts = [f"id {md_escape(row['item_id'])}", f"popularity {int(row['popularity']):,} ({md_escape(row['pop_bucket'])})",
              f"genres {md_escape(row['genres'] or '—')}"]
@@ -189,7 +224,15 @@ def hit_users_section(ctx: Ctx, item: int) -> None:
     shown = users.drop(columns=["user_idx"])
     for c in shown.columns[3:]:  # one column per system: the rank at which it recommended the item
         shown[c] = shown[c].map(lambda v: "" if pd.isna(v) else f"#{int(v)}")
-    st.dataframe(shown, hide_index=True, width="stretch", key="items_users")
+    event = st.dataframe(shown, hide_index=True, width="stretch", key="items_users", on_select="rerun",
+                         selection_mode="single-row")
+    rows = (event.get("selection") or {}).get("rows") or [] if event else []
+    if rows:
+        uid = str(users["user_id"].iloc[rows[0]])
+        st.page_link("views/users.py", label=f"Open user {md_escape(uid)} on Users", icon=":material/person:",
+                     query_params={"user": uid})
+    else:
+        st.caption("Click a user's row to open that user on the Users page.")
 
 
 render(current_ctx())

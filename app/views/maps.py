@@ -22,6 +22,8 @@ from app.state import Ctx, current_ctx, md_escape
 #: above this many items the maps draw a stratified sample (``$SEMCOLLAB_MAX_MAP_POINTS`` overrides)
 MAX_POINTS = int(os.environ.get("SEMCOLLAB_MAX_MAP_POINTS") or data.MAX_POINTS)
 SEL, SRC, FOCUS = "maps_sel", "maps_sel_src", "maps_focus"
+#: (query, item) last jumped to from a single search match (so a later click elsewhere is not undone)
+SINGLE = "maps_single_match"
 MAP_KEYS = {"semantic": "maps_sem", "collaborative": "maps_col"}
 _SKIP = {"item_idx", "item_id", "title", "description", "text", "label", "genres", "sem_x", "sem_y", "col_x", "col_y",
          "hit_type", "primary_genre", "pop_bucket", "cold", "disagreement", "popularity"}
@@ -78,9 +80,17 @@ def controls(df: pd.DataFrame, opts: dict) -> str:
         pick_key = f"maps_pick::{query.strip()}"
         titles = dict(zip(matches["item_idx"].astype(int), matches["title"].astype(str)))
         ids = dict(zip(matches["item_idx"].astype(int), matches["item_id"].astype(str)))
-        c3.selectbox(f"{len(matches)} match(es){' (first 50)' if len(matches) == 50 else ''}", list(titles),
-                     index=None, key=pick_key, placeholder="pick one to jump to it",
-                     format_func=lambda i: f"{titles[i]} — {ids[i]}", on_change=_set_focus, args=(pick_key,))
+        if len(matches) == 1:  # one match: straight to it
+            only = int(matches["item_idx"].iloc[0])
+            if st.session_state.get(SINGLE) != (query.strip(), only):
+                st.session_state[SINGLE], st.session_state[FOCUS] = (query.strip(), only), only
+            c3.caption(f"1 match: {md_escape(titles[only])} — {md_escape(ids[only])}")
+        elif len(matches):
+            c3.selectbox(f"{len(matches)} match(es){' (first 50)' if len(matches) == 50 else ''}", list(titles),
+                         index=None, key=pick_key, placeholder="pick one to jump to it",
+                         format_func=lambda i: f"{titles[i]} — {ids[i]}", on_change=_set_focus, args=(pick_key,))
+        else:
+            c3.caption("no match")
     c4.button("Clear", key="maps_clear", on_click=_clear, help="Clear the selection and the found item")
     return color_label
 
@@ -153,7 +163,11 @@ def draw_maps(df: pd.DataFrame, plot_df: pd.DataFrame, option: tuple, color_labe
             show(fig, key=MAP_KEYS[view], filename=f"{view}_map", on_select=_selection_callback(view))
     if focus is not None and focus in set(df["item_idx"]):
         f = df[df["item_idx"] == focus].iloc[0]
-        st.caption(f"Found item: {md_escape(f['title'])} ({md_escape(f['item_id'])}) — starred and zoomed in both maps.")
+        c1, c2 = st.columns([4, 1], vertical_alignment="center")
+        c1.caption(f"Found item: {md_escape(f['title'])} ({md_escape(f['item_id'])}) — starred, labelled and zoomed in "
+                   "both maps.")
+        c2.page_link("views/items.py", label="Open in Items", icon=":material/open_in_new:",
+                     query_params={"item": str(f["item_id"])})
 
 
 def selection_table(ctx: Ctx, df: pd.DataFrame, selected: list[int]) -> None:
@@ -169,6 +183,9 @@ def selection_table(ctx: Ctx, df: pd.DataFrame, selected: list[int]) -> None:
     table = table[[c for c in cols if c in table.columns]].sort_values("disagreement", ascending=False)
     st.caption(f"{len(table):,} item(s) selected in the {md_escape(src)} map; overlap / disagreement at k={k}, "
                f"hits at K={K}.")
+    top = table.iloc[0]  # the most disagreeing selected item
+    st.page_link("views/items.py", label=f"Open {md_escape(str(top['title']))} in Items (the most disagreeing selected item)",
+                 icon=":material/open_in_new:", query_params={"item": str(top["item_id"])})
     st.dataframe(table, hide_index=True, width="stretch", key="maps_table",
                  column_config={"overlap": st.column_config.NumberColumn(f"overlap@{k}", format="%.2f"),
                                 "disagreement": st.column_config.NumberColumn(f"disagreement@{k}", format="%.2f")})
@@ -185,6 +202,12 @@ def render(ctx: Ctx) -> None:
     df = data.item_frame(ctx.key, ctx.K, ctx.k, ctx.users_sel)
     st.session_state.setdefault(SEL, [])
     st.session_state.setdefault(FOCUS, None)
+    wanted = st.query_params.get("item")  # a link from another page (?item=<item_id>): found once
+    if wanted is not None and st.session_state.get("maps_linked") != wanted:
+        st.session_state["maps_linked"] = wanted
+        match = df.loc[df["item_id"].astype(str) == wanted, "item_idx"]
+        if len(match):
+            st.session_state[FOCUS] = int(match.iloc[0])
     opts = color_options(df, ctx.k, ctx.K)
     color_label = controls(df, opts)
     visible = visible_items(ctx, df)

@@ -76,7 +76,7 @@ def similarity_section(sim: pd.DataFrame) -> None:
     st.dataframe(table.rename(columns={"variant_label": "variant", "raw": "value", "null_mean": "null mean",
                                        "null_lo": "null 2.5 %", "null_hi": "null 97.5 %", "p_value": "p-value",
                                        "n_items": "items", "n_perm": "shuffles"}),
-                 hide_index=True, width="stretch", key="structure_similarity",
+                 hide_index=True, width="stretch", key="structure_similarity", height=38 + 35 * len(table),
                  column_config={c: st.column_config.NumberColumn(format="%.4f")
                                 for c in ("value", "null mean", "null 2.5 %", "null 97.5 %", "p-value")})
     st.caption("CKA: 0 = unrelated, 1 = identical up to rotation and scale; Procrustes distance: 0 = identical up to "

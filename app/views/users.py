@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app.charts import users as charts
+from app.charts.style import show
 from app.data import users as data
 from app.data.fusion import METHOD_LABELS, fusion_info
 from app.state import Ctx, current_ctx, md_escape
@@ -32,16 +34,30 @@ def _random_user(pool: tuple[int, ...]) -> None:
     st.session_state["users_user"] = pick_random(pool, st.session_state[COUNTER], seed)
 
 
-HIT_BG = "background-color: #D5EFE6"  # light Okabe-Ito bluish green
+#: background of a hit row by who finds it (light tints of the dashboard's colours: shared = reddish purple,
+#: semantic-only = blue, collaborative-only = vermillion, in neither view's list = bluish green)
+HIT_BG = {"shared": "background-color: #F2DCE9", "semantic-only": "background-color: #CCE3F0",
+          "collaborative-only": "background-color: #F6D9C7", "fusion-only": "background-color: #D5EFE6"}
+
+
+def hit_kinds(df: pd.DataFrame, sem: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """Per row of a list: "" (no hit) or which compared view's list holds the hit (shared / semantic-only /
+    collaborative-only / fusion-only)."""
+    in_s, in_c = np.isin(df["item_idx"], sem), np.isin(df["item_idx"], col)
+    kind = np.select([in_s & in_c, in_s, in_c], ["shared", "semantic-only", "collaborative-only"], "fusion-only")
+    return np.where(df["hit"].to_numpy(bool), kind, "")
 
 
 def _list_table(df: pd.DataFrame, key: str, other: str, show_cold: bool) -> None:
     cols = ["rank", "hit", "title", f"in {other}"] + (["cold"] if show_cold else []) + ["item_id"]
     shown = df[cols].copy()
-    shown["hit"] = np.where(shown["hit"], "✓", "")
-    styled = shown.style.apply(lambda r: [HIT_BG if r["hit"] else ""] * len(r), axis=1)
+    kinds = df["kind"].to_numpy()
+    shown["hit"] = np.where(kinds != "", "✓ " + kinds, "")
+    styled = shown.style.apply(lambda r: [HIT_BG.get(kinds[r.name], "")] * len(r), axis=1)
     st.dataframe(styled, hide_index=True, width="stretch", key=key, height=min(38 + 35 * len(shown), 740),
-                 column_config={"hit": st.column_config.TextColumn("hit", width=36, help="a test item of the user"),
+                 column_config={"hit": st.column_config.TextColumn("hit", width=110,
+                                                                  help="a test item of the user, and which compared "
+                                                                       "view's list holds it"),
                                 "rank": st.column_config.NumberColumn("#", width=36),
                                 "title": st.column_config.TextColumn("title", width="medium"),
                                 "cold": st.column_config.CheckboxColumn("cold", width=44,
@@ -51,13 +67,24 @@ def _list_table(df: pd.DataFrame, key: str, other: str, show_cold: bool) -> None
 
 
 def pick_user(ctx: Ctx, users: pd.DataFrame) -> int | None:
-    """The user selectbox (restricted to the activity filter) and the "random user with unique hits" button."""
+    """The user selectbox (restricted to the activity filter, and optionally to the users with a semantic-only
+    hit) and the "random user with unique hits" button."""
     sel = ctx.users_sel
     options = sorted(users.index.tolist()) if sel is None else sorted(sel)
+    if st.checkbox("Only users with semantic-only hits", key="users_sem_only",
+                   help=f"Users with a test hit at K={ctx.manifest.get('K')} that the semantic list has and the "
+                        "collaborative list has not"):
+        options = [u for u in options if users.loc[u, "only_sem"] > 0]
     if not options:
         st.warning("No user is in the sidebar's activity filter.")
         return None
     pool = tuple(int(u) for u in data.unique_hit_users(ctx.key) if sel is None or u in set(sel))
+    wanted = st.query_params.get("user")  # a link from another page (?user=<user_id>), once
+    if wanted is not None and st.session_state.get("users_linked") != wanted:
+        match = users.index[users["user_id"].astype(str).to_numpy() == wanted]
+        st.session_state["users_linked"] = wanted
+        if len(match) and int(match[0]) in set(options):
+            st.session_state["users_user"] = int(match[0])
     if st.session_state.get("users_user") not in set(options):
         st.session_state["users_user"] = pool[0] if pool else options[0]
     labels = dict(zip(users.index.tolist(), (users["user_id"].astype(str) + " · " + users["activity_bucket"].astype(str)
@@ -93,6 +120,7 @@ def list_columns(ctx: Ctx, user: int, lists: dict[str, np.ndarray], alpha: float
     show_cold = bool(ctx.run.items["cold"].any())
     for holder, name in zip(st.columns(3), ("semantic", "collaborative", "fusion")):
         df = data.list_frame(ctx.key, user, tuple(lists[name].tolist()))
+        df["kind"] = hit_kinds(df, sem_items, col_items)
         other = "fusion" if name != "fusion" else "a view"
         if name == "fusion":
             df[f"in {other}"] = np.isin(df["item_idx"], np.union1d(sem_items, col_items))
@@ -114,7 +142,7 @@ def history_tables(hist: dict[str, pd.DataFrame], lists: dict[str, np.ndarray]) 
         st.dataframe(hist["train"][["title", "item_id", "genres", "popularity", "pop_bucket"]], hide_index=True,
                      width="stretch", key="users_train", height=320)
     with h2:
-        held = pd.concat([hist["valid"].assign(part="validation"), hist["test"].assign(part="test")], ignore_index=True)
+        held = pd.concat([hist["test"].assign(part="test"), hist["valid"].assign(part="validation")], ignore_index=True)
         held["found by"] = [", ".join(n for n, v in lists.items() if i in set(v.tolist())) if p == "test" else "—"
                             for i, p in zip(held["item_idx"], held["part"])]
         st.markdown(f"**Held-out items** ({len(hist['valid'])} validation, {len(hist['test'])} test)")
@@ -145,6 +173,8 @@ def render(ctx: Ctx) -> None:
     m[2].metric(f"Fusion hits @{K} (α = {alpha:.2f})", hits["fusion"])
     m[3].metric("Unique hits (sem / col)", f"{int(u.get('only_sem', 0))} / {int(u.get('only_col', 0))}",
                 help=f"Test hits at K={ctx.manifest.get('K')} found by only one compared view")
+    curve = data.hits_by_alpha(ctx.key, user, K, method == "cold_aware")
+    show(charts.hits_sparkline(curve, alpha, K), key="users_sparkline", filename="hits_by_alpha")
     list_columns(ctx, user, lists, alpha, method)
     history_tables(hist, lists)
 
