@@ -75,7 +75,7 @@ def navigation(browser, url: str, tries: int = 3) -> dict[str, float]:
     out: dict[str, list[float]] = {p: [] for p, _ in PAGES}
     for attempt in range(tries + 1):
         for path, text in PAGES:
-            link = page.locator(f"[data-testid='stSidebar'] a[href$='/{path}']").first
+            link = page.locator(f"[data-testid='stSidebar'] a[href='{path}']").first
             t = _timed(lambda: (link.click(), page.wait_for_url(f"**/{path}*", timeout=TIMEOUT),
                                 page.get_by_text(text).first.wait_for(timeout=TIMEOUT), _settle(page)))
             if attempt:  # the first round is the first visit of each page
@@ -84,13 +84,28 @@ def navigation(browser, url: str, tries: int = 3) -> dict[str, float]:
     return {p: statistics.median(v) for p, v in out.items()}
 
 
+def _open(page, url: str, text: str) -> None:
+    """Go to ``url`` and wait until ``text`` is drawn and the script run is over."""
+    page.goto(url)
+    page.get_by_text(text).first.wait_for(timeout=TIMEOUT)
+    _settle(page)
+
+
+def _choose(page, box: str, option: str, done_js: str) -> float:
+    """Seconds from picking ``option`` in the select box ``box`` until ``done_js(option)`` holds and the run is over."""
+    def act():
+        page.get_by_role("combobox", name=box).click()
+        page.get_by_role("option", name=option, exact=True).click()
+        page.wait_for_function(done_js, arg=option, timeout=TIMEOUT)
+        _settle(page)
+    return _timed(act)
+
+
 def interactions(browser, url: str, tries: int = 5) -> dict[str, float]:
     ctx = browser.new_context(viewport={"width": 1500, "height": 1100})
     page = ctx.new_page()
     res: dict[str, list[float]] = {"Users: α slider step": [], "Maps: colour change": [], "Fusion: metric change": []}
-    page.goto(f"{url}/users")
-    page.get_by_text("Training history").first.wait_for(timeout=TIMEOUT)
-    _settle(page)
+    _open(page, f"{url}/users", "Training history")
     box = page.locator("[data-testid='stSlider']", has_text="Fusion weight α")
     slider = box.get_by_role("slider").first
     for _ in range(tries):
@@ -100,30 +115,16 @@ def interactions(browser, url: str, tries: int = 5) -> dict[str, float]:
         want = round(now + (-0.05 if key == "ArrowLeft" else 0.05), 2)
         res["Users: α slider step"].append(_timed(lambda: (page.keyboard.press(key), page.get_by_text(
             f"Fusion at α = {want:.2f}").first.wait_for(timeout=TIMEOUT), _settle(page))))
-    page.goto(f"{url}/maps")
-    page.get_by_text("Selection").first.wait_for(timeout=TIMEOUT)
-    _settle(page)
+    _open(page, f"{url}/maps", "Selection")
+    legend_is = ("(c) => Array.from(document.querySelectorAll('.js-plotly-plot')).some(g => g.layout && "
+                 "g.layout.legend && g.layout.legend.title && String(g.layout.legend.title.text) === c)")
     for choice in ("popularity bucket", "primary genre", "popularity bucket", "primary genre", "popularity bucket"):
-        def pick():
-            page.get_by_role("combobox", name="Colour by").click()
-            page.get_by_role("option", name=choice, exact=True).click()
-            page.wait_for_function("(c) => Array.from(document.querySelectorAll('.js-plotly-plot')).some(g => "
-                                   "g.layout && g.layout.legend && g.layout.legend.title && "
-                                   "String(g.layout.legend.title.text) === c)", arg=choice, timeout=TIMEOUT)
-            _settle(page)
-        res["Maps: colour change"].append(_timed(pick))
-    page.goto(f"{url}/fusion")
-    page.get_by_text("Paired-bootstrap differences").first.wait_for(timeout=TIMEOUT)
-    _settle(page)
+        res["Maps: colour change"].append(_choose(page, "Colour by", choice, legend_is))
+    _open(page, f"{url}/fusion", "Paired-bootstrap differences")
+    axis_is = ("(m) => Array.from(document.querySelectorAll('.js-plotly-plot')).some(g => g.layout && g.layout.yaxis "
+               "&& String(g.layout.yaxis.title.text).startsWith(m))")
     for metric in ("Recall", "NDCG", "Recall", "NDCG", "Recall"):
-        def change():
-            page.get_by_role("combobox", name="Metric").click()
-            page.get_by_role("option", name=metric, exact=True).click()
-            page.wait_for_function("(m) => Array.from(document.querySelectorAll('.js-plotly-plot')).some(g => "
-                                   "g.layout && g.layout.yaxis && String(g.layout.yaxis.title.text).startsWith(m))",
-                                   arg=metric, timeout=TIMEOUT)
-            _settle(page)
-        res["Fusion: metric change"].append(_timed(change))
+        res["Fusion: metric change"].append(_choose(page, "Metric", metric, axis_is))
     ctx.close()
     return {k: statistics.median(v) for k, v in res.items()}
 
