@@ -25,7 +25,7 @@ that must not be returned and is sorted last.
 Embedding scores (``<user_vec, item_vec>``) have one kernel, :class:`EmbeddingScorer`
 (torch ``mm`` on CPU, whatever the backend): ``EmbeddingRecommender.score`` and the fused
 ranking of :func:`analysis.ranking.rank` both go through it, with the same padded shapes,
-so a user's scores are bit-identical whichever path, block or thread count produced them
+so a user's scores are bit-identical whichever host path, block or thread count produced them
 (numpy's OpenBLAS gives different last bits for different block sizes; MKL's ``mm`` does
 not once a block has ``MIN_ROWS`` rows). :func:`fused_topk` selects from a masked score
 block in about one pass: exact top-K with the same tie rule (see its docstring).

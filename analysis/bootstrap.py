@@ -117,7 +117,8 @@ def percentile_p(boot: np.ndarray) -> float:
 
     Q(q) = ``np.quantile(boot, q)`` (linear interpolation, as the intervals use); a = sup{q : Q(q) <= 0},
     b = inf{q : Q(q) >= 0}; p = min(1, 2 · min(a, 1 − b)), at least 1 / (B + 1). So the central
-    interval [Q(α/2), Q(1 − α/2)] excludes 0 exactly when p < α, for every B and level.
+    interval [Q(α/2), Q(1 − α/2)] excludes 0 exactly when p < α, for every level α with B ≥ 1/α − 1 (below
+    that, the floor 1 / (B + 1) alone reaches α).
     """
     x = np.sort(np.asarray(boot, dtype=np.float64))
     n = len(x)

@@ -121,7 +121,7 @@ def _slots_capped(x: np.ndarray, w: np.ndarray, cols: np.ndarray, o: np.ndarray,
     """Slots of the cells ``o`` capped at ``cap``: exact below ``cap``, ``cap`` for "``cap`` or more".
 
     A top-``cap`` fusion needs no more: an item with ``cap`` warm candidates above it falls off the list
-    (:func:`merge_topk`), and a capped item's calibrated score is bounded by the (cap+1)-th warm blend
+    (:func:`merge_topk`), and a capped item's calibrated score is at most the (cap+1)-th warm blend plus its nudges
     (:meth:`analysis.fusion_model.GatedFusion.for_topk`). Only the items at or above the ``cap``-th best
     warm score are counted, against the row's top-``cap`` warm candidates (the whole row where a tie at
     that threshold could hide one); every other item gets ``cap``.

@@ -176,6 +176,8 @@ class GatedFusion:
         warm candidates above it scores at most ρ·(b_k + n·ε) (b_k the row's (k+1)-th best warm blend, n its
         single-view items, ε the spacing of its largest blend), so a row whose k-th best unseen score is above
         that bound has the same top ``k`` without them; other rows are computed in full. Needs ``with_seen``."""
+        if int(k) < 1:
+            raise ConfigError(f"for_topk needs k >= 1, got {k}")
         return replace(self, topk=int(k))
 
     def gate_logits(self, users: np.ndarray) -> np.ndarray:
@@ -210,7 +212,7 @@ class GatedFusion:
             return s
         fa, fb = np.broadcast_to(self.sem_ok, (n, m)), np.broadcast_to(self.col_ok, (n, m))
         blend = np.where((self.sem_ok & self.col_ok)[None, :] & ~seen, s, -np.inf)
-        if self.topk is None or self.seen is None or self.topk >= m:
+        if self.topk is None or self.seen is None or self.topk >= m or self.cold_scale < 0:  # the bound needs ρ >= 0
             return self._calibrate(s, single_view_slots(a, b, fa, fb, seen), blend)
         K = self.topk
         slots = single_view_slots(a, b, fa, fb, seen, cap=K)

@@ -15,7 +15,9 @@ catalogue size and dimension (:func:`choose_block`). With ``device=`` (``--devic
 same steps run on that torch device (vectors kept there, ``index_fill_`` masks,
 :func:`analysis.backend.device_topk`), only the top-K indices come back. Other recommenders
 and vectors that could overflow or hold NaN/inf take the generic path (``score`` per block,
-NaN check, mask, ``Backend.topk``); all give the same lists.
+NaN check, mask, ``Backend.topk``); all apply the same tie rule, and on the CPU they give identical lists (on
+CUDA, cuBLAS may round float32 scores differently in the last bits, so near-ties can order differently:
+``make gpu-check`` measures it).
 """
 from __future__ import annotations
 

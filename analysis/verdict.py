@@ -10,7 +10,7 @@ What the Overview page opens with and what ``semcollab report`` writes (one defi
   pair's oracle gain, the control floor's gain, their difference (the *excess*, with its bootstrap
   interval, :func:`analysis.complementarity.oracle_excess`) and what score fusion realised over the
   best single view.
-- Verdict: the excess is called *evidence* of complementarity only when its interval excludes 0.
+- Verdict: the excess is called *evidence* of complementarity only when its interval lies above 0.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def _regime_label(keep: float, cold: float) -> str:
 
 def regime_story(sweep: pd.DataFrame) -> pd.DataFrame:
     """Per regime, in the sweep's order (all data, then sparser, then cold start): label, gain,
-    control_gain, excess, lo, hi, evidence (interval excludes 0), fusion_gain. ``sweep``: a table as
+    control_gain, excess, lo, hi, evidence (interval above 0), fusion_gain. ``sweep``: a table as
     :func:`analysis.regimes.read_sweep` returns it."""
     d = sweep
     lo = d.get("oracle_excess_ndcg_lo", pd.Series(np.nan, index=d.index)).astype(float)
@@ -57,7 +57,7 @@ def regime_story(sweep: pd.DataFrame) -> pd.DataFrame:
         "control_gain": d["control_oracle_gain_ndcg"].astype(float).to_numpy(),
         "excess": (d["oracle_gain_ndcg"] - d["control_oracle_gain_ndcg"]).astype(float).to_numpy(),
         "lo": lo.to_numpy(), "hi": hi.to_numpy(),
-        "evidence": ((lo > 0) | (hi < 0)).to_numpy(),
+        "evidence": (lo > 0).to_numpy(),
         "fusion_gain": d["fusion_gain_ndcg"].astype(float).to_numpy(),
     })
 
@@ -87,7 +87,7 @@ def verdict(manifest: Mapping[str, Any], story: pd.DataFrame | None = None) -> l
         return out
     base = story.iloc[0]
     rest = story.iloc[1:]
-    if len(rest):
+    if len(rest) and rest["excess"].notna().any():
         top = rest.loc[rest["excess"].idxmax()]
         n_ev = int(story["evidence"].sum())
         out.append(f"Across {len(story)} regimes the excess goes from {base['excess']:+.3f} ({base['label']}) to "

@@ -90,6 +90,16 @@ def write_report(run_path: str | Path, out: str | Path, sweep: str | Path | None
         raise ConfigError(f"{out} is not a file")
     text = report_html(run_path, sweep)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, out)
+    with open(tmp, "x", encoding="utf-8") as fh:  # "x": never over a file of that name either
+        fh.write(text)
+    try:
+        if force:
+            os.replace(tmp, out)
+        else:
+            os.link(tmp, out)  # fails if ``out`` appeared meanwhile: nothing of the user's is overwritten
+    except FileExistsError:
+        raise ConfigError(f"{out} exists; pass --force to replace it") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
     return out

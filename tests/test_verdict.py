@@ -154,3 +154,11 @@ def test_compute_page_offers_the_sweep_with_its_estimate(app_test, app_env):
     assert not at.exception
     assert [b for b in at.button if b.key == "compute_sweep"]
     assert any("The ml-100k regimes" in c.value for c in at.caption)
+
+
+def test_an_excess_below_the_floor_is_not_evidence(tmp_path, app_run):
+    rows = [dict(STORY_ROWS[1]), {**STORY_ROWS[2], "oracle_gain_ndcg": 0.01, "control_oracle_gain_ndcg": 0.03,
+                                  "oracle_excess_ndcg_lo": -0.03, "oracle_excess_ndcg_hi": -0.01}]
+    story = regime_story(read_sweep(_sweep_folder(tmp_path, app_run, rows)))
+    assert story["evidence"].tolist() == [False, False]
+    assert "0 of 2 regimes show evidence" in " ".join(verdict(app_run.manifest, story))
