@@ -108,7 +108,7 @@ def verdict_section(ctx: Ctx, ds: dict) -> None:
     if story["regimes"] is not None:
         show(charts.regime_headline(story["regimes"], ctx.K), key="ov_regimes", filename="complementarity_by_regime")
         st.caption(f"From the sweep in {md_escape(sweep)} (the Regimes page has every column). Excess = oracle gain "
-                   "− control floor; it counts as evidence only where its interval excludes 0.")
+                   "− control floor; it counts as evidence only where its interval lies above 0.")
 
 
 def sweep_pending_note() -> None:
