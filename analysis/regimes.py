@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 import pandas as pd
 
 from .config import RunConfig
+from .errors import RunError
 from .runstore import Run
 from .summary import RunSummary
 
@@ -167,8 +168,6 @@ def read_sweep(folder: str | Path) -> pd.DataFrame:
     """A sweep's comparison table (``sweep.parquet``), regimes ordered (sparsity by descending kept
     fraction, then cold start), with ``is_cold`` and ``x_label``; RunError when it is missing or lacks
     :data:`SWEEP_COLUMNS`."""
-    from .errors import RunError
-
     f = Path(folder) / "sweep.parquet"
     if not f.is_file():
         raise RunError(f"{folder} holds no sweep.parquet; make one with "

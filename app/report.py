@@ -44,14 +44,15 @@ def _metrics(run: Run) -> pd.DataFrame:
     return m.assign(label=[systems.label(run.manifest, s) for s in m["system"]])[["label", "system", "metric", "k", "mean", "lo", "hi", "n_users"]]
 
 
-def report_html(run_path: str | Path, sweep: str | Path | None = None) -> str:
-    """The report of the run at ``run_path`` (and of the sweep folder ``sweep``) as one HTML string."""
+def report_html(run_path: str | Path | Run, sweep: str | Path | None = None) -> str:
+    """The report of the run at ``run_path`` (or an opened :class:`Run`; and of the sweep folder ``sweep``) as one
+    HTML string."""
     import plotly.offline
 
     from app.charts.overview import regime_headline
     from app.charts.regimes import regimes as regimes_chart
 
-    run = open_run(run_path)
+    run = run_path if isinstance(run_path, Run) else open_run(run_path)
     s = RunSummary(run.manifest)
     table = read_sweep(sweep) if sweep else None
     story = regime_story(table) if table is not None else None

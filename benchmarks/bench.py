@@ -14,6 +14,7 @@ Ratios measured side by side in one run are what to compare; absolute times drif
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -56,16 +57,22 @@ def gemm_peak() -> dict[str, float]:
     return {"numpy": flops / best_of(lambda: a @ b) / 1e9, "torch": flops / best_of(lambda: ta @ tb) / 1e9}
 
 
-def end_to_end(log) -> dict[str, dict[str, float]]:
-    from analysis.cache import cache_dir
+@contextlib.contextmanager
+def fresh_cache(log):
+    """A temporary folder holding an empty engine cache with ml-100k copied in (no network time is measured):
+    yields (folder, environment pointing ``SEMCOLLAB_CACHE`` at it)."""
     from analysis.fetch import fetch_ml100k
 
     src = fetch_ml100k(log=log)
-    out = {}
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
         shutil.copytree(src, cache / "datasets" / "ml-100k")
-        env = {**os.environ, "SEMCOLLAB_CACHE": str(cache)}
+        yield tmp, {**os.environ, "SEMCOLLAB_CACHE": str(cache)}
+
+
+def end_to_end(log) -> dict[str, dict[str, float]]:
+    out = {}
+    with fresh_cache(log) as (tmp, env):
         for label in ("cold", "warm"):
             run_dir = Path(tmp) / "run"
             t = time.perf_counter()
@@ -88,13 +95,9 @@ def executor_overhead(log, cases=EXECUTOR_CASES) -> list[dict]:
     """Warm run time with ``--executor local`` and ``--executor ray`` (a local Ray cluster the run
     starts itself), side by side: one run first fills the vector / tuning caches, then local and
     Ray alternate twice each; the best of each is kept."""
-    from analysis.fetch import fetch_ml100k
-
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(tmp) / "cache"
-        shutil.copytree(fetch_ml100k(log=log), cache / "datasets" / "ml-100k")
-        env = {**os.environ, "SEMCOLLAB_CACHE": str(cache), "RAY_USAGE_STATS_ENABLED": "0"}
+    with fresh_cache(log) as (tmp, env):
+        env["RAY_USAGE_STATS_ENABLED"] = "0"
         for label, args in cases:
             def run(executor: str) -> float:
                 t = time.perf_counter()
@@ -118,13 +121,8 @@ def executor_overhead(log, cases=EXECUTOR_CASES) -> list[dict]:
 def sweep_time(log) -> dict[str, float]:
     """Wall time of the default ml-100k regime sweep (`make sweep`, what `make app` computes in the background):
     cold (empty vector / tuning caches, dataset copied in) and warm (caches kept, --force)."""
-    from analysis.fetch import fetch_ml100k
-
     out = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(tmp) / "cache"
-        shutil.copytree(fetch_ml100k(log=log), cache / "datasets" / "ml-100k")
-        env = {**os.environ, "SEMCOLLAB_CACHE": str(cache)}
+    with fresh_cache(log) as (tmp, env):
         for label in ("cold", "warm"):
             t = time.perf_counter()
             subprocess.run([sys.executable, "-m", "analysis", "sweep", "--dataset", "ml-100k", "--out",

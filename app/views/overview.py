@@ -101,7 +101,7 @@ def verdict_section(ctx: Ctx, ds: dict) -> None:
     for col, t in zip(st.columns(len(story["tiles"])), story["tiles"]):
         col.metric(t["label"], f"{t['mean']:.3f}", help=f"test NDCG@{ctx.K} of `{t['system']}`, all evaluated users")
         col.caption(f"NDCG@{ctx.K} · 95% CI {t['lo']:.3f} – {t['hi']:.3f}")
-    st.download_button("Download the report (one HTML file)", data=lambda: report_html(ctx.run.path, sweep),
+    st.download_button("Download the report (one HTML file)", data=lambda: report_html(ctx.run, sweep),
                        file_name=f"semcollab-{ctx.run.name}.html", mime="text/html", key="ov_report", on_click="ignore",
                        help="The verdict, these charts (interactive), the key tables, the config and versions; "
                             "opens without a network (also: semcollab report RUN --sweep DIR --out report.html)")
