@@ -258,19 +258,29 @@ def calibrated_scores(blend: np.ndarray, s: Slots, depth: int | None = None) -> 
         return out
     rows = np.flatnonzero(s.single.any(1))
     desc = best_first(blend[rows], depth)  # each row's blended scores, best first (one sort per block)
-    for r, best in zip(rows, desc):
-        it = np.flatnonzero(s.single[r])
-        nw = int(s.n_warm[r])
-        if nw == 0:
-            out[r, it] = s.own[r, it]
-            continue
-        it = it[np.argsort(s.key[r, it])]  # slot, own score descending, index
-        slot = s.slot[r, it]
-        start = np.r_[0, np.flatnonzero(slot[1:] != slot[:-1]) + 1]
-        size = np.diff(np.r_[start, len(slot)])
-        grp = np.repeat(np.arange(len(start)), size)
-        j, cnt = np.arange(len(slot)) - start[grp], size[grp]
-        val = best[np.minimum(slot, nw - 1)]
-        step = np.where(slot < nw, cnt - j, -(j + 1)).astype(np.float64)
-        out[r, it] = val + step * np.spacing(np.abs(val))
+    order = np.argsort(s.key[rows], axis=1)  # single-view items first: slot, own score descending, index
+    valid = np.arange(order.shape[1]) < s.single[rows].sum(1)[:, None]
+    slot = np.where(valid, np.take_along_axis(s.slot[rows], order, 1), -1)  # -1: a run of its own
+    j, size = _runs(slot)
+    nw = s.n_warm[rows][:, None]
+    val = np.take_along_axis(desc, np.clip(np.minimum(slot, nw - 1), 0, None), 1)
+    step = np.where(slot < nw, size - j, -(j + 1)).astype(np.float64)
+    with np.errstate(invalid="ignore"):  # rows without a warm blend (-inf) take their own scores below
+        val = val + step * np.spacing(np.abs(val))
+    val = np.where(nw == 0, np.take_along_axis(s.own[rows], order, 1), val)
+    r, c = np.nonzero(valid)
+    out[rows[r], order[r, c]] = val[r, c]
     return out
+
+
+def _runs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per entry of each row of ``x`` (n, c): its position within its run of equal values and the run's length."""
+    n, c = x.shape
+    pos = np.broadcast_to(np.arange(c), (n, c))
+    starts = np.ones((n, c), dtype=bool)
+    starts[:, 1:] = x[:, 1:] != x[:, :-1]
+    ends = np.ones((n, c), dtype=bool)
+    ends[:, :-1] = starts[:, 1:]
+    first = np.maximum.accumulate(np.where(starts, pos, 0), axis=1)
+    last = np.minimum.accumulate(np.where(ends, pos, c)[:, ::-1], axis=1)[:, ::-1]
+    return pos - first, last - first + 1

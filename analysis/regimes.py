@@ -164,6 +164,14 @@ SWEEP_COLUMNS = ["regime", "keep_fraction", "cold_item_share", "K", "semantic_re
                  "cold_fusion_recall"]
 
 
+def regime_label(keep_fraction: float, cold_item_share: float) -> str:
+    """How a regime is named everywhere (charts, verdict, report): "all data", "50% kept",
+    "20% items cold"."""
+    if cold_item_share > 0:
+        return f"{cold_item_share:.0%} items cold"
+    return "all data" if keep_fraction >= 1 else f"{keep_fraction:.0%} kept"
+
+
 def read_sweep(folder: str | Path) -> pd.DataFrame:
     """A sweep's comparison table (``sweep.parquet``), regimes ordered (sparsity by descending kept
     fraction, then cold start), with ``is_cold`` and ``x_label``; RunError when it is missing or lacks
@@ -180,7 +188,6 @@ def read_sweep(folder: str | Path) -> pd.DataFrame:
     df = (df.assign(_cold=cold, _keep=-df["keep_fraction"].astype(float), _share=df["cold_item_share"].astype(float))
           .sort_values(["_cold", "_keep", "_share"]).drop(columns=["_cold", "_keep", "_share"]).reset_index(drop=True))
     df["is_cold"] = df["cold_item_share"].astype(float) > 0
-    df["x_label"] = [f"{c:.0%} cold items" if cold else f"{k:.0%} kept"
-                     for k, c, cold in zip(df["keep_fraction"].astype(float), df["cold_item_share"].astype(float),
-                                           df["is_cold"])]
+    df["x_label"] = [regime_label(k, c) for k, c in zip(df["keep_fraction"].astype(float),
+                                                          df["cold_item_share"].astype(float))]
     return df

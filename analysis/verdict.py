@@ -39,20 +39,17 @@ def tiles(manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _regime_label(keep: float, cold: float) -> str:
-    return f"{cold:.0%} items cold" if cold > 0 else ("all data" if keep >= 1 else f"{keep:.0%} of training kept")
-
-
 def regime_story(sweep: pd.DataFrame) -> pd.DataFrame:
     """Per regime, in the sweep's order (all data, then sparser, then cold start): label, gain,
     control_gain, excess, lo, hi, evidence (interval above 0), fusion_gain. ``sweep``: a table as
-    :func:`analysis.regimes.read_sweep` returns it."""
+    :func:`analysis.regimes.read_sweep` returns it (its ``x_label``, :func:`analysis.regimes.regime_label`,
+    is the label)."""
     d = sweep
     lo = d.get("oracle_excess_ndcg_lo", pd.Series(np.nan, index=d.index)).astype(float)
     hi = d.get("oracle_excess_ndcg_hi", pd.Series(np.nan, index=d.index)).astype(float)
     return pd.DataFrame({
         "regime": d["regime"].to_numpy(),
-        "label": [_regime_label(float(k), float(c)) for k, c in zip(d["keep_fraction"], d["cold_item_share"])],
+        "label": d["x_label"].to_numpy(),
         "gain": d["oracle_gain_ndcg"].astype(float).to_numpy(),
         "control_gain": d["control_oracle_gain_ndcg"].astype(float).to_numpy(),
         "excess": (d["oracle_gain_ndcg"] - d["control_oracle_gain_ndcg"]).astype(float).to_numpy(),

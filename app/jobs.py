@@ -27,6 +27,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
+import functools
 import json
 import os
 import re
@@ -680,19 +681,31 @@ class SweepProgress:
 
 
 def sweep_progress(root: Path, name: str = DEFAULT_SWEEP[0]) -> SweepProgress | None:
-    """The progress of the sweep job ``root/name`` from its log, or None when none was started."""
+    """The progress of the sweep job ``root/name`` from its log, or None when none was started. The
+    log is parsed again only when it changed (size, mtime) or the sweep finished: pages call this on
+    every rerun."""
     out = Path(root) / name
-    text = read_log(log_path_for(out))
+    try:
+        st = log_path_for(out).stat()
+    except OSError:
+        return None
+    parsed = _sweep_log(str(log_path_for(out)), st.st_mtime_ns, st.st_size, (out / "sweep.parquet").is_file())
+    return None if parsed is None else SweepProgress(is_running(out), *parsed)
+
+
+@functools.lru_cache(maxsize=16)
+def _sweep_log(log: str, mtime_ns: int, size: int, done: bool) -> tuple[float, str, str | None] | None:
+    """(fraction, text, error) of a sweep log; the stamp arguments only key the cache."""
+    text = read_log(Path(log))
     if not text:
         return None
     lines = [ln.strip() for ln in re.split(r"[\r\n]+", text) if ln.strip()]
     marks = [(j, m) for j, ln in enumerate(lines) if (m := _REGIME_LINE.match(ln))]
     if not marks:
-        return SweepProgress(is_running(out), 0.0, "starting", progress(text).error)
+        return 0.0, "starting", progress(text).error
     j, m = marks[-1]
     run = progress("\n".join(lines[j + 1 :]))
     i, n = int(m["i"]), int(m["n"])
-    done = (out / "sweep.parquet").is_file()
     frac = 1.0 if done else min(((i - 1) + run.fraction) / n, 1.0)
     what = f"regime {i} of {n} ({m['name']})" + (f", {run.stage}" if run.stage else "")
-    return SweepProgress(is_running(out), frac, what, run.error)
+    return frac, what, run.error

@@ -327,7 +327,7 @@ def test_regimes_page_draws_the_sweep_rows(pages_sweep, monkeypatch):
     sweep = pd.read_parquet(pages_sweep / "sweep.parquet").set_index("regime")
     assert "current run's sweep" in at.selectbox(key="regimes_folder").format_func(at.selectbox(key="regimes_folder").value)
     fig = figure(at, "regimes_chart")
-    labels = {"keep-100": "100% kept", "keep-50": "50% kept", "cold-20": "20% cold items"}
+    labels = {"keep-100": "all data", "keep-50": "50% kept", "cold-20": "20% items cold"}
     for name, col in (("collaborative", "collab_recall"), ("unique-hit share: semantic", "semantic_unique_share"),
                       ("oracle gain", "oracle_gain_ndcg"), ("control floor", "control_oracle_gain_ndcg"),
                       ("best fusion gain", "fusion_gain_ndcg")):
@@ -335,7 +335,7 @@ def test_regimes_page_draws_the_sweep_rows(pages_sweep, monkeypatch):
         got = {x: float(y) for t in ts for x, y in zip(arr(t["x"]), arr(t["y"]))}
         assert got == {labels[r]: pytest.approx(sweep.loc[r, col]) for r in labels}, name
     warm = next(t for t in fig["data"] if t["name"] == "collaborative" and t["mode"] == "lines+markers")
-    assert list(arr(warm["x"])) == ["100% kept", "50% kept"]  # descending fraction kept
+    assert list(arr(warm["x"])) == ["all data", "50% kept"]  # descending fraction kept
     # the cold-start regime's cold-only points are the engine's cold-segment ranking (metrics table)
     m = pd.read_parquet(pages_sweep / "cold-20" / "metrics.parquet")
     for prefix, system in (("cold items only: semantic", "semantic"), ("cold items only: collaborative", "collab"),

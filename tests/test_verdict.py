@@ -59,7 +59,7 @@ def test_regime_story_orders_labels_and_calls_evidence_only_when_the_interval_ex
     folder = _sweep_folder(tmp_path, app_run, STORY_ROWS)
     story = regime_story(read_sweep(folder))
     assert story["regime"].tolist() == ["keep100", "keep10", "cold20"]
-    assert story["label"].tolist() == ["all data", "10% of training kept", "20% items cold"]
+    assert story["label"].tolist() == ["all data", "10% kept", "20% items cold"]
     np.testing.assert_allclose(story["excess"], [0.010, 0.04, 0.07])
     assert story["evidence"].tolist() == [False, True, True]
     text = " ".join(verdict(app_run.manifest, story))
@@ -112,6 +112,10 @@ def test_sweep_progress_from_the_log_and_start_only_when_missing(tmp_path):
     n = len(jobs.STAGES)
     assert p.fraction == pytest.approx((2 + 0.5 / n) / 5) and p.text == "regime 3 of 5 (keep20), load"
     assert not p.running
+    assert jobs.sweep_progress(root) == p  # unchanged log: the cached parse
+    with open(root / "ml-100k-sweep.log", "a") as fh:  # the log grows: parsed again
+        fh.write("=== regime 4/5: keep10 ===\n")
+    assert jobs.sweep_progress(root).text == "regime 4 of 5 (keep10)"
     (root / "ml-100k-sweep").mkdir()
     (root / "ml-100k-sweep" / "sweep.parquet").write_bytes(b"")
     assert jobs.start_sweep(root) is False  # done already: nothing started
