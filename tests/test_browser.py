@@ -24,6 +24,7 @@ from app_fixtures import (  # noqa: F401  (fixtures)
     app_browser,
     app_chromium,
     app_server,
+    app_serve,
     app_umap_run,
     app_umap_run_path,
 )
@@ -57,6 +58,20 @@ def _new_page(browser, height: int = 1150):
     page.dialogs = []
     page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
     return page
+
+
+def _metrics(page) -> dict[str, str]:
+    """{label: value} of every st.metric card on the page."""
+    return page.evaluate("""() => Object.fromEntries(Array.from(document.querySelectorAll('[data-testid="stMetric"]'))
+        .map(m => [m.querySelector('[data-testid="stMetricLabel"]').innerText.trim(),
+                   m.querySelector('[data-testid="stMetricValue"]').innerText.trim()]))""")
+
+
+def _trace_x(page, name: str) -> list[str] | None:
+    """The x values of the first Plotly trace named ``name`` on the page (None when there is none)."""
+    return page.evaluate("""(name) => { for (const g of document.querySelectorAll('.js-plotly-plot')) {
+        const t = (g._fullData || []).find(t => t.name === name); if (t) return Array.from(t.x).map(String); }
+        return null; }""", name)
 
 
 def _settle(page) -> None:
@@ -241,4 +256,69 @@ def test_deep_links_and_the_engineers_path(app_browser, app_server, app_umap_run
     page.get_by_text(f"Fusion at α = {want:.2f}").first.wait_for(timeout=TIMEOUT)  # the fused list follows α
     _settle(page)
     assert page.locator("[data-testid='stException']").count() == 0 and page.dialogs == []
+    page.close()
+
+
+def test_the_researchers_pages_show_the_engines_numbers(app_browser, app_umap_run, app_umap_run_path, tmp_path):
+    """Overview (tiles, verdict, regime chart), Fusion, Alignment, Structure and Regimes in a real browser: every
+    card and regime label shown is the engine's value (a sweep of three regimes sits beside the run)."""
+    import pandas as pd
+
+    from analysis.regimes import read_sweep, sweep_row
+    from analysis.verdict import regime_story, tiles
+    from app.data.alignment import probe_best
+    from app.data.common import RunKey
+    from app.data.fusion import fusion_info, oracle_excess
+    from app.data.structure import ajive_summary, cca_summary
+
+    root = tmp_path / "runs"
+    shutil.copytree(app_umap_run_path, root / app_umap_run_path.name)
+    base = sweep_row("r", app_umap_run)
+    rows = [{"regime": "keep100", "keep_fraction": 1.0, "cold_item_share": 0.0, "oracle_excess_ndcg_lo": -0.01},
+            {"regime": "keep10", "keep_fraction": 0.1, "cold_item_share": 0.0, "oracle_excess_ndcg_lo": 0.02},
+            {"regime": "cold20", "keep_fraction": 1.0, "cold_item_share": 0.2, "oracle_excess_ndcg_lo": 0.03}]
+    (root / "small-sweep").mkdir()
+    pd.DataFrame([{**base, **r} for r in rows]).to_parquet(root / "small-sweep" / "sweep.parquet", index=False)
+    story = regime_story(read_sweep(root / "small-sweep"))
+    assert story["label"].tolist() == ["all data", "10% kept", "20% items cold"]
+    key = RunKey.of(root / app_umap_run_path.name)
+    page = _new_page(app_browser)
+    with app_serve(root) as url:
+        page.goto(f"{url}/overview")
+        page.get_by_text("Verdict.").first.wait_for(timeout=TIMEOUT)
+        _settle(page)
+        shown = _metrics(page)
+        for t in tiles(app_umap_run.manifest):
+            assert shown[t["label"]] == f"{t['mean']:.3f}", t["label"]
+        assert page.get_by_text(f"Across {len(story)} regimes the excess").count() == 1
+        assert _trace_x(page, "oracle gain: semantic + collaborative") == story["label"].tolist()
+
+        page.goto(f"{url}/fusion")
+        page.get_by_text("α chosen on validation").first.wait_for(timeout=TIMEOUT)
+        _settle(page)
+        shown, info, ex = _metrics(page), fusion_info(key), oracle_excess(key)
+        assert shown["α chosen on validation"] == f"{info['alpha_valid']:.2f}"
+        K = app_umap_run.manifest["K"]
+        assert shown[f"Oracle excess over the floor · NDCG@{K}"] == f"{ex['value']:+.3f}"
+        assert page.get_by_text(f"[{ex['lo']:+.3f}, {ex['hi']:+.3f}]").count() >= 1
+
+        page.goto(f"{url}/alignment")
+        page.get_by_text("Map chosen on validation").first.wait_for(timeout=TIMEOUT)
+        _settle(page)
+        got = {k: v for k, v in _metrics(page).items() if k.startswith("Map chosen on validation")}
+        assert sorted(got.values()) == sorted(f"{b['r2']:.3f}" for b in probe_best(key).values()) and got
+
+        page.goto(f"{url}/structure")
+        page.get_by_text("Shared dim. · CCA").first.wait_for(timeout=TIMEOUT)
+        _settle(page)
+        shown = _metrics(page)
+        assert shown["Shared dim. · CCA"] == str(cca_summary(key)["shared_dim"])
+        assert shown["Joint rank · AJIVE"] == str(ajive_summary(key)["joint_rank"])
+
+        page.goto(f"{url}/regimes")
+        page.wait_for_function("() => Array.from(document.querySelectorAll('.js-plotly-plot')).some(g => g._fullData)",
+                               timeout=TIMEOUT)
+        _settle(page)
+        assert _trace_x(page, "collaborative") == ["all data", "10% kept"]  # descending fraction kept
+        assert page.locator("[data-testid='stException']").count() == 0 and page.dialogs == []
     page.close()
