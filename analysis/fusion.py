@@ -329,6 +329,70 @@ def rrf_scores(
     return out
 
 
+def _ranks_of(x: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rank of ``items`` (n, p) in each row of ``x`` (n, m): 1 = best, value descending, 0 for -inf
+    (not ranked); rows where some item's value is tied, whose ranks are then not computed). One sort
+    of each row, then binary searches."""
+    n, m = x.shape
+    asc = np.sort(x, axis=1)
+    vals = np.take_along_axis(x, items, 1)
+    rank = np.zeros(items.shape, np.int64)
+    tied = np.zeros(n, bool)
+    for r in range(n):
+        hi = np.searchsorted(asc[r], vals[r], side="right")
+        tied[r] = bool((hi - np.searchsorted(asc[r], vals[r], side="left") > 1)[np.isfinite(vals[r])].any())
+        rank[r] = m - hi + 1
+    rank[~np.isfinite(vals)] = 0
+    return rank, tied
+
+
+def _rrf_pool_topk(sa: np.ndarray, sb: np.ndarray, seen_mask: np.ndarray | None, rrf_k: int, k: int,
+                   be: Backend) -> np.ndarray:
+    """The top-``k`` of :func:`rrf_scores` (full depth) without ranking the whole catalogue.
+
+    Pool: each view's top d = rrf_k + 2k + 2 items, whose exact ranks in both views come from one
+    sort per row and binary searches. An item outside the pool has rank >= g_v + 1 in each view v
+    that ranks more than d items (g_v: items strictly above the view's d-th value), so it scores at
+    most bound = Σ_v 1/(rrf_k + g_v + 1) (0 from a view whose ranked items all are in the pool). A
+    row whose k-th pool score is above the bound (always, without ties: it is >= 1/(rrf_k + k) >
+    2/(rrf_k + d)) has its exact list from the pool; rows with tied scores are ranked in full."""
+    n, m = sa.shape
+    d = rrf_k + 2 * k + 2
+    if 4 * d > m:
+        return topk_padded(rrf_scores(sa, sb, seen_mask, rrf_k, backend=be), k, be)
+    xs, parts, bound = [], [], np.zeros(n)
+    for s in (sa, sb):
+        x = np.array(s, copy=True)
+        if seen_mask is not None:
+            x[seen_mask] = -np.inf
+        top = np.argpartition(x, m - d, axis=1)[:, m - d :]
+        v = np.take_along_axis(x, top, 1)
+        g = (v > v.min(1, keepdims=True)).sum(1)
+        bound += np.where(np.isfinite(x).sum(1) > d, 1.0 / (rrf_k + g + 1), 0.0)
+        xs.append(x)
+        parts.append(top)
+    cand = np.sort(np.concatenate(parts, axis=1), axis=1)  # column order = item order
+    score, bad = np.zeros(cand.shape), np.zeros(n, bool)
+    for x in xs:  # the same additions, in the same order, as rrf_scores
+        rank, tied = _ranks_of(x, cand)
+        score += np.where(rank > 0, 1.0 / (rrf_k + np.maximum(rank, 1)), 0.0)
+        bad |= tied
+    score[score == 0] = -np.inf
+    score[:, 1:][cand[:, 1:] == cand[:, :-1]] = -np.inf  # an item in both pools counts once
+    idx, vals = be.topk(score, k)
+    out = np.full((n, k), -1, dtype=np.int32)
+    got = np.take_along_axis(cand, idx, 1).astype(np.int32)
+    got[~np.isfinite(vals)] = -1
+    out[:, : got.shape[1]] = got
+    kth = vals[:, k - 1] if vals.shape[1] >= k else np.full(n, -np.inf)
+    bad |= ~((kth > bound) | (bound == 0))
+    rows = np.flatnonzero(bad)
+    if len(rows):
+        out[rows] = topk_padded(rrf_scores(sa[rows], sb[rows], None if seen_mask is None else seen_mask[rows], rrf_k,
+                                           backend=be), k, be)
+    return out
+
+
 # ------------------------------------------------------------------ model level
 def _block_size(block: int, n_items: int) -> int:
     return max(1, min(int(block), max(64, _BLOCK_ENTRIES // max(n_items, 1))))
@@ -392,7 +456,8 @@ def rrf_topk(
     block: int = 512,
     backend: Backend | None = None,
 ) -> np.ndarray:
-    """Top-``k`` (int32 ``(n, k)``, -1 padding) of reciprocal rank fusion."""
+    """Top-``k`` (int32 ``(n, k)``, -1 padding) of reciprocal rank fusion (at full depth from a
+    certified candidate pool, :func:`_rrf_pool_topk`: the same lists as ranking every item)."""
     be = backend or get_backend()
     users = np.asarray(users, dtype=np.int64)
     n_items = _n_items(model_a, model_b)
@@ -400,8 +465,11 @@ def rrf_topk(
     out = np.empty((len(users), int(k)), dtype=np.int32)
     for s in range(0, len(users), block):
         rows = users[s : s + block]
-        fused = rrf_scores(_scores(model_a, rows), _scores(model_b, rows), _dense_mask(seen, rows, n_items), rrf_k, depth, be)
-        out[s : s + block] = topk_padded(fused, int(k), be)
+        sa, sb, mask = _scores(model_a, rows), _scores(model_b, rows), _dense_mask(seen, rows, n_items)
+        if depth is None:
+            out[s : s + block] = _rrf_pool_topk(sa, sb, mask, int(rrf_k), int(k), be)
+        else:
+            out[s : s + block] = topk_padded(rrf_scores(sa, sb, mask, rrf_k, depth, be), int(k), be)
     return out
 
 

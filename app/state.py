@@ -89,6 +89,19 @@ def run_label(path: Path, root: Path) -> str:
         return str(path)
 
 
+@st.fragment(run_every=2.0)
+def follow_sweep(what: str) -> None:
+    """The background regime sweep's progress bar, polled every 2 s; when the sweep stops (done or failed)
+    the whole page reruns once, so it fills in (or says why not) without a reload. Call it only while
+    the sweep runs."""
+    from .jobs import sweep_progress
+
+    p = sweep_progress(runs_root())
+    if p is None or not p.running:
+        st.rerun(scope="app")
+    st.progress(p.fraction, text=f"{what}: {p.text}")
+
+
 def discover_runs() -> dict[str, Path]:
     """label -> path of the runs under :func:`runs_root`, plus the ``--run`` path (first)."""
     root = runs_root()

@@ -131,8 +131,8 @@ def app_umap_run(app_umap_run_path):
 
 
 @contextlib.contextmanager
-def app_serve(runs_root: Path, *args: str):
-    """``streamlit run app/main.py`` over ``runs_root`` on a free port; yields its URL."""
+def app_serve(runs_root: Path, *args: str, env: dict[str, str] | None = None):
+    """``streamlit run app/main.py`` over ``runs_root`` on a free port (extra environment ``env``); yields its URL."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -141,7 +141,7 @@ def app_serve(runs_root: Path, *args: str):
            str(port), "--server.headless", "true", "--server.fileWatcherType", "none",
            "--browser.gatherUsageStats", "false", "--", *args]
     with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "SEMCOLLAB_RUNS": str(runs_root)}, stdout=fh,
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "SEMCOLLAB_RUNS": str(runs_root), **(env or {})}, stdout=fh,
                                 stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

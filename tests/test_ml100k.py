@@ -7,6 +7,7 @@ import pytest
 import analysis
 from analysis.fetch import fetch_ml100k, ml100k_source
 from analysis.summary import RunSummary
+from app_fixtures import app_browser  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -52,3 +53,32 @@ def test_ml100k_run_has_real_views_and_collab_beats_semantic(ml100k_run):
     toy = nb[(nb.item_idx == 0) & (nb.view == "semantic")]
     assert 0 not in toy["neighbor_idx"].tolist() and len(toy) >= 10
     assert np.isfinite(ml100k_run.items[["sem_x", "sem_y"]].to_numpy()).all()
+
+
+@pytest.mark.browser
+def test_make_app_tells_the_regime_story_without_another_command(ml100k_run, app_browser):
+    """What `make app` does (SEMCOLLAB_AUTO_SWEEP=1 over the runs folder holding the ml-100k run): the
+    Overview shows the background sweep's progress, then fills in by itself -- no reload, no other
+    command -- with the five default regimes' story, as the sweep's own table has it."""
+    from app_fixtures import TIMEOUT, app_serve
+
+    from analysis.regimes import read_sweep
+    from analysis.verdict import regime_story
+
+    root = ml100k_run.path.parent
+    page = app_browser.new_page(viewport={"width": 1500, "height": 1150})
+    with app_serve(root, "--run", str(ml100k_run.path), env={"SEMCOLLAB_AUTO_SWEEP": "1"}) as url:
+        page.goto(f"{url}/overview")
+        page.get_by_text("Computing the regime sweep in the background").first.wait_for(timeout=TIMEOUT)
+        page.get_by_text("Across 5 regimes the excess").first.wait_for(timeout=900_000)  # the same page, no reload
+        story = regime_story(read_sweep(root / "ml-100k-sweep"))
+        assert story["label"].tolist() == ["all data", "50% kept", "20% kept", "10% kept", "20% items cold"]
+        page.wait_for_function("() => Array.from(document.querySelectorAll('.js-plotly-plot')).some(g => (g._fullData"
+                               " || []).some(t => t.name === 'oracle gain: semantic + collaborative'))", timeout=TIMEOUT)
+        shown = page.evaluate("""() => { for (const g of document.querySelectorAll('.js-plotly-plot')) {
+            const t = (g._fullData || []).find(t => t.name === 'oracle gain: semantic + collaborative');
+            if (t) return [Array.from(t.x).map(String), Array.from(t.y).map(Number)]; } }""")
+        assert shown[0] == story["label"].tolist()
+        assert shown[1] == pytest.approx(story["gain"].tolist(), abs=1e-12)
+        assert page.locator("[data-testid='stException']").count() == 0
+    page.close()

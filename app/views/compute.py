@@ -16,7 +16,7 @@ import streamlit as st
 from analysis.errors import SemcollabError
 from analysis.runstore import read_manifest
 from app import jobs
-from app.state import CTX_KEY, Ctx, run_label, runs_root
+from app.state import CTX_KEY, Ctx, follow_sweep, run_label, runs_root
 from app.text import md_escape
 
 JOB = "compute_job"
@@ -270,7 +270,7 @@ def sweep_section(root: Path) -> None:
     out = root / name
     p = jobs.sweep_progress(root)
     if p is not None and p.running:
-        st.progress(p.fraction, text=f"Regime sweep {code(out)}: {p.text}")
+        follow_sweep(f"Regime sweep {code(out)}")
         return
     if (out / "sweep.parquet").is_file():
         st.caption(f"The default regime sweep is in {code(out)}: see the Overview and Regimes pages.")

@@ -13,7 +13,7 @@ from app.data.structure import structure_lines
 from app.data.regimes import sweep_for_run, sweep_stamp
 from app.jobs import sweep_progress
 from app.report import report_html
-from app.state import Ctx, current_ctx, md_escape, runs_root
+from app.state import Ctx, current_ctx, follow_sweep, md_escape, runs_root
 
 METRIC_NAMES = {"recall": "Recall", "ndcg": "NDCG"}
 
@@ -115,8 +115,8 @@ def sweep_pending_note() -> None:
     """Where the regime story will come from: the background sweep's progress, or how to start one."""
     p = sweep_progress(runs_root())
     if p is not None and p.running:
-        st.progress(p.fraction, text=f"Computing the regime sweep in the background: {p.text}. "
-                    "The chart appears here when it is done (reload the page).")
+        follow_sweep("Computing the regime sweep in the background")
+        st.caption("The regime chart appears here when it is done.")
     elif p is not None and p.error:
         st.caption(f"The background regime sweep failed: {md_escape(p.error)}. Start one on the Compute page.")
     else:

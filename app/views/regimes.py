@@ -12,7 +12,7 @@ from app.charts import regimes as charts
 from app.charts.style import show
 from app.data import regimes as data
 from app.jobs import sweep_progress
-from app.state import Ctx, current_ctx, discover_runs, md_escape, run_label, runs_root
+from app.state import Ctx, current_ctx, discover_runs, follow_sweep, md_escape, run_label, runs_root
 
 SWEEP_CMD = "semcollab sweep --dataset ml-100k --out runs/ml-100k-sweep"
 
@@ -34,8 +34,8 @@ def render(ctx: Ctx) -> None:
         root = str(runs_root()).replace("`", "'")
         p = sweep_progress(runs_root())
         if p is not None and p.running:
-            st.progress(p.fraction, text=f"Computing the default regime sweep in the background: {p.text}")
-            st.caption("This page fills in when it is done (reload the page).")
+            follow_sweep("Computing the default regime sweep in the background")
+            st.caption("This page fills in when it is done.")
             return
         st.info(f"No sweep found: neither the current run's folder nor any folder under `{root}` holds a "
                 "`sweep.parquet`.")
