@@ -279,11 +279,30 @@ def test_changing_K_uses_the_smaller_cutoff(app_test, app_run):
 
 
 # ----------------------------------------------------------------------------- maps
+def test_item_maps_are_svg_up_to_the_point_budget_and_webgl_above():
+    """Same traces, same properties (positions, item ids, colours) either way; only the renderer changes."""
+    from app.charts.maps import SVG_MAX_POINTS, item_map
+
+    rng = np.random.default_rng(0)
+    for n, kind in ((SVG_MAX_POINTS, "scatter"), (SVG_MAX_POINTS + 1, "scattergl")):
+        df = pd.DataFrame({"item_idx": np.arange(n), "item_id": [f"i{i}" for i in range(n)], "title": "t",
+                           "label": "t", "popularity": rng.integers(0, 9, n), "disagreement": rng.random(n),
+                           "x": rng.random(n), "y": rng.random(n), "genre": rng.choice(["a", "b"], n)})
+        for categorical, color in ((True, "genre"), (False, "disagreement")):
+            fig = item_map(df, "x", "y", "semantic", color, color, categorical, selected=[1, 2], focus=3)
+            assert {t.type for t in fig.data} == {kind}
+            pts = [t for t in fig.data if not t.name.startswith(("selected", "found"))]
+            assert sorted(int(c[0]) for t in pts for c in t.customdata) == list(range(n))
+            assert np.allclose(np.concatenate([t.x for t in pts]), df.set_index("item_idx").loc[
+                [int(c[0]) for t in pts for c in t.customdata], "x"])
+            assert [t.name for t in fig.data][-2:] == ["selected (2)", "found item"]
+
+
 def test_maps_linked_selection_reaches_other_map_and_table(app_test, app_run):
     at = app_test(MAPS)
     assert_clean(at)
     sem_fig = figure(at, "maps_sem")
-    assert all(t["type"] == "scattergl" for t in sem_fig["data"])
+    assert all(t["type"] == "scatter" for t in sem_fig["data"])  # a small catalogue: SVG (see the next test)
     drawn = np.concatenate([[int(c[0]) for c in arr(t["customdata"])] for t in sem_fig["data"]])
     items = app_run.items
     assert sorted(drawn) == list(range(len(items)))  # every item has a semantic position

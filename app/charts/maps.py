@@ -87,6 +87,18 @@ def _focus(fig: go.Figure, d: pd.DataFrame, x: str, y: str, color: str, color_la
     fig.update_yaxes(range=[fy - sy, fy + sy])
 
 
+#: up to this many points a map is drawn as SVG, above it with WebGL: without a GPU (headless or remote
+#: browsers render WebGL in software) a WebGL redraw of two maps costs more than their SVG at this size
+SVG_MAX_POINTS = 4000
+
+
+def _as_svg(fig: go.Figure) -> go.Figure:
+    """The same figure with every WebGL scatter drawn as an SVG scatter (same properties)."""
+    traces = [go.Scatter({k: v for k, v in t.to_plotly_json().items() if k != "type"}) if t.type == "scattergl" else t
+              for t in fig.data]
+    return go.Figure(data=traces, layout=fig.layout)
+
+
 #: legend entries per row under a map (150 px each in a half-page column) and the height of a row
 LEGEND_PER_ROW, LEGEND_ROW_PX = 4, 24
 
@@ -94,7 +106,7 @@ LEGEND_PER_ROW, LEGEND_ROW_PX = 4, 24
 def item_map(df: pd.DataFrame, x: str, y: str, view: str, color: str, color_label: str, categorical: bool,
              selected: Sequence[int] = (), focus: int | None = None, category_colors: dict | None = None,
              log_color: bool = False, height: int = 520, source: str = "UMAP") -> go.Figure:
-    """WebGL scatter of a 2-D item map. Each point carries ``item_idx`` as ``customdata[0]`` (point
+    """Scatter of a 2-D item map (SVG up to :data:`SVG_MAX_POINTS` points, WebGL above). Each point carries ``item_idx`` as ``customdata[0]`` (point
     indices are per trace), the escaped title as hover text; selected items get a black ring, the
     focus item a yellow star and the view zooms onto it. ``source`` ("UMAP" / "PCA") names the axes."""
     d = df[df[x].notna() & df[y].notna()]
@@ -124,7 +136,7 @@ def item_map(df: pd.DataFrame, x: str, y: str, view: str, color: str, color_labe
                       legend={"orientation": "h", "yanchor": "top", "y": -0.14, "itemsizing": "constant",
                               "entrywidth": 150, "entrywidthmode": "pixels",
                               "title": {"text": safe_label(color_label), "side": "top"}})
-    return fig
+    return _as_svg(fig) if len(d) <= SVG_MAX_POINTS else fig
 
 
 def disagreement_hist(values: pd.Series, lo: float, hi: float, k: int, chance: float) -> go.Figure:
