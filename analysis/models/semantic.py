@@ -14,8 +14,8 @@
   ``holdout`` share of every user's training items becomes the target and only the rest
   is the input, and input items are masked out of the softmax, so the model must predict
   unseen items rather than copy its input. Catalogues above ``full_softmax_max_items``
-  use a sampled softmax (the batch's targets plus uniform negatives, shared by the
-  batch). An epoch is one pass over every user with training items, or over a fresh
+  (10,000 by default, :data:`FULL_SOFTMAX_MAX_ITEMS`) use a sampled softmax (the batch's
+  targets plus uniform negatives, shared by the batch). An epoch is one pass over every user with training items, or over a fresh
   random draw of ``epoch_users`` of them when there are more (the model has no per-user
   parameters, so at 1M users one pass is thousands of steps more than it needs; the cap keeps
   an epoch's cost independent of the number of users and is recorded). Early stopping on
@@ -32,6 +32,12 @@ from ..errors import ConfigError, VectorError
 from ..split import Split
 from .base import EmbeddingRecommender
 from .validation import resolve_device, torch_threads, train_with_early_stopping
+
+
+#: catalogues above this many items train with the sampled softmax. Measured on the synthetic generator at
+#: 30k users x 20k items (one configuration, dim 64, same seed): full softmax validation NDCG@20 0.0481 in
+#: 844 s, sampled (4,096 negatives) 0.0470 in 42 s, both on one CPU thread shared with another job
+FULL_SOFTMAX_MAX_ITEMS = 10_000
 
 
 def unit_rows(X: np.ndarray, what: str = "item vectors") -> np.ndarray:
@@ -173,7 +179,7 @@ def train_semantic(
     user_map: bool = True,
     batch_size: int = 256,
     eval_every: int = 2,
-    full_softmax_max_items: int = 20_000,
+    full_softmax_max_items: int = FULL_SOFTMAX_MAX_ITEMS,
     n_negatives: int = 4096,
     num_threads: int = 1,
     progress: bool = False,
