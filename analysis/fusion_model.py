@@ -67,6 +67,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from tqdm.auto import tqdm
 
 from .backend import Backend, get_backend
 from .bootstrap import ci_rows, paired_rows
@@ -482,6 +483,7 @@ def evaluate_fusion_models(
     users: np.ndarray | None = None,
     given: Mapping[str, Any] | None = None,
     curve_users: np.ndarray | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Gated fusion vs best single view, validation-α score fusion and the alignment baseline, on test.
 
@@ -500,9 +502,11 @@ def evaluate_fusion_models(
     ``{"per_user": {part: {system: {"recall@k": values, ...}}}, "fusion": (alpha, cold_aware, valid)}``
     (the views' and the score fusion's per-user metrics; the fusion as :func:`_choose_fusion` returns it).
     ``curve_users``: the users whose validation curves choose α (default: ``users``; the pipeline
-    passes its fusion-curve sample).
+    passes its fusion-curve sample). ``progress``: a progress bar (with ETA) over the six steps (views, score
+    fusion, alignment baseline, gate fit, its valid and test lists, bootstrap).
     """
     t0 = time.perf_counter()
+    bar = tqdm(total=6, desc="fusion models", disable=not progress, leave=False)
     be = backend or get_backend()
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
@@ -512,6 +516,7 @@ def evaluate_fusion_models(
     given = dict(given or {})
     known = given.get("per_user") or {}
     timings = {"single_s": sum(ev.add_ranked(n, m, known) for n, m in zip(names, (sem_model, col_model)))}
+    bar.update(1)
     best = best_single({n: ev.valid_mean(n) for n in names}, collaborative=names[1])
     ev.res["valid"]["best_single"], ev.res["test"]["best_single"] = ev.res["valid"][best], ev.res["test"][best]
     t = time.perf_counter()
@@ -520,22 +525,28 @@ def evaluate_fusion_models(
     if not ev.reuse("fusion", known):
         ev.add_fused("fusion", sem_model, col_model, alpha, cold_aware)
     timings["fusion_s"] = time.perf_counter() - t
+    bar.update(1)
     align = None
     if mapped is not None:
         t = time.perf_counter()
         align = alignment_baseline(col_model, mapped, split, ev.K, be, users=cu)
         ev.add_fused("alignment", align["mapped_model"], col_model, align["alpha"], align["cold_aware"])
         timings["alignment_s"] = time.perf_counter() - t
+    bar.update(1)
     t = time.perf_counter()
     model = gated or train_gated_fusion(sem_model, col_model, split, item_features, seed=seed, backend=be,
                                         **{"K": ev.K, **dict(gate_kw or {})})
+    bar.update(1)
     for part in ("valid", "test"):
         ranker = model.with_seen(split.seen_for(part)).for_topk(ev.K)  # exact for the K the lists hold
         ev.res[part]["complementarity_fusion"] = ev.per_user(ev.top(ranker, part), part)
     timings["complementarity_fusion_s"] = time.perf_counter() - t
+    bar.update(1)
     t = time.perf_counter()
     out = ev.tables([*names, *FUSION_MODEL_SYSTEMS], n_boot, seed)
     timings["bootstrap_s"] = time.perf_counter() - t
+    bar.update(1)
+    bar.close()
     timings["total_s"] = time.perf_counter() - t0
     out["model"] = model
     out["summary"] = {

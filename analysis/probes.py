@@ -90,6 +90,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 import scipy.sparse as sp
 
 from .backend import Backend, get_backend
@@ -504,7 +505,8 @@ def item_regimes(warm: np.ndarray, popularity: np.ndarray, order: np.ndarray | N
 
 
 # ------------------------------------------------------------------------- driver
-def _regime_ladder(regime: str, idx, X, Y, caps, ev: _Evaluator, lambdas, seed, dev, mlp_kw) -> tuple[list, dict]:
+def _regime_ladder(regime: str, idx, X, Y, caps, ev: _Evaluator, lambdas, seed, dev, mlp_kw, bar=None
+                   ) -> tuple[list, dict]:
     """Fit every capacity of the ladder on one regime's fit items; one curve row each."""
     fi, vi, ei = idx
     Xf, Yf, Xv, Yv = X[fi], Y[fi], X[vi], Y[vi]
@@ -524,6 +526,8 @@ def _regime_ladder(regime: str, idx, X, Y, caps, ev: _Evaluator, lambdas, seed, 
                      "n_train": len(fi), "n_valid": len(vi), "n_eval": len(ei),
                      "readable": ev.readable, "reason": ev.reason, "shared_dim": ev.shared.get("shared_dim", 0)})
         fitted[(probe, cap)] = (m, P)
+        if bar is not None:
+            bar.update(1)
     return rows, fitted
 
 
@@ -654,6 +658,7 @@ def run_probes(
     log: Callable[[str], None] | None = None,
     mlp_kw: Mapping[str, Any] | None = None,
     users: np.ndarray | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Alignment probes over regimes x capacities (see module docstring).
 
@@ -675,6 +680,7 @@ def run_probes(
     shared_subspace), the grids, device, timings. ``mlp_kw``: extra arguments of
     :func:`fit_mlp` (lr, weight_decay, max_epochs, patience). ``users``: the users whose test
     pairs are evaluated (default: every user; the pipeline passes its evaluation sample).
+    ``progress``: a progress bar (with ETA) over the fits (regimes x capacities, then the cross-fit).
     """
     from threadpoolctl import threadpool_limits
 
@@ -683,11 +689,11 @@ def run_probes(
     with threadpool_limits(1, user_api="blas"):
         return _run_probes(X, Y, U, split, k_neighbors=k_neighbors, K=K, order=order, seed=seed, device=device,
                            ranks=ranks, widths=widths, lambdas=lambdas, n_folds=n_folds, backend=backend, log=log,
-                           mlp_kw=dict(mlp_kw or {}), users=users)
+                           mlp_kw=dict(mlp_kw or {}), users=users, progress=progress)
 
 
 def _run_probes(X, Y, U, split, *, k_neighbors, K, order, seed, device, ranks, widths, lambdas, n_folds, backend, log,
-                mlp_kw, users):
+                mlp_kw, users, progress):
     from .models.validation import resolve_device
 
     t0 = time.perf_counter()
@@ -711,11 +717,12 @@ def _run_probes(X, Y, U, split, *, k_neighbors, K, order, seed, device, ranks, w
         raise ConfigError(f"ridge lambdas must be positive, got {lambdas}")
 
     rows, fitted, evals = [], {}, {}
+    bar = tqdm(total=len(regimes) * len(caps) + 1, desc="alignment probes", disable=not progress, leave=False)
     for regime, idx in regimes.items():
         Q, shared = _shared_for(X, Y, idx[0], idx[2], seed)
         evals[regime] = ev = _Evaluator(Y, U, split, warm, idx[2], k, int(K), be, seed=seed, Q=Q, shared=shared,
                                         users=users)
-        r, f = _regime_ladder(regime, idx, X, Y, caps, ev, lambdas, seed, dev, mlp_kw)
+        r, f = _regime_ladder(regime, idx, X, Y, caps, ev, lambdas, seed, dev, mlp_kw, bar)
         rows += r
         if regime == "in_distribution":
             fitted = f
@@ -726,6 +733,8 @@ def _run_probes(X, Y, U, split, *, k_neighbors, K, order, seed, device, ranks, w
     t1 = time.perf_counter()
     best_probe, best_cap, residuals, mapped, mapped_all = _best_and_residuals(
         curves, fitted, regimes["in_distribution"][2], X, Y, warm, n_folds, seed, lambdas, dev, mlp_kw)
+    bar.update(1)
+    bar.close()
 
     per_regime = {regime: _regime_summary(curves[curves.regime == regime], evals[regime]) for regime in regimes}
     summary = {

@@ -398,7 +398,7 @@ def probes_stage(s: State) -> None:
         order = np.where(np.isfinite(order), order, np.nanmedian(order))
     p = run_probes(s.sem_vecs, s.results["col_items"], np.asarray(s.models["collab"].user_vecs, np.float32), s.split,
                    k_neighbors=s.cfg.k_neighbors, K=s.K, order=order, seed=s.cfg.seed, device=s.cfg.device,
-                   backend=s.be, users=curve_users(s))
+                   backend=s.be, users=curve_users(s), progress=s.progress)
     s.tables["probes"] = p["curves"]
     s.results["probes"] = p
 
@@ -421,7 +421,7 @@ def fusion_models_stage(s: State) -> None:
              "col_private_energy": np.nan_to_num(energy["col_private"].to_numpy(float))}
     fm = evaluate_fusion_models(s.sem_cmp, s.models["collab"], s.split, mapped=s.results["probes"]["mapped_all"],
                                 item_features=feats, ks=s.cfg.ks, seed=s.cfg.seed, n_boot=s.cfg.n_boot, backend=s.be,
-                                users=s.users, given=_given(s), curve_users=curve_users(s))
+                                users=s.users, given=_given(s), curve_users=curve_users(s), progress=s.progress)
     s.tables["fusion_models"], s.tables["fusion_model_differences"] = fm["table"], fm["differences"]
     s.results["fusion_models"] = fm["summary"]
 
