@@ -331,7 +331,7 @@ def rrf_scores(
 
 def _ranks_of(x: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rank of ``items`` (n, p) in each row of ``x`` (n, m): 1 = best, value descending, 0 for -inf
-    (not ranked); rows where some item's value is tied, whose ranks are then not computed). One sort
+    (not ranked; +inf ranks first, as in :func:`rrf_scores`); rows where some item's value is tied, whose ranks are then not computed). One sort
     of each row, then binary searches."""
     n, m = x.shape
     asc = np.sort(x, axis=1)
@@ -340,9 +340,9 @@ def _ranks_of(x: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     tied = np.zeros(n, bool)
     for r in range(n):
         hi = np.searchsorted(asc[r], vals[r], side="right")
-        tied[r] = bool((hi - np.searchsorted(asc[r], vals[r], side="left") > 1)[np.isfinite(vals[r])].any())
+        tied[r] = bool((hi - np.searchsorted(asc[r], vals[r], side="left") > 1)[vals[r] > -np.inf].any())
         rank[r] = m - hi + 1
-    rank[~np.isfinite(vals)] = 0
+    rank[vals == -np.inf] = 0
     return rank, tied
 
 
@@ -368,7 +368,7 @@ def _rrf_pool_topk(sa: np.ndarray, sb: np.ndarray, seen_mask: np.ndarray | None,
         top = np.argpartition(x, m - d, axis=1)[:, m - d :]
         v = np.take_along_axis(x, top, 1)
         g = (v > v.min(1, keepdims=True)).sum(1)
-        bound += np.where(np.isfinite(x).sum(1) > d, 1.0 / (rrf_k + g + 1), 0.0)
+        bound += np.where((x > -np.inf).sum(1) > d, 1.0 / (rrf_k + g + 1), 0.0)
         xs.append(x)
         parts.append(top)
     cand = np.sort(np.concatenate(parts, axis=1), axis=1)  # column order = item order

@@ -146,7 +146,7 @@ def test_rrf_hand_computed_and_depth():
     np.testing.assert_allclose(rrf_scores(sa, sb, m)[0, 1:], [1 / 61 + 1 / 62, 1 / 62 + 1 / 61, 1 / 63])
 
 
-@pytest.mark.parametrize("case", range(6))
+@pytest.mark.parametrize("case", range(8))
 def test_rrf_pool_topk_equals_ranking_every_item(case):
     """The pooled RRF top-K (each view's top rrf_k + 2k + 2, certified by a bound) gives exactly the lists
     of ranking the whole catalogue, with tied scores, unscorable items, seen masks, rows with fewer ranked
@@ -166,6 +166,11 @@ def test_rrf_pool_topk_equals_ranking_every_item(case):
         sa[0] = 0.0 if case == 4 else sa[0]
         if case == 5:
             sb[:, : m - 15] = -np.inf  # view b ranks 15 items at most
+        if case == 6:  # both views rank fewer items than the pool holds, some fewer than K
+            sa[:, : m - int(rng.integers(1, 60))] = -np.inf
+            sb[:, : m - int(rng.integers(1, 60))] = -np.inf
+        if case == 7:
+            sa[rng.random((n, m)) < 0.01] = np.inf  # ranked first, as rrf_scores ranks everything above -inf
         seen = rng.random((n, m)) < 0.2
         want = topk_padded(rrf_scores(sa, sb, seen, rrf_k), k, be)
         np.testing.assert_array_equal(_rrf_pool_topk(sa, sb, seen, rrf_k, k, be), want)

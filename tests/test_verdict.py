@@ -100,7 +100,7 @@ def test_report_command_line(tmp_path, app_run_path):
     assert main(["report", str(app_run_path), "--out", str(tmp_path / "r.html")]) == 2  # exists: refused
 
 
-def test_sweep_progress_from_the_log_and_start_only_when_missing(tmp_path):
+def test_sweep_progress_from_the_log_and_start_only_when_missing(tmp_path, monkeypatch):
     from app import jobs
 
     root = tmp_path / "runs"
@@ -112,10 +112,12 @@ def test_sweep_progress_from_the_log_and_start_only_when_missing(tmp_path):
     n = len(jobs.STAGES)
     assert p.fraction == pytest.approx((2 + 0.5 / n) / 5) and p.text == "regime 3 of 5 (keep20), load"
     assert not p.running
-    assert jobs.sweep_progress(root) == p  # unchanged log: the cached parse
+    reads, real_read = [], jobs.read_log
+    monkeypatch.setattr(jobs, "read_log", lambda path, *a: reads.append(path) or real_read(path, *a))
+    assert jobs.sweep_progress(root) == p and reads == []  # unchanged log: the cached parse, no read
     with open(root / "ml-100k-sweep.log", "a") as fh:  # the log grows: parsed again
         fh.write("=== regime 4/5: keep10 ===\n")
-    assert jobs.sweep_progress(root).text == "regime 4 of 5 (keep10)"
+    assert jobs.sweep_progress(root).text == "regime 4 of 5 (keep10)" and len(reads) == 1
     (root / "ml-100k-sweep").mkdir()
     (root / "ml-100k-sweep" / "sweep.parquet").write_bytes(b"")
     assert jobs.start_sweep(root) is False  # done already: nothing started

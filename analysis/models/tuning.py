@@ -57,7 +57,8 @@ from .base import Recommender
 from .validation import DEFAULT_K, DEFAULT_VALID_SAMPLE, criterion, valid_users, validate
 
 KINDS = ("ials", "bpr", "ease", "semantic_trained")
-_VERSION = "tune-v2"  # v2: standard cold-start protocol, removed pairs masked, configurable K
+_VERSION = "tune-v3"  # v2: standard cold-start protocol, removed pairs masked, configurable K; v3: sampled
+# softmax above 10,000 items (was 20,000)
 
 DEFAULT_GRIDS: dict[str, dict[str, list]] = {
     "ials": {"factors": [64, 128], "regularization": [1.0, 10.0, 100.0], "alpha": [1.0, 5.0, 20.0]},

@@ -11,7 +11,7 @@ from app.charts.style import show
 from app.data import overview as data
 from app.data.structure import structure_lines
 from app.data.regimes import sweep_for_run, sweep_stamp
-from app.jobs import sweep_progress
+from app.jobs import DEFAULT_SWEEP, sweep_progress
 from app.report import report_html
 from app.state import Ctx, current_ctx, follow_sweep, md_escape, runs_root
 
@@ -97,7 +97,7 @@ def verdict_section(ctx: Ctx, ds: dict) -> None:
     with st.container(border=True):
         st.markdown("**Verdict.** " + md_escape(" ".join(story["verdict"])))
         if story["regimes"] is None:
-            sweep_pending_note()
+            sweep_pending_note(str(ds.get("name", "")))
     for col, t in zip(st.columns(len(story["tiles"])), story["tiles"]):
         col.metric(t["label"], f"{t['mean']:.3f}", help=f"test NDCG@{ctx.K} of `{t['system']}`, all evaluated users")
         col.caption(f"NDCG@{ctx.K} · 95% CI {t['lo']:.3f} – {t['hi']:.3f}")
@@ -111,9 +111,10 @@ def verdict_section(ctx: Ctx, ds: dict) -> None:
                    "− control floor; it counts as evidence only where its interval lies above 0.")
 
 
-def sweep_pending_note() -> None:
-    """Where the regime story will come from: the background sweep's progress, or how to start one."""
-    p = sweep_progress(runs_root())
+def sweep_pending_note(dataset: str) -> None:
+    """Where the regime story will come from: the background sweep's progress (when it is over this run's
+    dataset), or how to start one."""
+    p = sweep_progress(runs_root()) if dataset == DEFAULT_SWEEP[1] else None
     if p is not None and p.running:
         follow_sweep("Computing the regime sweep in the background")
         st.caption("The regime chart appears here when it is done.")
