@@ -120,6 +120,16 @@ def _dense_mask(seen: "Seen | sp.spmatrix | None", rows: np.ndarray, n_items: in
     return np.zeros((len(rows), n_items), dtype=bool) if seen is None else seen.dense(rows)
 
 
+def _pool_topk(cand: np.ndarray, score: np.ndarray, k: int, be: Backend) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` items (int32, -1 padding) of per-row candidate pools ``cand`` scored ``score``, and the values."""
+    idx, vals = be.topk(score, k)
+    out = np.full((len(score), k), -1, dtype=np.int32)
+    got = np.take_along_axis(cand, idx, 1).astype(np.int32)
+    got[~np.isfinite(vals)] = -1
+    out[:, : got.shape[1]] = got
+    return out, vals
+
+
 class _CandidatePool:
     """Each view's top-``m`` eligible items per row, and the bound on what lies outside them.
 
@@ -151,11 +161,7 @@ class _CandidatePool:
         f = np.multiply(self.ca, alpha)
         f += np.multiply(self.cb, 1.0 - alpha)
         f += self.add
-        idx, vals = be.topk(f, k)
-        out = np.full((len(f), k), -1, dtype=np.int32)
-        got = np.take_along_axis(self.cand, idx, 1).astype(np.int32)
-        got[~np.isfinite(vals)] = -1
-        out[:, : got.shape[1]] = got
+        out, vals = _pool_topk(self.cand, f, k, be)
         with np.errstate(invalid="ignore"):  # 0 * -inf on rows the pool covers entirely
             bound = alpha * self.a_m + (1.0 - alpha) * self.b_m
         kth = vals[:, k - 1] if vals.shape[1] >= k else np.full(len(f), -np.inf)
@@ -331,8 +337,8 @@ def rrf_scores(
 
 def _ranks_of(x: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rank of ``items`` (n, p) in each row of ``x`` (n, m): 1 = best, value descending, 0 for -inf
-    (not ranked; +inf ranks first, as in :func:`rrf_scores`); rows where some item's value is tied, whose ranks are then not computed). One sort
-    of each row, then binary searches."""
+    (not ranked; +inf ranks first, as in :func:`rrf_scores`); rows where some item's value is tied,
+    whose ranks are then not exact). One sort of each row, then binary searches."""
     n, m = x.shape
     asc = np.sort(x, axis=1)
     vals = np.take_along_axis(x, items, 1)
@@ -379,11 +385,7 @@ def _rrf_pool_topk(sa: np.ndarray, sb: np.ndarray, seen_mask: np.ndarray | None,
         bad |= tied
     score[score == 0] = -np.inf
     score[:, 1:][cand[:, 1:] == cand[:, :-1]] = -np.inf  # an item in both pools counts once
-    idx, vals = be.topk(score, k)
-    out = np.full((n, k), -1, dtype=np.int32)
-    got = np.take_along_axis(cand, idx, 1).astype(np.int32)
-    got[~np.isfinite(vals)] = -1
-    out[:, : got.shape[1]] = got
+    out, vals = _pool_topk(cand, score, k, be)
     kth = vals[:, k - 1] if vals.shape[1] >= k else np.full(n, -np.inf)
     bad |= ~((kth > bound) | (bound == 0))
     rows = np.flatnonzero(bad)

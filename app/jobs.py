@@ -685,11 +685,12 @@ def sweep_progress(root: Path, name: str = DEFAULT_SWEEP[0]) -> SweepProgress | 
     log is parsed again only when it changed (size, mtime) or the sweep finished: pages call this on
     every rerun."""
     out = Path(root) / name
+    log = log_path_for(out)
     try:
-        st = log_path_for(out).stat()
+        st = log.stat()
     except OSError:
         return None
-    parsed = _sweep_log(str(log_path_for(out)), st.st_mtime_ns, st.st_size, (out / "sweep.parquet").is_file())
+    parsed = _sweep_log(str(log), st.st_mtime_ns, st.st_size, (out / "sweep.parquet").is_file())
     return None if parsed is None else SweepProgress(is_running(out), *parsed)
 
 

@@ -15,8 +15,8 @@
   is the input, and input items are masked out of the softmax, so the model must predict
   unseen items rather than copy its input. Catalogues above ``full_softmax_max_items``
   (10,000 by default, :data:`FULL_SOFTMAX_MAX_ITEMS`) use a sampled softmax (the batch's
-  targets plus uniform negatives, shared by the batch). An epoch is one pass over every user with training items, or over a fresh
-  random draw of ``epoch_users`` of them when there are more (the model has no per-user
+  targets plus uniform negatives, shared by the batch). An epoch is one pass over every user
+  with training items, or over a fresh random draw of ``epoch_users`` of them when there are more (the model has no per-user
   parameters, so at 1M users one pass is thousands of steps more than it needs; the cap keeps
   an epoch's cost independent of the number of users and is recorded). Early stopping on
   validation NDCG@20; final user vectors come from the full training history.

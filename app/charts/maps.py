@@ -106,8 +106,8 @@ LEGEND_PER_ROW, LEGEND_ROW_PX = 4, 24
 def item_map(df: pd.DataFrame, x: str, y: str, view: str, color: str, color_label: str, categorical: bool,
              selected: Sequence[int] = (), focus: int | None = None, category_colors: dict | None = None,
              log_color: bool = False, height: int = 520, source: str = "UMAP") -> go.Figure:
-    """Scatter of a 2-D item map (SVG up to :data:`SVG_MAX_POINTS` points, WebGL above). Each point carries ``item_idx`` as ``customdata[0]`` (point
-    indices are per trace), the escaped title as hover text; selected items get a black ring, the
+    """Scatter of a 2-D item map (SVG up to :data:`SVG_MAX_POINTS` points, WebGL above). Each point
+    carries ``item_idx`` as ``customdata[0]`` (point indices are per trace), the escaped title as hover text; selected items get a black ring, the
     focus item a yellow star and the view zooms onto it. ``source`` ("UMAP" / "PCA") names the axes."""
     d = df[df[x].notna() & df[y].notna()]
     fig = go.Figure()
