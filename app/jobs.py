@@ -698,8 +698,8 @@ def sweep_progress(root: Path, name: str = DEFAULT_SWEEP[0]) -> SweepProgress | 
 def _sweep_log(log: str, mtime_ns: int, size: int, done: bool) -> tuple[float, str, str | None] | None:
     """(fraction, text, error) of a sweep log; the stamp arguments only key the cache."""
     text = read_log(Path(log))
-    if not text:
-        return None
+    if not text:  # claimed, nothing written yet: the job is starting (a page drawn now must follow it)
+        return 0.0, "starting", None
     lines = [ln.strip() for ln in re.split(r"[\r\n]+", text) if ln.strip()]
     marks = [(j, m) for j, ln in enumerate(lines) if (m := _REGIME_LINE.match(ln))]
     if not marks:
