@@ -97,26 +97,28 @@ def _tolerance(d: int) -> float:
     return (d + 4) * 2.0**-23
 
 
-def _exact_sims(U: np.ndarray, qpos: np.ndarray, cand: np.ndarray) -> np.ndarray:
+def _exact_sims(U: np.ndarray, qpos: np.ndarray, cand: np.ndarray, Q: np.ndarray | None = None) -> np.ndarray:
     """Cosine of each query row with its candidates, float32, clipped to ≤ 1; the query itself and
     missing candidates (-1) get -inf.  Products are taken in float64 and each sum reduces the same way,
-    so identical vectors get bit-identical sims (exact ties stay ties)."""
+    so identical vectors get bit-identical sims (exact ties stay ties).  The query vectors are
+    ``U[qpos]``, or ``Q`` (one unit row per query) when given; ``qpos`` is then only left out."""
     q, c = cand.shape
     out = np.empty((q, c), dtype=np.float32)
     step = max(1, _CELLS // max(c * U.shape[1], 1))
     for s in range(0, q, step):
         e = min(s + step, q)
-        A = U[qpos[s:e]].astype(np.float64)[:, None, :]
+        A = (U[qpos[s:e]] if Q is None else Q[s:e]).astype(np.float64)[:, None, :]
         B = U[np.maximum(cand[s:e], 0)].astype(np.float64)
         out[s:e] = np.minimum((A * B).sum(axis=2), 1.0)
     out[(cand < 0) | (cand == qpos[:, None])] = -np.inf
     return out
 
 
-def _rerank(U: np.ndarray, qpos: np.ndarray, cand: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _rerank(U: np.ndarray, qpos: np.ndarray, cand: np.ndarray, k: int,
+            Q: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Candidates re-scored exactly and sorted by (−sim, position): ``(pos (q, k), sims (q, k))``, -inf / -1
-    where a row has fewer than k candidates."""
-    sims = _exact_sims(U, qpos, cand)
+    where a row has fewer than k candidates (query vectors: :func:`_exact_sims`)."""
+    sims = _exact_sims(U, qpos, cand, Q)
     cand = np.where(np.isfinite(sims), cand, np.iinfo(np.int64).max)  # the item itself / missing: last
     order = np.lexsort((cand, -sims), axis=1)[:, :k]
     pos = np.take_along_axis(cand, order, axis=1)
@@ -147,27 +149,36 @@ class _FlatSearch:
         self.index.add(U)
         self.engine = "faiss.IndexFlatIP"
 
-    def __call__(self, qpos: np.ndarray, kk: int) -> tuple[np.ndarray, np.ndarray]:
+    def __call__(self, qpos: np.ndarray, kk: int, Q: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-kk of the rows ``U[qpos]`` (or of the vectors ``Q``, one per query, when given)."""
+        Q = self.U[qpos] if Q is None else np.ascontiguousarray(Q, np.float32)
         if self.index is not None:
-            D, I = self.index.search(self.U[qpos], kk)
+            D, I = self.index.search(Q, kk)
             return D, I.astype(np.int64)
         nv = self.U.shape[0]
-        D = np.empty((len(qpos), kk), np.float32)
-        I = np.empty((len(qpos), kk), np.int64)
+        D = np.empty((len(Q), kk), np.float32)
+        I = np.empty((len(Q), kk), np.int64)
         step = max(1, min(self.block, 2**26 // max(nv, 1)))  # a score block of at most ~256 MB
-        for s in range(0, len(qpos), step):
-            q = qpos[s:s + step]
-            S = self.G[q] @ self.G.T if self.be.name == "cupy" else self.U[q] @ self.U.T
+        for s in range(0, len(Q), step):
+            q = Q[s:s + step]
+            if self.be.name == "cupy":
+                import cupy
+
+                S = cupy.asarray(q) @ self.G.T
+            else:
+                S = q @ self.U.T
             top, val = self.be.topk(S, kk)
             I[s:s + step], D[s:s + step] = np.asarray(top), np.asarray(val, dtype=np.float32)
         return D, I
 
 
-def _exact_knn(U: np.ndarray, search: _FlatSearch, qpos: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, int]:
+def _exact_knn(U: np.ndarray, search: _FlatSearch, qpos: np.ndarray, k: int,
+               Q: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Exact top-k (by index, ties to the lower position) of the rows ``qpos``: candidates from the flat
     search, re-ranked exactly; a row whose k-th sim is not clear of the last candidate's by the float
     tolerance (ties or near-ties at the boundary) is searched again with 4× the candidates.
-    Returns ``(pos, sims, n_widened)``."""
+    ``Q``: query vectors (float32 unit rows, one per ``qpos``) searched instead of ``U[qpos]``, with
+    row ``qpos`` still left out (leave one out).  Returns ``(pos, sims, n_widened)``."""
     nv, d = U.shape
     tol = _tolerance(d)
     pos = np.full((len(qpos), k), -1, np.int64)
@@ -180,8 +191,9 @@ def _exact_knn(U: np.ndarray, search: _FlatSearch, qpos: np.ndarray, k: int) -> 
         unresolved = []
         for s in range(0, len(todo), step):
             rows = todo[s:s + step]
-            D, I = search(qpos[rows], kk)
-            p, v = _rerank(U, qpos[rows], I, k)
+            Qr = None if Q is None else Q[rows]
+            D, I = search(qpos[rows], kk, Qr)
+            p, v = _rerank(U, qpos[rows], I, k, Qr)
             ok = np.full(len(rows), kk >= nv) | (v[:, -1] > D[:, -1] + tol)
             pos[rows[ok]], sims[rows[ok]] = p[ok], v[ok]
             unresolved.append(rows[~ok])
@@ -328,6 +340,33 @@ def knn_cosine(
     """
     idx, sims, _ = knn_cosine_with_report(X, k, valid=valid, block=block, backend=backend)
     return idx, sims
+
+
+def knn_cosine_queries(X: np.ndarray, queries: np.ndarray, exclude: np.ndarray, k: int,
+                       backend: Backend | str | None = None, block: int = 1024) -> np.ndarray:
+    """Exact cosine top-``k`` rows of ``X`` for each query vector: positions ``(q, k)`` int64, best first.
+
+    Query j's list leaves row ``exclude[j]`` out (leave one out: a mapped vector of item j searched among
+    the true vectors of the other items).  As in :func:`knn_cosine`, rows and queries are unit-normalised
+    float32 vectors, candidates come from faiss ``IndexFlatIP`` and are re-scored exactly (float64), so
+    ties go to the lower row and the result equals brute force.  A zero query has cosine 0 with every row.
+    """
+    X, Q = np.asarray(X), np.asarray(queries, dtype=np.float32)
+    if X.ndim != 2 or Q.ndim != 2 or Q.shape[1] != X.shape[1]:
+        raise VectorError(f"queries {Q.shape} and rows {X.shape} must be 2-D with the same dimension")
+    exclude = np.asarray(exclude, np.int64)
+    if exclude.shape != (len(Q),) or (len(exclude) and (exclude.min() < 0 or exclude.max() >= len(X))):
+        raise ConfigError(f"exclude must hold one row of X (0..{len(X) - 1}) per query, got shape {exclude.shape}")
+    if not isinstance(k, (int, np.integer)) or not 1 <= k <= len(X) - 1:
+        raise ConfigError(f"k must be between 1 and {len(X) - 1} (rows - 1), got {k!r}")
+    bad = ~np.isfinite(Q).all(axis=1)
+    if bad.any():
+        raise VectorError(f"query row {np.argmax(bad)} has NaN/inf values ({int(bad.sum())} such rows)")
+    U = np.ascontiguousarray(_unit_rows(X, np.ones(len(X), bool)))
+    Q = np.ascontiguousarray(Q / np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), np.float32(1e-30)))
+    be = backend if isinstance(backend, Backend) else get_backend(backend)
+    pos, _, _ = _exact_knn(U, _FlatSearch(U, be, block), exclude, int(k), Q)
+    return pos
 
 
 def chance_overlap(n: int, k: int) -> float:

@@ -290,6 +290,51 @@ def test_exact_knn_without_faiss_gives_the_same_graph(monkeypatch):
     np.testing.assert_array_equal(sims, with_faiss[1])
 
 
+def _reference_queries(X, Q, exclude, k):
+    """Brute force in float64 on the float32 unit vectors: ties to the lower row, row exclude[j] left out."""
+    U = np.asarray(X, np.float32)
+    U = (U / np.linalg.norm(U, axis=1)[:, None]).astype(np.float64)
+    Qu = np.asarray(Q, np.float32)
+    Qu = (Qu / np.maximum(np.linalg.norm(Qu, axis=1)[:, None], 1e-30)).astype(np.float64)
+    S = np.minimum(Qu @ U.T, 1.0).astype(np.float32)
+    S[np.arange(len(Q)), exclude] = -np.inf
+    return np.lexsort((np.broadcast_to(np.arange(len(X)), S.shape), -S), axis=1)[:, :k]
+
+
+@pytest.mark.parametrize("k", [1, 10, 30])
+def test_knn_of_query_vectors_equals_bruteforce_with_ties_and_leave_one_out(k):
+    """Query vectors that are not rows (mapped vectors searched among true ones): the same exact
+    graph as brute force, ties included; each query's own row is left out even when it is its twin."""
+    from analysis.neighbors import knn_cosine_queries
+
+    X = _tied_data(14)
+    rng = np.random.default_rng(14)
+    exclude = rng.choice(len(X), 600, replace=False)
+    exclude[:40] = np.arange(100, 140)  # queries from the big duplicate block
+    Q = X[exclude] + rng.integers(-1, 2, size=(600, X.shape[1])) * (np.arange(600) % 3 == 0)[:, None]
+    Q[5] = 0.0  # a zero query: cosine 0 with every row, so the k lowest rows but its own
+    got = knn_cosine_queries(X, Q, exclude, k)
+    ref = _reference_queries(X, Q, exclude, k)
+    np.testing.assert_array_equal(got, ref)
+    assert not (got == exclude[:, None]).any()
+    assert got[1].tolist() == [i for i in [5, *range(100, 260)] if i != 101][:k]  # an unperturbed twin
+    assert got[5].tolist() == [i for i in range(len(X)) if i != exclude[5]][:k]
+
+
+def test_knn_of_query_vectors_refuses_bad_input():
+    from analysis.neighbors import knn_cosine_queries
+
+    X = np.random.default_rng(0).normal(size=(50, 4))
+    with pytest.raises(ConfigError, match="exclude must hold one row"):
+        knn_cosine_queries(X, X[:3], np.array([0, 1, 50]), 5)
+    with pytest.raises(ConfigError, match="k must be between 1 and 49"):
+        knn_cosine_queries(X, X[:3], np.arange(3), 50)
+    Q = X[:3].copy()
+    Q[2, 1] = np.nan
+    with pytest.raises(VectorError, match="query row 2 has NaN"):
+        knn_cosine_queries(X, Q, np.arange(3), 5)
+
+
 def test_approximate_path_reports_recall_measured_on_its_sample():
     from analysis.neighbors import knn_cosine_with_report
 
