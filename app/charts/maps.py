@@ -25,21 +25,23 @@ def _hover(df: pd.DataFrame, color_label: str, color_values: pd.Series) -> tuple
 
 
 def _points(d: pd.DataFrame, x: str, y: str, name: str, color_label: str, color_values: pd.Series,
-            marker: dict) -> go.Scattergl:
+            marker: dict, trace: type) -> go.Scatter | go.Scattergl:
+    """One marker trace of the map: ``trace`` is go.Scatter (SVG) or go.Scattergl (WebGL)."""
     custom, tmpl = _hover(d, color_label, color_values)
-    return go.Scattergl(x=d[x], y=d[y], mode="markers", name=name, customdata=custom, hovertext=d["label"],
+    return trace(x=d[x], y=d[y], mode="markers", name=name, customdata=custom, hovertext=d["label"],
                         hovertemplate=tmpl, marker=marker)
 
 
 def _category_traces(fig: go.Figure, d: pd.DataFrame, x: str, y: str, color: str, color_label: str,
-                     category_colors: dict | None, marker: dict) -> None:
+                     category_colors: dict | None, marker: dict, trace: type) -> None:
     cats = d[color].astype(str).fillna("n/a")
     order = list(category_colors) if category_colors else []
     levels = [c for c in order if c in set(cats)] + sorted(set(cats) - set(order))
     for i, lev in enumerate(levels):
         sub = d[cats == lev]
         col = (category_colors or {}).get(lev, CATEGORY_CYCLE[i % len(CATEGORY_CYCLE)])
-        tr = _points(sub, x, y, f"{safe_label(lev)} ({len(sub):,})", color_label, sub[color], {**marker, "color": col})
+        tr = _points(sub, x, y, f"{safe_label(lev)} ({len(sub):,})", color_label, sub[color], {**marker, "color": col},
+                     trace)
         tr.legendgroup = str(lev)
         fig.add_trace(tr)
 
@@ -58,7 +60,7 @@ def _quantile_colors(vals: pd.Series) -> tuple[np.ndarray, dict]:
 
 
 def _value_trace(fig: go.Figure, d: pd.DataFrame, x: str, y: str, color: str, color_label: str, log_color: bool,
-                 marker: dict) -> None:
+                 marker: dict, trace: type) -> None:
     vals = d[color].astype(float)
     bar: dict = {"thickness": 12, "len": 0.75}
     if color in QUANTILE_COLORS:
@@ -68,16 +70,17 @@ def _value_trace(fig: go.Figure, d: pd.DataFrame, x: str, y: str, color: str, co
         c = np.log10(1 + vals.clip(lower=0)) if log_color else vals
         bar["title"] = {"text": ("log10(1 + " + color_label + ")") if log_color else color_label}
     fig.add_trace(_points(d, x, y, f"items ({len(d):,})", color_label, vals.round(4), {
-        **marker, "color": c, "colorscale": SEQUENTIAL, "colorbar": bar, "showscale": True}))
+        **marker, "color": c, "colorscale": SEQUENTIAL, "colorbar": bar, "showscale": True}, trace))
 
 
-def _focus(fig: go.Figure, d: pd.DataFrame, x: str, y: str, color: str, color_label: str, focus: int) -> None:
+def _focus(fig: go.Figure, d: pd.DataFrame, x: str, y: str, color: str, color_label: str, focus: int,
+           trace: type) -> None:
     """The found item as a yellow star, the view zoomed onto it."""
     f = d[d["item_idx"] == focus]
     if f.empty:
         return
     fig.add_trace(_points(f, x, y, "found item", color_label, f[color] if color in f else f["item_idx"],
-                          {"symbol": "star", "size": 20, "color": FOCUS_COLOR, "line": {"color": "#000000", "width": 1.5}}))
+                          {"symbol": "star", "size": 20, "color": FOCUS_COLOR, "line": {"color": "#000000", "width": 1.5}}, trace))
     fx, fy = float(f[x].iloc[0]), float(f[y].iloc[0])
     fig.add_annotation(x=fx, y=fy, text=safe_label(str(f["title"].iloc[0])[:60]), showarrow=True, arrowhead=0, ax=0,
                        ay=-28, font={"size": 12, "color": "#000000"}, bgcolor="rgba(255,255,255,0.85)")
@@ -92,13 +95,6 @@ def _focus(fig: go.Figure, d: pd.DataFrame, x: str, y: str, color: str, color_la
 SVG_MAX_POINTS = 4000
 
 
-def _as_svg(fig: go.Figure) -> go.Figure:
-    """The same figure with every WebGL scatter drawn as an SVG scatter (same properties)."""
-    traces = [go.Scatter({k: v for k, v in t.to_plotly_json().items() if k != "type"}) if t.type == "scattergl" else t
-              for t in fig.data]
-    return go.Figure(data=traces, layout=fig.layout)
-
-
 #: legend entries per row under a map (150 px each in a half-page column) and the height of a row
 LEGEND_PER_ROW, LEGEND_ROW_PX = 4, 24
 
@@ -111,20 +107,22 @@ def item_map(df: pd.DataFrame, x: str, y: str, view: str, color: str, color_labe
     focus item a yellow star and the view zooms onto it. ``source`` ("UMAP" / "PCA") names the axes."""
     d = df[df[x].notna() & df[y].notna()]
     fig = go.Figure()
+    trace = go.Scatter if len(d) <= SVG_MAX_POINTS else go.Scattergl
     size = 5 if len(d) > 5000 else 7
     marker = {"size": size, "opacity": 0.35 if len(selected) else 0.8, "line": {"width": 0}}
     if categorical:
-        _category_traces(fig, d, x, y, color, color_label, category_colors, marker)
+        _category_traces(fig, d, x, y, color, color_label, category_colors, marker, trace)
     else:
-        _value_trace(fig, d, x, y, color, color_label, log_color, {k: v for k, v in marker.items() if k != "line"})
+        _value_trace(fig, d, x, y, color, color_label, log_color, {k: v for k, v in marker.items() if k != "line"},
+                     trace)
     if len(selected):
         s = d[d["item_idx"].isin(list(selected))]
         few = len(s) <= 50
         fig.add_trace(_points(s, x, y, f"selected ({len(s):,})", color_label, s[color] if color in s else s["item_idx"],
                               {"color": "rgba(0,0,0,0)", "size": size + (6 if few else 3),
-                               "line": {"color": SELECT_COLOR, "width": 1.6 if few else 1.0}}))
+                               "line": {"color": SELECT_COLOR, "width": 1.6 if few else 1.0}}, trace))
     if focus is not None:
-        _focus(fig, d, x, y, color, color_label, focus)
+        _focus(fig, d, x, y, color, color_label, focus, trace)
     axis = "UMAP-" if source == "UMAP" else "PC "
     style(fig, f"{view.capitalize()} map", f"{view} {axis}1 (arbitrary units)", f"{view} {axis}2 (arbitrary units)",
           color_label, height=height)
@@ -136,7 +134,7 @@ def item_map(df: pd.DataFrame, x: str, y: str, view: str, color: str, color_labe
                       legend={"orientation": "h", "yanchor": "top", "y": -0.14, "itemsizing": "constant",
                               "entrywidth": 150, "entrywidthmode": "pixels",
                               "title": {"text": safe_label(color_label), "side": "top"}})
-    return _as_svg(fig) if len(d) <= SVG_MAX_POINTS else fig
+    return fig
 
 
 def disagreement_hist(values: pd.Series, lo: float, hi: float, k: int, chance: float) -> go.Figure:
