@@ -147,6 +147,19 @@ def device_topk(S, k: int) -> np.ndarray:
     return out
 
 
+def top_set(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Some ``k`` largest entries of each row of a float matrix, unordered: ``(values, indices int64)``.
+
+    Which of several entries tied at the k-th value are returned is unspecified: for callers that
+    only need the threshold and a top set and recount ties themselves (the capped slots of
+    :mod:`analysis.calibration`). ``torch.topk`` (unsorted): ~3x numpy's argpartition here.
+    """
+    import torch
+
+    v, i = torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), int(k), dim=1, sorted=False)
+    return v.numpy(), i.numpy()
+
+
 # --------------------------------------------------------------------------------------
 # Embedding scores and the fused top-K (analysis.ranking's fast path)
 

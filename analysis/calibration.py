@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .backend import top_set
+
 _NO_KEY = np.iinfo(np.int64).max
 
 
@@ -131,10 +133,7 @@ def _slots_capped(x: np.ndarray, w: np.ndarray, cols: np.ndarray, o: np.ndarray,
     xc_all = np.where(o, x[:, cols], -np.inf)
     near = o.copy()
     if cap < m:
-        import torch  # its top-k is ~3x numpy's argpartition here (the slots' largest cost)
-
-        v, i = torch.topk(torch.from_numpy(np.where(w, x, -np.inf)), cap, dim=1, sorted=False)
-        vals, top = v.numpy(), i.numpy()  # any cap largest: ties at the threshold are recounted below
+        vals, top = top_set(np.where(w, x, -np.inf), cap)  # ties at the threshold are recounted below
         t = vals.min(1)
         near &= xc_all >= t[:, None]
     r, j = np.nonzero(near)

@@ -148,3 +148,16 @@ def test_ranking_device_resolution(monkeypatch):
         ranking_device("cuda")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert ranking_device("auto") == "cuda" and ranking_device("cuda") == "cuda" and ranking_device("cpu") is None
+
+
+def test_top_set_holds_the_k_largest_of_each_row():
+    from analysis.backend import top_set
+
+    rng = np.random.default_rng(3)
+    S = rng.integers(0, 6, size=(200, 40)).astype(np.float64)  # many ties at the threshold
+    S[:, 7] = -np.inf
+    vals, idx = top_set(S, 5)
+    assert vals.shape == idx.shape == (200, 5) and idx.dtype == np.int64
+    np.testing.assert_array_equal(np.take_along_axis(S, idx, 1), vals)  # the values are the entries'
+    np.testing.assert_array_equal(np.sort(vals, 1), np.sort(S, 1)[:, -5:])  # and the 5 largest
+    assert all(len(set(r)) == 5 for r in idx)
