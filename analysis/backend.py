@@ -86,10 +86,7 @@ class Backend:
             return np.zeros((n, max(k, 0)), np.int64), np.zeros((n, max(k, 0)), scores.dtype)
         kk = min(k + 1, m)  # one extra slot reveals ties at the K-th boundary
         if self.name == "torch":
-            import torch
-
-            v, i = torch.topk(torch.from_numpy(np.ascontiguousarray(scores)), kk, dim=1, largest=True, sorted=False)
-            idx, vals = i.numpy(), v.numpy()
+            vals, idx = top_set(scores, kk)
         else:
             if kk < m:
                 idx = np.argpartition(scores, m - kk, axis=1)[:, m - kk :]

@@ -128,18 +128,12 @@ def _rerank(U: np.ndarray, qpos: np.ndarray, cand: np.ndarray, k: int,
 
 
 class _FlatSearch:
-    """Top-kk inner products of some rows of U against all rows of U: faiss ``IndexFlatIP`` on the CPU,
-    the backend's matrix product on the GPU (cupy), numpy blocks where faiss is not installed."""
+    """Top-kk inner products of some rows of U (or of other query vectors) against all rows of U: faiss
+    ``IndexFlatIP``, numpy blocks and the backend's top-k where faiss is not installed."""
 
     def __init__(self, U: np.ndarray, be: Backend, block: int):
         self.U, self.be, self.block = U, be, block
         self.index = None
-        if be.name == "cupy":
-            import cupy
-
-            self.G = cupy.asarray(U)
-            self.engine = "cupy matmul"
-            return
         try:
             import faiss
         except ImportError:  # a stale environment: the same result, more slowly
@@ -160,14 +154,7 @@ class _FlatSearch:
         I = np.empty((len(Q), kk), np.int64)
         step = max(1, min(self.block, 2**26 // max(nv, 1)))  # a score block of at most ~256 MB
         for s in range(0, len(Q), step):
-            q = Q[s:s + step]
-            if self.be.name == "cupy":
-                import cupy
-
-                S = cupy.asarray(q) @ self.G.T
-            else:
-                S = q @ self.U.T
-            top, val = self.be.topk(S, kk)
+            top, val = self.be.topk(Q[s:s + step] @ self.U.T, kk)
             I[s:s + step], D[s:s + step] = np.asarray(top), np.asarray(val, dtype=np.float32)
         return D, I
 
@@ -331,7 +318,7 @@ def knn_cosine(
     """Cosine kNN of the rows of ``X``: ``(idx int32 (n, k), sims float32 (n, k))``, best first.
 
     Exact up to :data:`EXACT_MAX_ITEMS` valid items (faiss ``IndexFlatIP`` on the unit-normalised
-    vectors; the backend's matrix product with cupy), approximate above it (HNSW, recall measured:
+    vectors), approximate above it (HNSW, recall measured:
     :func:`knn_cosine_with_report`).  Either way the candidates are re-scored exactly (float64 products),
     so ``sims`` are the cosines of the float32 unit vectors, clipped to ≤ 1, and ties in ``sims`` are
     ordered by lower item index on every backend.  The item itself is excluded by index (an identical
@@ -362,8 +349,9 @@ def knn_cosine_queries(X: np.ndarray, queries: np.ndarray, exclude: np.ndarray, 
     bad = ~np.isfinite(Q).all(axis=1)
     if bad.any():
         raise VectorError(f"query row {np.argmax(bad)} has NaN/inf values ({int(bad.sum())} such rows)")
-    U = np.ascontiguousarray(_unit_rows(X, np.ones(len(X), bool)))
-    Q = np.ascontiguousarray(Q / np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), np.float32(1e-30)))
+    U = np.ascontiguousarray(_unit_rows(X, np.ones(len(X), bool)))  # names a NaN or zero row
+    nq = np.linalg.norm(Q, axis=1, keepdims=True)  # float32, as the rows (so a query equal to a row ties with it)
+    Q = np.ascontiguousarray(Q / np.maximum(nq, np.finfo(np.float32).tiny))
     be = backend if isinstance(backend, Backend) else get_backend(backend)
     pos, _, _ = _exact_knn(U, _FlatSearch(U, be, block), exclude, int(k), Q)
     return pos

@@ -262,13 +262,16 @@ class MLPMap:
         return out * self.y_scale + self.y_mean
 
 
-def _batches(n: int, batch_size: int | None) -> int:
-    """Rows per optimiser step: every fit item up to :data:`MLP_FULL_BATCH_MAX`, else :data:`MLP_BATCH`."""
-    if batch_size is None:
-        return n if n <= MLP_FULL_BATCH_MAX else MLP_BATCH
-    if int(batch_size) < 1:
+def _batches(n: int, batch_size: int | None) -> tuple[int, int]:
+    """(rows per optimiser step, steps per epoch): every fit item up to :data:`MLP_FULL_BATCH_MAX`, else
+    batches of at most :data:`MLP_BATCH` (or ``batch_size``), all of one size give or take one row."""
+    if n < 1:
+        raise ConfigError("the MLP probe needs at least one fit item")
+    if batch_size is not None and int(batch_size) < 1:
         raise ConfigError(f"MLP batch_size must be >= 1, got {batch_size}")
-    return min(int(batch_size), n)
+    b = (n if n <= MLP_FULL_BATCH_MAX else MLP_BATCH) if batch_size is None else min(int(batch_size), n)
+    steps = -(-n // b)
+    return -(-n // steps), steps
 
 
 def fit_mlp(
@@ -278,11 +281,12 @@ def fit_mlp(
 ) -> MLPMap:
     """One-hidden-layer MLP (ReLU, width ``width``), AdamW, early stopping on validation MSE.
 
-    Full batch up to :data:`MLP_FULL_BATCH_MAX` fit items (one step per epoch); above it (or with
-    ``batch_size``) seeded shuffled mini-batches of :data:`MLP_BATCH`, s = ⌈n / batch⌉ steps per
-    epoch. ``max_epochs`` and ``patience`` count optimiser steps either way: at most
-    ⌈max_epochs / s⌉ epochs, stopping after ⌈patience / s⌉ epochs without a better validation MSE
-    (checked after every epoch); the best epoch's weights are kept.
+    Full batch up to :data:`MLP_FULL_BATCH_MAX` fit items (one step per epoch); above it seeded
+    shuffled mini-batches of at most :data:`MLP_BATCH` rows (``batch_size`` overrides), s = ⌈n / batch⌉
+    equal-sized steps per epoch. ``max_epochs`` and ``patience`` count optimiser steps either way: at
+    most ⌈max_epochs / s⌉ epochs, stopping after ⌈patience / s⌉ epochs without a better validation MSE
+    (checked after every epoch); the best epoch's weights are kept and ``best_epoch`` counts epochs
+    of s steps. The batch order comes from its own seeded CPU generator (the same on every device).
     """
     import torch
 
@@ -299,18 +303,18 @@ def fit_mlp(
 
     Xf, Yf, Xv, Yv = tens(X_fit, x_mean, x_scale), tens(Y_fit, y_mean, y_scale), tens(X_val, x_mean, x_scale), tens(Y_val, y_mean, y_scale)
     n = len(Xf)
-    b = _batches(n, batch_size)
-    steps = -(-n // b)
+    b, steps = _batches(n, batch_size)
     epochs, wait = -(-int(max_epochs) // steps), -(-int(patience) // steps)
     with torch_threads(1 if device == "cpu" else None), torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
+        shuffle = torch.Generator().manual_seed(int(seed))
         net = torch.nn.Sequential(
             torch.nn.Linear(X_fit.shape[1], int(width)), torch.nn.ReLU(), torch.nn.Linear(int(width), Y_fit.shape[1])
         ).to(device)
         opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
         best, best_state, best_epoch, bad = np.inf, None, 0, 0
         for epoch in range(1, epochs + 1):
-            order = torch.randperm(n, device=device) if steps > 1 else None
+            order = torch.randperm(n, generator=shuffle).to(device) if steps > 1 else None
             for j in range(steps):
                 rows = slice(None) if order is None else order[j * b : (j + 1) * b]
                 opt.zero_grad(set_to_none=True)

@@ -301,11 +301,18 @@ def _reference_queries(X, Q, exclude, k):
     return np.lexsort((np.broadcast_to(np.arange(len(X)), S.shape), -S), axis=1)[:, :k]
 
 
+@pytest.mark.parametrize("faiss_installed", [True, False])
 @pytest.mark.parametrize("k", [1, 10, 30])
-def test_knn_of_query_vectors_equals_bruteforce_with_ties_and_leave_one_out(k):
+def test_knn_of_query_vectors_equals_bruteforce_with_ties_and_leave_one_out(k, faiss_installed, monkeypatch):
     """Query vectors that are not rows (mapped vectors searched among true ones): the same exact
-    graph as brute force, ties included; each query's own row is left out even when it is its twin."""
+    graph as brute force, ties included, with faiss or without; each query's own row is left out
+    even when it is its twin."""
+    import sys
+
     from analysis.neighbors import knn_cosine_queries
+
+    if not faiss_installed:
+        monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss -> ImportError: numpy blocks
 
     X = _tied_data(14)
     rng = np.random.default_rng(14)

@@ -157,6 +157,14 @@ def test_knn_rows_matches_neighbors_knn_cosine():
     rows = np.array([0, 5, 22, 79])
     got = knn_rows(Z, rows, np.flatnonzero(valid), 5, get_backend("numpy"))
     np.testing.assert_array_equal(got, ref[rows])
+    # mapped queries among a strict subset of candidates: brute force, the query's own item left out
+    cand = np.flatnonzero(valid)
+    Q = Z[rows] + rng.standard_normal((len(rows), 6))
+    U = Z[cand] / np.linalg.norm(Z[cand], axis=1)[:, None]
+    S = (Q / np.linalg.norm(Q, axis=1)[:, None]) @ U.T
+    S[np.arange(len(rows)), np.searchsorted(cand, rows)] = -np.inf
+    want = cand[np.argsort(-S, axis=1, kind="stable")[:, :5]]
+    np.testing.assert_array_equal(knn_rows(Z, rows, cand, 5, get_backend("numpy"), queries=Q), want)
 
 
 # ---------------------------------------------------------------- planted structure
@@ -228,10 +236,63 @@ def test_mlp_minibatches_learn_the_nonlinear_map_full_batch_learns():
           (("full", full), ("mini", mini), ("ridge", ridge))}
     assert r2["ridge"] < 0.8 and r2["full"] > 0.9
     assert r2["mini"] > r2["full"] - 0.02
-    assert mini.best_epoch < full.best_epoch / 4  # 16 steps per epoch instead of one
     np.testing.assert_array_equal(mini.predict(X[t]), again.predict(X[t]))
     with pytest.raises(ConfigError, match="batch_size must be >= 1"):
         fit_mlp(X[f], Y[f], X[v], Y[v], 8, batch_size=0)
+
+
+def test_mlp_batches_switch_at_the_size_limit_and_are_equal(monkeypatch):
+    from analysis import probes
+
+    assert probes._batches(16_384, None) == (16_384, 1)  # full batch up to the limit
+    assert probes._batches(16_385, None) == (3_277, 5)  # 5 steps of 3,277 rows, never a last step of 1
+    assert probes._batches(4000, 256) == (250, 16)
+    with pytest.raises(ConfigError, match="at least one fit item"):
+        probes._batches(0, None)
+    rng = np.random.default_rng(10)
+    X, Y = rng.standard_normal((1200, 6)), rng.standard_normal((1200, 5))
+    monkeypatch.setattr(probes, "MLP_FULL_BATCH_MAX", 500)
+    monkeypatch.setattr(probes, "MLP_BATCH", 256)
+    auto = probes.fit_mlp(X[:1000], Y[:1000], X[1000:], Y[1000:], 16, max_epochs=60)
+    given = probes.fit_mlp(X[:1000], Y[:1000], X[1000:], Y[1000:], 16, max_epochs=60, batch_size=256)
+    np.testing.assert_array_equal(auto.predict(X), given.predict(X))
+
+
+def test_full_batch_mlp_is_the_original_loop():
+    """Below the limit the fit is bit for bit the original full-batch loop (ml-100k's probes unchanged)."""
+    import torch
+
+    from analysis.probes import fit_mlp
+
+    rng = np.random.default_rng(11)
+    X, Y = rng.standard_normal((400, 6)), np.tanh(rng.standard_normal((400, 6))) @ rng.standard_normal((6, 4))
+    got = fit_mlp(X[:300], Y[:300], X[300:], Y[300:], 16, seed=3, max_epochs=80, patience=5)
+    xm, ym = X[:300].mean(0), Y[:300].mean(0)
+    xs, ys = float(np.sqrt(((X[:300] - xm) ** 2).mean())), float(np.sqrt(((Y[:300] - ym) ** 2).mean()))
+    t = lambda A, m, sc: torch.from_numpy(((A - m) / sc).astype(np.float32))  # noqa: E731
+    Xf, Yf, Xv, Yv = t(X[:300], xm, xs), t(Y[:300], ym, ys), t(X[300:], xm, xs), t(Y[300:], ym, ys)
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=0.1)
+    best, state, best_epoch, bad = np.inf, None, 0, 0
+    for epoch in range(1, 81):  # the loop as it was before mini-batches
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.mse_loss(net(Xf), Yf).backward()
+        opt.step()
+        with torch.no_grad():
+            v = float(torch.nn.functional.mse_loss(net(Xv), Yv))
+        if v < best - 1e-7:
+            best, best_epoch, bad, state = v, epoch, 0, [p.detach().clone() for p in net.parameters()]
+        else:
+            bad += 1
+            if bad > 5:
+                break
+    with torch.no_grad():
+        for p, b in zip(net.parameters(), state):
+            p.copy_(b)
+        ref = net(t(X, xm, xs)).numpy().astype(np.float64) * ys + ym
+    assert got.best_epoch == best_epoch
+    np.testing.assert_array_equal(got.predict(X), ref)
 
 
 def test_mlp_beats_linear_on_a_nonlinear_map():
