@@ -61,12 +61,13 @@ class _Timer:
         self.log(f"[{name}] done in {self.timings[name]:.1f}s (peak memory {self.memory[name]:.2f} GiB)")
 
 
-def load_dataset(cfg: RunConfig, log: Log = print) -> Dataset:
-    """The dataset a config names, preprocessed (threshold, k-core) and validated."""
+def load_dataset(cfg: RunConfig, log: Log = print, progress: bool = False) -> Dataset:
+    """The dataset a config names, preprocessed (threshold, k-core) and validated (``progress``: a bar
+    over a large synthetic catalogue's sampling)."""
     if cfg.dataset == "synthetic":
         from .synthetic import generate
 
-        ds = generate(seed=cfg.seed, **cfg.synthetic)
+        ds = generate(seed=cfg.seed, progress=progress, **cfg.synthetic)
     elif cfg.dataset == "ml-100k":
         from .fetch import fetch_ml100k, ml100k_source
         from .loaders import load_recbole, load_movielens
@@ -106,7 +107,7 @@ def run(cfg: RunConfig, out: str | Path | None = None, force: bool = False, log:
     state = None
     try:
         with timer.stage("load"):
-            ds = load_dataset(cfg, log)
+            ds = load_dataset(cfg, log, progress)
             checksum = ds.checksum()
         hit = None if force else runstore.cached_run(out, cfg.key(), checksum, runstore.SCHEMA_VERSION, log=log)
         if hit is not None:  # same config, dataset and schema, every file verified

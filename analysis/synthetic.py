@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
 from .data import Dataset, make_interactions, make_items
 
@@ -166,7 +167,7 @@ def _gaps_needed(n: np.ndarray, n_items: int, ratio: float) -> np.ndarray:
 
 def candidate_top_k(rng: np.random.Generator, user_f: np.ndarray, item_f: np.ndarray, n_per: np.ndarray,
                     temperature: float, block_users: int = 128, threads: int | None = None,
-                    ratio: float = CANDIDATE_RATIO, stats: dict | None = None) -> np.ndarray:
+                    ratio: float = CANDIDATE_RATIO, stats: dict | None = None, progress: bool = False) -> np.ndarray:
     """The draw of :func:`gumbel_top_k` for a low-rank utility ``user_f @ item_f`` (``user_f`` is
     ``(n_users, d)``, ``item_f`` is ``(d, n_items)``; an item bias is a row of ``item_f`` against a
     column of ones), exact in distribution, with Gumbel noise drawn only where it can matter (a few
@@ -188,17 +189,19 @@ def candidate_top_k(rng: np.random.Generator, user_f: np.ndarray, item_f: np.nda
     Users are taken in blocks of similar ``n`` (at most ``block_users``), each block with its own
     random stream seeded from one draw of ``rng``: the result depends neither on ``threads`` nor on
     which block finishes first. Returns the items, user after user, each user's in decreasing key order
-    (as :func:`gumbel_top_k`). ``stats`` (optional dict) receives the noise-set and candidate totals.
+    (as :func:`gumbel_top_k`). ``stats`` (optional dict) receives the noise-set and candidate totals;
+    ``progress``: a progress bar (with ETA) over the user blocks.
     """
     sampler = _CandidateSampler(rng, user_f, item_f, n_per, temperature, block_users, ratio)
     nb = len(sampler.blocks)
     threads = max(1, min(sampler_threads() if threads is None else int(threads), max(nb, 1)))
-    with threadpool_limits(1, user_api="blas"):
+    bar = tqdm(total=nb, desc="sample interactions", disable=not progress, leave=False)
+    with threadpool_limits(1, user_api="blas"), bar:
         if threads == 1:
-            totals = [sampler.sample_block(b) for b in range(nb)]
+            totals = [(sampler.sample_block(b), bar.update(1))[0] for b in range(nb)]
         else:
             with ThreadPoolExecutor(threads) as pool:
-                totals = list(pool.map(sampler.sample_block, range(nb)))
+                totals = [(t, bar.update(1))[0] for t in pool.map(sampler.sample_block, range(nb))]
     if stats is not None:
         t = np.array(totals, dtype=np.int64).reshape(-1, 3).sum(axis=0)
         stats.update(noise_set=int(t[0]), candidates=int(t[1]), fallback_users=int(t[2]), blocks=nb)
@@ -430,9 +433,10 @@ class SyntheticConfig:
     seed: int = 0
 
 
-def generate(cfg: SyntheticConfig | None = None, **overrides) -> Dataset:
+def generate(cfg: SyntheticConfig | None = None, *, progress: bool = False, **overrides) -> Dataset:
     """Generate a synthetic :class:`Dataset`; ``planted`` holds the ground truth (factors, popularity,
-    each user's count ``n_per_user``, and ``sampler``: which sampler drew the items, with its totals)."""
+    each user's count ``n_per_user``, and ``sampler``: which sampler drew the items, with its totals).
+    ``progress``: a progress bar over the candidate sampler's user blocks (large catalogues)."""
     cfg = cfg or SyntheticConfig()
     if overrides:
         cfg = SyntheticConfig(**{**asdict(cfg), **overrides})
@@ -471,7 +475,7 @@ def generate(cfg: SyntheticConfig | None = None, **overrides) -> Dataset:
         user_f = np.hstack([a, cfg.w_sem * e, cfg.w_col * c, np.ones((n_u, 1))])
         sampler = {"method": "candidate_top_k", "ratio": CANDIDATE_RATIO}
         items = candidate_top_k(rng, user_f, np.vstack([shared_t, sem_t, col_t, pop[None, :]]), n_per, cfg.temperature,
-                                ratio=CANDIDATE_RATIO, stats=sampler)
+                                ratio=CANDIDATE_RATIO, stats=sampler, progress=progress)
         del user_f
     else:
         items = gumbel_top_k(rng, utility, n_per, n_i, cfg.temperature)

@@ -259,3 +259,13 @@ def test_candidate_path_recovers_the_planted_shared_dimension_end_to_end(tmp_pat
     st = r.manifest["summary"]["structure"]
     assert abs(st["shared_dim_cca"] - 8) <= 1
     assert r.manifest["planted"]["config"]["candidate_above"] == 0
+
+
+def test_candidate_sampler_progress_bar_changes_nothing_but_the_screen(capsys):
+    kw = {"n_users": 900, "n_items": 700, "mean_per_user": 15.0, "seed": 6, "candidate_above": 0}
+    quiet = generate(**kw)
+    assert "sample interactions" not in capsys.readouterr().err
+    shown = generate(**kw, progress=True)
+    err = capsys.readouterr().err
+    assert f"sample interactions:   0%|          | 0/{quiet.planted['sampler']['blocks']} " in err  # bar over blocks
+    assert shown.checksum() == quiet.checksum()
