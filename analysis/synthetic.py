@@ -196,12 +196,11 @@ def candidate_top_k(rng: np.random.Generator, user_f: np.ndarray, item_f: np.nda
     nb = len(sampler.blocks)
     threads = max(1, min(sampler_threads() if threads is None else int(threads), max(nb, 1)))
     bar = tqdm(total=nb, desc="sample interactions", disable=not progress, leave=False)
-    with threadpool_limits(1, user_api="blas"), bar:
-        if threads == 1:
-            totals = [(sampler.sample_block(b), bar.update(1))[0] for b in range(nb)]
-        else:
-            with ThreadPoolExecutor(threads) as pool:
-                totals = [(t, bar.update(1))[0] for t in pool.map(sampler.sample_block, range(nb))]
+    totals = []
+    with threadpool_limits(1, user_api="blas"), bar, ThreadPoolExecutor(threads) as pool:
+        for t in (map if threads == 1 else pool.map)(sampler.sample_block, range(nb)):
+            totals.append(t)
+            bar.update(1)
     if stats is not None:
         t = np.array(totals, dtype=np.int64).reshape(-1, 3).sum(axis=0)
         stats.update(noise_set=int(t[0]), candidates=int(t[1]), fallback_users=int(t[2]), blocks=nb)
