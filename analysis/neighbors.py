@@ -46,19 +46,18 @@ def _valid_mask(valid: np.ndarray | None, n: int, what: str = "valid") -> np.nda
     return v
 
 
-def _unit_rows(X: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """float32 unit-normalised rows of ``X[valid]``; VectorError naming the first bad row."""
+def _unit_rows(X: np.ndarray, valid: np.ndarray, fix: str = "mark such items invalid with `valid`") -> np.ndarray:
+    """float32 unit-normalised rows of ``X[valid]``; VectorError naming the first bad row (``fix``: what to do)."""
     Xv = np.asarray(X[valid], dtype=np.float32)
     rows = np.flatnonzero(valid)
     bad = ~np.isfinite(Xv).all(axis=1)
     if bad.any():
-        raise VectorError(f"item row {rows[np.argmax(bad)]} has NaN/inf values ({int(bad.sum())} such rows); "
-                          "mark such items invalid with `valid`")
+        raise VectorError(f"item row {rows[np.argmax(bad)]} has NaN/inf values ({int(bad.sum())} such rows); {fix}")
     norms = np.linalg.norm(Xv, axis=1)
     zero = norms <= 0
     if zero.any():
         raise VectorError(f"item row {rows[np.argmax(zero)]} has a zero-norm vector ({int(zero.sum())} such rows): "
-                          "cosine is undefined; mark such items invalid with `valid`")
+                          f"cosine is undefined; {fix}")
     return Xv / norms[:, None]
 
 
@@ -349,7 +348,7 @@ def knn_cosine_queries(X: np.ndarray, queries: np.ndarray, exclude: np.ndarray, 
     bad = ~np.isfinite(Q).all(axis=1)
     if bad.any():
         raise VectorError(f"query row {np.argmax(bad)} has NaN/inf values ({int(bad.sum())} such rows)")
-    U = np.ascontiguousarray(_unit_rows(X, np.ones(len(X), bool)))  # names a NaN or zero row
+    U = np.ascontiguousarray(_unit_rows(X, np.ones(len(X), bool), "every searched row needs a finite, non-zero vector"))
     nq = np.linalg.norm(Q, axis=1, keepdims=True)  # float32, as the rows (so a query equal to a row ties with it)
     Q = np.ascontiguousarray(Q / np.maximum(nq, np.finfo(np.float32).tiny))
     be = backend if isinstance(backend, Backend) else get_backend(backend)

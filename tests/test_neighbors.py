@@ -340,6 +340,10 @@ def test_knn_of_query_vectors_refuses_bad_input():
     Q[2, 1] = np.nan
     with pytest.raises(VectorError, match="query row 2 has NaN"):
         knn_cosine_queries(X, Q, np.arange(3), 5)
+    Z = X.copy()
+    Z[7] = 0.0
+    with pytest.raises(VectorError, match=r"item row 7 has a zero-norm vector .*every searched row needs a finite"):
+        knn_cosine_queries(Z, X[:3], np.arange(3), 5)
 
 
 def test_approximate_path_reports_recall_measured_on_its_sample():
