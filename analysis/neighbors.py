@@ -328,32 +328,49 @@ def knn_cosine(
     return idx, sims
 
 
+class CosineQuerySearch:
+    """Exact cosine search of query vectors among the fixed rows of ``X``, indexed once.
+
+    The rows are unit-normalised float32 vectors in a faiss ``IndexFlatIP`` (numpy blocks without faiss);
+    each call takes queries and, per query, the row it leaves out (leave one out: a mapped vector of item
+    j searched among the true vectors of the other items), and returns positions ``(q, k)`` int64, best
+    first.  As in :func:`knn_cosine`, candidates are re-scored exactly (float64), so ties go to the lower
+    row and the result equals brute force.  A zero query has cosine 0 with every row.
+    """
+
+    def __init__(self, X: np.ndarray, backend: Backend | str | None = None, block: int = 1024):
+        X = np.asarray(X)
+        if X.ndim != 2:
+            raise VectorError(f"rows must be a 2-D array, got shape {X.shape}")
+        self.U = np.ascontiguousarray(_unit_rows(X, np.ones(len(X), bool),
+                                                 "every searched row needs a finite, non-zero vector"))
+        self.search = _FlatSearch(self.U, backend if isinstance(backend, Backend) else get_backend(backend), block)
+
+    def __call__(self, queries: np.ndarray, exclude: np.ndarray, k: int) -> np.ndarray:
+        n, d = self.U.shape
+        Q = np.asarray(queries, dtype=np.float32)
+        if Q.ndim != 2 or Q.shape[1] != d:
+            raise VectorError(f"queries {Q.shape} and rows {self.U.shape} must be 2-D with the same dimension")
+        exclude = np.asarray(exclude, np.int64)
+        if exclude.shape != (len(Q),) or (len(exclude) and (exclude.min() < 0 or exclude.max() >= n)):
+            raise ConfigError(f"exclude must hold one row of X (0..{n - 1}) per query, got shape {exclude.shape}")
+        if not isinstance(k, (int, np.integer)) or not 1 <= k <= n - 1:
+            raise ConfigError(f"k must be between 1 and {n - 1} (rows - 1), got {k!r}")
+        bad = ~np.isfinite(Q).all(axis=1)
+        if bad.any():
+            raise VectorError(f"query row {np.argmax(bad)} has NaN/inf values ({int(bad.sum())} such rows)")
+        nq = np.linalg.norm(Q, axis=1, keepdims=True)  # float32, as the rows (so a query equal to a row ties with it)
+        Q = np.ascontiguousarray(Q / np.maximum(nq, np.finfo(np.float32).tiny))
+        pos, _, _ = _exact_knn(self.U, self.search, exclude, int(k), Q)
+        return pos
+
+
 def knn_cosine_queries(X: np.ndarray, queries: np.ndarray, exclude: np.ndarray, k: int,
                        backend: Backend | str | None = None, block: int = 1024) -> np.ndarray:
-    """Exact cosine top-``k`` rows of ``X`` for each query vector: positions ``(q, k)`` int64, best first.
-
-    Query j's list leaves row ``exclude[j]`` out (leave one out: a mapped vector of item j searched among
-    the true vectors of the other items).  As in :func:`knn_cosine`, rows and queries are unit-normalised
-    float32 vectors, candidates come from faiss ``IndexFlatIP`` and are re-scored exactly (float64), so
-    ties go to the lower row and the result equals brute force.  A zero query has cosine 0 with every row.
-    """
-    X, Q = np.asarray(X), np.asarray(queries, dtype=np.float32)
-    if X.ndim != 2 or Q.ndim != 2 or Q.shape[1] != X.shape[1]:
-        raise VectorError(f"queries {Q.shape} and rows {X.shape} must be 2-D with the same dimension")
-    exclude = np.asarray(exclude, np.int64)
-    if exclude.shape != (len(Q),) or (len(exclude) and (exclude.min() < 0 or exclude.max() >= len(X))):
-        raise ConfigError(f"exclude must hold one row of X (0..{len(X) - 1}) per query, got shape {exclude.shape}")
-    if not isinstance(k, (int, np.integer)) or not 1 <= k <= len(X) - 1:
-        raise ConfigError(f"k must be between 1 and {len(X) - 1} (rows - 1), got {k!r}")
-    bad = ~np.isfinite(Q).all(axis=1)
-    if bad.any():
-        raise VectorError(f"query row {np.argmax(bad)} has NaN/inf values ({int(bad.sum())} such rows)")
-    U = np.ascontiguousarray(_unit_rows(X, np.ones(len(X), bool), "every searched row needs a finite, non-zero vector"))
-    nq = np.linalg.norm(Q, axis=1, keepdims=True)  # float32, as the rows (so a query equal to a row ties with it)
-    Q = np.ascontiguousarray(Q / np.maximum(nq, np.finfo(np.float32).tiny))
-    be = backend if isinstance(backend, Backend) else get_backend(backend)
-    pos, _, _ = _exact_knn(U, _FlatSearch(U, be, block), exclude, int(k), Q)
-    return pos
+    """Exact cosine top-``k`` rows of ``X`` for each query vector, query j leaving row ``exclude[j]`` out:
+    positions ``(q, k)`` int64, best first (one search; :class:`CosineQuerySearch` indexes ``X`` once
+    for many)."""
+    return CosineQuerySearch(X, backend, block)(queries, exclude, k)
 
 
 def chance_overlap(n: int, k: int) -> float:

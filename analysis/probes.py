@@ -98,7 +98,7 @@ from .backend import Backend, get_backend
 from .errors import ConfigError, VectorError
 from .metrics import evaluate
 from .models.base import EmbeddingRecommender
-from .neighbors import knn_cosine_queries
+from .neighbors import CosineQuerySearch
 from .ranking import rank
 from .split import Split
 
@@ -343,6 +343,25 @@ def _unit(A: np.ndarray) -> np.ndarray:
     return A / np.maximum(np.linalg.norm(A, axis=1, keepdims=True), 1e-12)
 
 
+class RowNeighbours:
+    """Cosine neighbours among the items ``cand`` (sorted) of ``Z``, indexed once for many searches."""
+
+    def __init__(self, Z: np.ndarray, cand: np.ndarray, be: Backend, block: int = 1024):
+        self.Z, self.cand = Z, np.asarray(cand)
+        self.search = CosineQuerySearch(Z[self.cand], be, block)
+
+    def __call__(self, rows: np.ndarray, k: int, queries: np.ndarray | None = None) -> np.ndarray:
+        """Top-``k`` neighbours (item indices, best first) of the items ``rows`` (see :func:`knn_rows`)."""
+        cand = self.cand
+        pos = np.searchsorted(cand, rows)
+        if len(rows) and ((pos >= len(cand)).any() or not np.array_equal(cand[np.minimum(pos, len(cand) - 1)], rows)):
+            raise ConfigError("knn_rows: every query item must be a candidate")
+        Q = self.Z[rows] if queries is None else np.asarray(queries)
+        if Q.shape != (len(rows), self.Z.shape[1]):
+            raise ConfigError(f"knn_rows: queries must have shape {(len(rows), self.Z.shape[1])}, got {Q.shape}")
+        return cand[self.search(Q, pos, k)]
+
+
 def knn_rows(Z: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int, be: Backend, block: int = 1024,
              queries: np.ndarray | None = None) -> np.ndarray:
     """Cosine top-``k`` neighbours (item indices, best first) of items ``rows`` among items ``cand``.
@@ -351,15 +370,10 @@ def knn_rows(Z: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int, be: Back
     vectors are ``Z[rows]`` unless ``queries`` (one row per item of ``rows``) is given: then
     the neighbours of ``queries[j]`` are searched among ``Z[cand]`` with item ``rows[j]``
     left out (leave one out). Exact, ties to the lower index
-    (:func:`analysis.neighbors.knn_cosine_queries`: faiss candidates re-ranked exactly).
+    (:class:`analysis.neighbors.CosineQuerySearch`: faiss candidates re-ranked exactly);
+    :class:`RowNeighbours` keeps the index for repeated searches.
     """
-    pos = np.searchsorted(cand, rows)
-    if len(rows) and ((pos >= len(cand)).any() or not np.array_equal(cand[np.minimum(pos, len(cand) - 1)], rows)):
-        raise ConfigError("knn_rows: every query item must be a candidate")
-    Q = Z[rows] if queries is None else np.asarray(queries)
-    if Q.shape != (len(rows), Z.shape[1]):
-        raise ConfigError(f"knn_rows: queries must have shape {(len(rows), Z.shape[1])}, got {Q.shape}")
-    return cand[knn_cosine_queries(Z[cand], Q, pos, k, be, block)]
+    return RowNeighbours(Z, cand, be, block)(rows, k, queries)
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -403,7 +417,8 @@ class _Evaluator:
         self.shared = dict(shared or {})
         self.cand = np.flatnonzero(warm)
         self.Y0 = np.nan_to_num(Y).astype(np.float32)
-        self.true_nn = knn_rows(self.Y0, self.E, self.cand, k, be)
+        self.neighbours = RowNeighbours(self.Y0, self.cand, be)  # the warm items' true vectors, indexed once
+        self.true_nn = self.neighbours(self.E, k)
         tgt = sp.csr_matrix(split.test.tocsr()[:, self.E])
         tgt.eliminate_zeros()
         self.users = np.flatnonzero(np.diff(tgt.indptr) > 0)
@@ -441,7 +456,7 @@ class _Evaluator:
     def overlap_items(self, P: np.ndarray) -> np.ndarray:
         """Per evaluated item i: overlap@k of N_k(i) (true space) and the neighbours of P_i among
         the true vectors of all other warm items (leave one out)."""
-        nn = knn_rows(self.Y0, self.E, self.cand, self.k, self.be, queries=np.asarray(P, np.float32))
+        nn = self.neighbours(self.E, self.k, queries=np.asarray(P, np.float32))
         return _overlap(nn, self.true_nn)
 
     def __call__(self, P: np.ndarray, y_mean: np.ndarray) -> dict[str, float]:

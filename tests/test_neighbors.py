@@ -328,6 +328,19 @@ def test_knn_of_query_vectors_equals_bruteforce_with_ties_and_leave_one_out(k, f
     assert got[5].tolist() == [i for i in range(len(X)) if i != exclude[5]][:k]
 
 
+def test_one_query_index_serves_many_searches():
+    """CosineQuerySearch indexes the rows once: each later search (other queries, other k) equals brute force."""
+    from analysis.neighbors import CosineQuerySearch
+
+    X = _tied_data(15)
+    rng = np.random.default_rng(15)
+    search = CosineQuerySearch(X)
+    for k in (3, 25):
+        exclude = rng.choice(len(X), 200, replace=False)
+        Q = X[exclude] + rng.normal(scale=0.3, size=(200, X.shape[1]))
+        np.testing.assert_array_equal(search(Q, exclude, k), _reference_queries(X, Q, exclude, k))
+
+
 def test_knn_of_query_vectors_refuses_bad_input():
     from analysis.neighbors import knn_cosine_queries
 

@@ -25,6 +25,7 @@ from analysis.backend import get_backend
 import analysis.probes as probes_mod
 from analysis.probes import (
     CURVE_COLUMNS,
+    RowNeighbours,
     _Evaluator,
     _RidgePath,
     fit_ridge,
@@ -165,6 +166,11 @@ def test_knn_rows_matches_neighbors_knn_cosine():
     S[np.arange(len(rows)), np.searchsorted(cand, rows)] = -np.inf
     want = cand[np.argsort(-S, axis=1, kind="stable")[:, :5]]
     np.testing.assert_array_equal(knn_rows(Z, rows, cand, 5, get_backend("numpy"), queries=Q), want)
+    # one index for many searches (the probes' evaluator): the same lists as fresh searches
+    nb = RowNeighbours(Z, cand, get_backend("numpy"))
+    np.testing.assert_array_equal(nb(rows, 5, queries=Q), want)
+    np.testing.assert_array_equal(nb(rows, 5), ref[rows])
+    np.testing.assert_array_equal(nb(rows[:2], 3, queries=Q[:2]), want[:2, :3])
 
 
 # ---------------------------------------------------------------- planted structure
