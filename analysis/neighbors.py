@@ -365,14 +365,6 @@ class CosineQuerySearch:
         return pos
 
 
-def knn_cosine_queries(X: np.ndarray, queries: np.ndarray, exclude: np.ndarray, k: int,
-                       backend: Backend | str | None = None, block: int = 1024) -> np.ndarray:
-    """Exact cosine top-``k`` rows of ``X`` for each query vector, query j leaving row ``exclude[j]`` out:
-    positions ``(q, k)`` int64, best first (one search; :class:`CosineQuerySearch` indexes ``X`` once
-    for many)."""
-    return CosineQuerySearch(X, backend, block)(queries, exclude, k)
-
-
 def chance_overlap(n: int, k: int) -> float:
     """Expected overlap@k of two unrelated neighbourhoods among ``n`` valid items: k / (n − 1)."""
     if n < 2:

@@ -344,36 +344,28 @@ def _unit(A: np.ndarray) -> np.ndarray:
 
 
 class RowNeighbours:
-    """Cosine neighbours among the items ``cand`` (sorted) of ``Z``, indexed once for many searches."""
+    """Cosine top-``k`` neighbours among the items ``cand`` (sorted) of ``Z``, indexed once for many searches.
+
+    Called with items ``rows`` (every one must be in ``cand``; each is left out of its own list by
+    index), it returns their neighbours (item indices, best first). The query vectors are ``Z[rows]``
+    unless ``queries`` (one row per item of ``rows``) is given: then the neighbours of ``queries[j]``
+    are searched among ``Z[cand]`` with item ``rows[j]`` left out (leave one out). Exact, ties to the
+    lower index (:class:`analysis.neighbors.CosineQuerySearch`: faiss candidates re-ranked exactly).
+    """
 
     def __init__(self, Z: np.ndarray, cand: np.ndarray, be: Backend, block: int = 1024):
         self.Z, self.cand = Z, np.asarray(cand)
         self.search = CosineQuerySearch(Z[self.cand], be, block)
 
     def __call__(self, rows: np.ndarray, k: int, queries: np.ndarray | None = None) -> np.ndarray:
-        """Top-``k`` neighbours (item indices, best first) of the items ``rows`` (see :func:`knn_rows`)."""
         cand = self.cand
         pos = np.searchsorted(cand, rows)
         if len(rows) and ((pos >= len(cand)).any() or not np.array_equal(cand[np.minimum(pos, len(cand) - 1)], rows)):
-            raise ConfigError("knn_rows: every query item must be a candidate")
+            raise ConfigError("RowNeighbours: every query item must be a candidate")
         Q = self.Z[rows] if queries is None else np.asarray(queries)
         if Q.shape != (len(rows), self.Z.shape[1]):
-            raise ConfigError(f"knn_rows: queries must have shape {(len(rows), self.Z.shape[1])}, got {Q.shape}")
+            raise ConfigError(f"RowNeighbours: queries must have shape {(len(rows), self.Z.shape[1])}, got {Q.shape}")
         return cand[self.search(Q, pos, k)]
-
-
-def knn_rows(Z: np.ndarray, rows: np.ndarray, cand: np.ndarray, k: int, be: Backend, block: int = 1024,
-             queries: np.ndarray | None = None) -> np.ndarray:
-    """Cosine top-``k`` neighbours (item indices, best first) of items ``rows`` among items ``cand``.
-
-    Every row item must be in ``cand``; it is excluded from its own list by index. The query
-    vectors are ``Z[rows]`` unless ``queries`` (one row per item of ``rows``) is given: then
-    the neighbours of ``queries[j]`` are searched among ``Z[cand]`` with item ``rows[j]``
-    left out (leave one out). Exact, ties to the lower index
-    (:class:`analysis.neighbors.CosineQuerySearch`: faiss candidates re-ranked exactly);
-    :class:`RowNeighbours` keeps the index for repeated searches.
-    """
-    return RowNeighbours(Z, cand, be, block)(rows, k, queries)
 
 
 def _overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -415,9 +407,8 @@ class _Evaluator:
                  Q: np.ndarray | None = None, shared: Mapping[str, Any] | None = None, users: np.ndarray | None = None):
         self.Y, self.E, self.k, self.K, self.be, self.Q = Y, np.asarray(E), k, K, be, Q
         self.shared = dict(shared or {})
-        self.cand = np.flatnonzero(warm)
         self.Y0 = np.nan_to_num(Y).astype(np.float32)
-        self.neighbours = RowNeighbours(self.Y0, self.cand, be)  # the warm items' true vectors, indexed once
+        self.neighbours = RowNeighbours(self.Y0, np.flatnonzero(warm), be)  # the warm items' true vectors, indexed once
         self.true_nn = self.neighbours(self.E, k)
         tgt = sp.csr_matrix(split.test.tocsr()[:, self.E])
         tgt.eliminate_zeros()

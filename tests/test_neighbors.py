@@ -309,7 +309,7 @@ def test_knn_of_query_vectors_equals_bruteforce_with_ties_and_leave_one_out(k, f
     even when it is its twin."""
     import sys
 
-    from analysis.neighbors import knn_cosine_queries
+    from analysis.neighbors import CosineQuerySearch
 
     if not faiss_installed:
         monkeypatch.setitem(sys.modules, "faiss", None)  # import faiss -> ImportError: numpy blocks
@@ -320,7 +320,7 @@ def test_knn_of_query_vectors_equals_bruteforce_with_ties_and_leave_one_out(k, f
     exclude[:40] = np.arange(100, 140)  # queries from the big duplicate block
     Q = X[exclude] + rng.integers(-1, 2, size=(600, X.shape[1])) * (np.arange(600) % 3 == 0)[:, None]
     Q[5] = 0.0  # a zero query: cosine 0 with every row, so the k lowest rows but its own
-    got = knn_cosine_queries(X, Q, exclude, k)
+    got = CosineQuerySearch(X)(Q, exclude, k)
     ref = _reference_queries(X, Q, exclude, k)
     np.testing.assert_array_equal(got, ref)
     assert not (got == exclude[:, None]).any()
@@ -342,21 +342,21 @@ def test_one_query_index_serves_many_searches():
 
 
 def test_knn_of_query_vectors_refuses_bad_input():
-    from analysis.neighbors import knn_cosine_queries
+    from analysis.neighbors import CosineQuerySearch
 
     X = np.random.default_rng(0).normal(size=(50, 4))
     with pytest.raises(ConfigError, match="exclude must hold one row"):
-        knn_cosine_queries(X, X[:3], np.array([0, 1, 50]), 5)
+        CosineQuerySearch(X)(X[:3], np.array([0, 1, 50]), 5)
     with pytest.raises(ConfigError, match="k must be between 1 and 49"):
-        knn_cosine_queries(X, X[:3], np.arange(3), 50)
+        CosineQuerySearch(X)(X[:3], np.arange(3), 50)
     Q = X[:3].copy()
     Q[2, 1] = np.nan
     with pytest.raises(VectorError, match="query row 2 has NaN"):
-        knn_cosine_queries(X, Q, np.arange(3), 5)
+        CosineQuerySearch(X)(Q, np.arange(3), 5)
     Z = X.copy()
     Z[7] = 0.0
     with pytest.raises(VectorError, match=r"item row 7 has a zero-norm vector .*every searched row needs a finite"):
-        knn_cosine_queries(Z, X[:3], np.arange(3), 5)
+        CosineQuerySearch(Z)(X[:3], np.arange(3), 5)
 
 
 def test_approximate_path_reports_recall_measured_on_its_sample():

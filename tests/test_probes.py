@@ -30,7 +30,6 @@ from analysis.probes import (
     _RidgePath,
     fit_ridge,
     item_regimes,
-    knn_rows,
     r2_parts,
     readability,
     reduced_rank,
@@ -149,15 +148,15 @@ def test_reduced_rank_is_best_rank_r_approximation_of_fitted_values():
         assert np.linalg.norm(F - Fr) == pytest.approx(np.sqrt((sv[r:] ** 2).sum()), rel=1e-8)
 
 
-def test_knn_rows_matches_neighbors_knn_cosine():
+def test_row_neighbours_match_neighbors_knn_cosine():
     rng = np.random.default_rng(4)
     Z = rng.standard_normal((80, 6))
     valid = np.ones(80, bool)
     valid[[3, 17, 40]] = False
     ref, _ = knn_cosine(Z, 5, valid=valid)
     rows = np.array([0, 5, 22, 79])
-    got = knn_rows(Z, rows, np.flatnonzero(valid), 5, get_backend("numpy"))
-    np.testing.assert_array_equal(got, ref[rows])
+    nb = RowNeighbours(Z, np.flatnonzero(valid), get_backend("numpy"))
+    np.testing.assert_array_equal(nb(rows, 5), ref[rows])
     # mapped queries among a strict subset of candidates: brute force, the query's own item left out
     cand = np.flatnonzero(valid)
     Q = Z[rows] + rng.standard_normal((len(rows), 6))
@@ -165,12 +164,11 @@ def test_knn_rows_matches_neighbors_knn_cosine():
     S = (Q / np.linalg.norm(Q, axis=1)[:, None]) @ U.T
     S[np.arange(len(rows)), np.searchsorted(cand, rows)] = -np.inf
     want = cand[np.argsort(-S, axis=1, kind="stable")[:, :5]]
-    np.testing.assert_array_equal(knn_rows(Z, rows, cand, 5, get_backend("numpy"), queries=Q), want)
-    # one index for many searches (the probes' evaluator): the same lists as fresh searches
-    nb = RowNeighbours(Z, cand, get_backend("numpy"))
+    # the same index serves every later search (the probes' evaluator): other queries, other k
     np.testing.assert_array_equal(nb(rows, 5, queries=Q), want)
-    np.testing.assert_array_equal(nb(rows, 5), ref[rows])
     np.testing.assert_array_equal(nb(rows[:2], 3, queries=Q[:2]), want[:2, :3])
+    with pytest.raises(ConfigError, match="every query item must be a candidate"):
+        nb(np.array([3]), 5)
 
 
 # ---------------------------------------------------------------- planted structure
